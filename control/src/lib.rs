@@ -1,0 +1,4 @@
+//! baton's control plane: the Kubernetes API server on etcd, the scheduler and
+//! the controllers. Every component here talks to the others only through the
+//! API server's public HTTPS API.
+#![forbid(unsafe_code)]

@@ -1,0 +1,4 @@
+//! `baton-control`: the control-plane binary.
+#![forbid(unsafe_code)]
+
+fn main() {}

@@ -1,0 +1,2 @@
+//! Concerns shared by baton's eBPF programs.
+#![no_std]

@@ -1,0 +1,3 @@
+fn main() {
+    println!("{}", baton_node::EBPF_OBJECT.len());
+}
