@@ -2,3 +2,5 @@
 //! the controllers. Every component here talks to the others only through the
 //! API server's public HTTPS API.
 #![forbid(unsafe_code)]
+
+pub mod apiserver;

@@ -1,0 +1,2 @@
+//! The Kubernetes API server: HTTPS front end over etcd.
+pub mod resources;
