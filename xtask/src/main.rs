@@ -1,1 +1,42 @@
-fn main() {}
+//! `cargo xtask`: the one entry point for developers, CI and users —
+//! machine set-up, builds, the local namespace cluster, tests and benchmarks.
+
+mod build;
+mod privileges;
+mod progress;
+mod run;
+mod setup;
+mod test;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run and test baton")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what this machine lacks (apt packages, nightly rust-src,
+    /// bpf-linker); skips what is already there. Idempotent.
+    Setup,
+    /// Build the eBPF objects (nightly) and the userspace binaries (stable).
+    Build(build::BuildArgs),
+    /// Run every test: formatting, clippy, unit, eBPF and end-to-end (root).
+    Test(test::TestArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Setup => setup::run(),
+        Command::Build(args) => {
+            setup::run()?;
+            build::run(&args).map(|_| ())
+        }
+        Command::Test(args) => test::run(&args),
+    }
+}
