@@ -1,3 +1,45 @@
 //! The namespace cluster harness: a whole baton cluster on one machine, in
 //! network namespaces, for end-to-end tests, `cargo xtask up` and benchmarks.
+//!
+//! A fabric namespace holds a bridge (the "physical network"); the control
+//! plane, every node and an outside client each get a namespace whose `eth0`
+//! is a port of that bridge, and the host gets one veth into it too, so host
+//! tools (kubectl) reach the API server. Host routes keep pod and service
+//! addresses from ever leaving through the host's uplink. See
+//! docs/cluster-harness.md for the address plan, names and cleanup rules.
+//!
+//! - [`Cluster::create`]: a test cluster with unique names, torn down on drop
+//!   (also on panic); leftovers of killed runs are removed first.
+//! - [`Cluster::up`] / [`Cluster::open`] / [`Cluster::status`] /
+//!   [`Cluster::down`]: the persistent cluster of `cargo xtask up`, found
+//!   again through its state file.
 #![forbid(unsafe_code)]
+
+pub mod addressing;
+mod cluster;
+pub mod exec;
+pub mod host;
+pub mod iproute;
+mod leftovers;
+pub mod netns;
+mod owner;
+mod persistent;
+pub mod process;
+pub mod ready;
+mod registry;
+pub mod safety;
+pub mod snapshot;
+mod topology;
+
+pub use addressing::Addressing;
+pub use cluster::{Cluster, ClusterError, ClusterSpec, Member, Node};
+pub use exec::{CommandError, Output};
+pub use host::require_root;
+pub use iproute::Route;
+pub use netns::Netns;
+pub use owner::ProcessId;
+pub use persistent::{ClusterStatus, DownReport, ProcessStatus, StateError, UpOutcome};
+pub use process::{ProcessRecord, ProcessSpec};
+pub use registry::DEFAULT_RUN_ROOT;
+pub use snapshot::HostSnapshot;
+pub use topology::{FABRIC_BRIDGE, UPLINK};
