@@ -16,7 +16,9 @@
 #![forbid(unsafe_code)]
 
 pub mod addressing;
+pub mod binaries;
 mod cluster;
+pub mod control_plane;
 pub mod exec;
 pub mod host;
 pub mod iproute;
@@ -32,6 +34,8 @@ pub mod snapshot;
 mod topology;
 
 pub use addressing::Addressing;
+pub use binaries::Binaries;
+pub use control_plane::ControlPlane;
 pub use cluster::{Cluster, ClusterError, ClusterSpec, Member, Node};
 pub use exec::{CommandError, Output};
 pub use host::require_root;

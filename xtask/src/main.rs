@@ -2,6 +2,7 @@
 //! machine set-up, builds, the local namespace cluster, tests and benchmarks.
 
 mod build;
+mod cluster;
 mod privileges;
 mod progress;
 mod run;
@@ -25,6 +26,12 @@ enum Command {
     Setup,
     /// Build the eBPF objects (nightly) and the userspace binaries (stable).
     Build(build::BuildArgs),
+    /// Start the local cluster in network namespaces (root); idempotent.
+    Up(cluster::UpArgs),
+    /// Stop the local cluster and remove its namespaces, routes and files.
+    Down,
+    /// Show what runs where in the local cluster.
+    Status,
     /// Run every test: formatting, clippy, unit, eBPF and end-to-end (root).
     Test(test::TestArgs),
 }
@@ -37,6 +44,9 @@ fn main() -> Result<()> {
             setup::run()?;
             build::run(&args).map(|_| ())
         }
+        Command::Up(args) => cluster::up(&args),
+        Command::Down => cluster::down(),
+        Command::Status => cluster::status(),
         Command::Test(args) => test::run(&args),
     }
 }

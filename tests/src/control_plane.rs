@@ -1,0 +1,209 @@
+//! The control plane of a harness cluster: etcd and `baton-control` in the
+//! control namespace. Used by `cargo xtask up` (persistent cluster, where a
+//! second run keeps what already runs) and by end-to-end tests.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::addressing;
+use crate::binaries::{Binaries, MissingBinary};
+use crate::cluster::{Cluster, ClusterError};
+use crate::exec::{self, CommandError};
+use crate::process::ProcessSpec;
+
+/// etcd's client port; it listens on the control namespace's loopback only:
+/// the API server is the one component that talks to it.
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+const ETCD_PEER_PORT: u16 = 2380;
+/// The API server's secure port, as kube-apiserver's default.
+pub const APISERVER_PORT: u16 = 6443;
+
+const ETCD: &str = "etcd";
+const APISERVER: &str = "apiserver";
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why the control plane did not come up.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlPlaneError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    MissingBinary(#[from] MissingBinary),
+    #[error("creating {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the API server at {server} was not ready within {timeout:?}: {last}")]
+    NotReady {
+        server: String,
+        timeout: Duration,
+        last: String,
+    },
+}
+
+/// Where the control plane keeps its files and how to reach it.
+#[derive(Debug, Clone)]
+pub struct ControlPlane {
+    /// `https://<control address>:6443`
+    pub server: String,
+    /// The admin kubeconfig the API server wrote.
+    pub kubeconfig: PathBuf,
+    /// The cluster CA, serving and client certificates.
+    pub cert_dir: PathBuf,
+    /// etcd's data directory.
+    pub etcd_dir: PathBuf,
+}
+
+impl ControlPlane {
+    /// The layout under `state_dir`, with the admin kubeconfig at
+    /// `kubeconfig`.
+    pub fn layout(cluster: &Cluster, state_dir: &Path, kubeconfig: PathBuf) -> Self {
+        Self {
+            server: format!("https://{}:{APISERVER_PORT}", cluster.control().address()),
+            kubeconfig,
+            cert_dir: state_dir.join("pki"),
+            etcd_dir: state_dir.join("etcd"),
+        }
+    }
+
+    /// A `kubectl` command using the admin kubeconfig.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        cmd
+    }
+}
+
+/// What an `ensure_*` call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    /// It was running already and was left alone.
+    AlreadyRunning { pid: u32 },
+    /// It was started.
+    Started { pid: u32 },
+}
+
+impl std::fmt::Display for Ensured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ensured::AlreadyRunning { pid } => write!(f, "already running (pid {pid}), kept"),
+            Ensured::Started { pid } => write!(f, "started (pid {pid})"),
+        }
+    }
+}
+
+/// Starts etcd in the control namespace unless it runs, and waits until it
+/// accepts clients.
+pub fn ensure_etcd(cluster: &Cluster, plane: &ControlPlane) -> Result<Ensured, ControlPlaneError> {
+    if let Some(pid) = running(cluster, ETCD) {
+        return Ok(Ensured::AlreadyRunning { pid });
+    }
+    create_dir(&plane.etcd_dir)?;
+    let peer = format!("http://127.0.0.1:{ETCD_PEER_PORT}");
+    let client = format!("http://127.0.0.1:{ETCD_CLIENT_PORT}");
+    let spec = ProcessSpec::new(ETCD, "etcd")
+        .arg("--name=control")
+        .arg(format!("--data-dir={}", plane.etcd_dir.display()))
+        .arg(format!("--listen-client-urls={client}"))
+        .arg(format!("--advertise-client-urls={client}"))
+        .arg(format!("--listen-peer-urls={peer}"))
+        .arg(format!("--initial-advertise-peer-urls={peer}"))
+        .arg(format!("--initial-cluster=control={peer}"));
+    let record = cluster.spawn(cluster.control().netns(), spec)?;
+    cluster.wait_for_process_tcp(
+        ETCD,
+        SocketAddr::from((Ipv4Addr::LOCALHOST, ETCD_CLIENT_PORT)),
+        START_TIMEOUT,
+    )?;
+    Ok(Ensured::Started { pid: record.pid })
+}
+
+/// Starts the API server in the control namespace unless it runs, and waits
+/// until `/readyz` answers ok to the real kubectl through the admin
+/// kubeconfig it writes.
+pub fn ensure_apiserver(
+    cluster: &Cluster,
+    binaries: &Binaries,
+    plane: &ControlPlane,
+) -> Result<Ensured, ControlPlaneError> {
+    let ensured = match running(cluster, APISERVER) {
+        Some(pid) => Ensured::AlreadyRunning { pid },
+        None => {
+            create_dir(&plane.cert_dir)?;
+            let address = cluster.control().address();
+            let ports = addressing::node_port_range();
+            let spec = ProcessSpec::new(APISERVER, binaries.path("baton-control")?)
+                .arg("apiserver")
+                .arg(format!("--etcd-servers=http://127.0.0.1:{ETCD_CLIENT_PORT}"))
+                .arg(format!("--bind-address={address}"))
+                .arg(format!("--advertise-address={address}"))
+                .arg(format!("--secure-port={APISERVER_PORT}"))
+                .arg(format!("--cert-dir={}", plane.cert_dir.display()))
+                .arg(format!("--admin-kubeconfig={}", plane.kubeconfig.display()))
+                .arg(format!(
+                    "--service-cluster-ip-range={}",
+                    addressing::service_cidr()
+                ))
+                .arg(format!(
+                    "--service-node-port-range={}-{}",
+                    ports.start(),
+                    ports.end()
+                ))
+                .env("RUST_LOG", "info");
+            let record = cluster.spawn(cluster.control().netns(), spec)?;
+            cluster.wait_for_process_tcp(
+                APISERVER,
+                SocketAddr::from((address, APISERVER_PORT)),
+                START_TIMEOUT,
+            )?;
+            Ensured::Started { pid: record.pid }
+        }
+    };
+    wait_ready(plane, START_TIMEOUT)?;
+    Ok(ensured)
+}
+
+/// Polls `/readyz` with the real kubectl until it answers `ok`.
+pub fn wait_ready(plane: &ControlPlane, timeout: Duration) -> Result<(), ControlPlaneError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = if plane.kubeconfig.is_file() {
+            match exec::run(
+                plane.kubectl().args(["get", "--raw=/readyz"]),
+                Duration::from_secs(10),
+            ) {
+                Ok(out) if out.success() && out.stdout.trim() == "ok" => return Ok(()),
+                Ok(out) => format!("{} {}", out.stdout.trim(), out.stderr.trim()),
+                Err(CommandError::Spawn { source, .. }) => format!("kubectl: {source}"),
+                Err(err) => err.to_string(),
+            }
+        } else {
+            format!("{} not written yet", plane.kubeconfig.display())
+        };
+        if Instant::now() >= deadline {
+            return Err(ControlPlaneError::NotReady {
+                server: plane.server.clone(),
+                timeout,
+                last,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn running(cluster: &Cluster, name: &str) -> Option<u32> {
+    cluster
+        .process(name)
+        .filter(|p| p.is_running())
+        .map(|p| p.pid)
+}
+
+fn create_dir(path: &Path) -> Result<(), ControlPlaneError> {
+    std::fs::create_dir_all(path).map_err(|source| ControlPlaneError::CreateDir {
+        path: path.to_path_buf(),
+        source,
+    })
+}
