@@ -137,7 +137,9 @@ pub fn ensure_apiserver(
             let ports = addressing::node_port_range();
             let spec = ProcessSpec::new(APISERVER, binaries.path("baton-control")?)
                 .arg("apiserver")
-                .arg(format!("--etcd-servers=http://127.0.0.1:{ETCD_CLIENT_PORT}"))
+                .arg(format!(
+                    "--etcd-servers=http://127.0.0.1:{ETCD_CLIENT_PORT}"
+                ))
                 .arg(format!("--bind-address={address}"))
                 .arg(format!("--advertise-address={address}"))
                 .arg(format!("--secure-port={APISERVER_PORT}"))

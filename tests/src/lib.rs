@@ -35,8 +35,8 @@ mod topology;
 
 pub use addressing::Addressing;
 pub use binaries::Binaries;
-pub use control_plane::ControlPlane;
 pub use cluster::{Cluster, ClusterError, ClusterSpec, Member, Node};
+pub use control_plane::ControlPlane;
 pub use exec::{CommandError, Output};
 pub use host::require_root;
 pub use iproute::Route;

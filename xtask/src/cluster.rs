@@ -91,7 +91,10 @@ pub fn down() -> Result<()> {
             Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
         }
     }
-    println!("cluster removed (logs kept in {})", state.join("logs").display());
+    println!(
+        "cluster removed (logs kept in {})",
+        state.join("logs").display()
+    );
     Ok(())
 }
 
