@@ -4,3 +4,8 @@
 #![forbid(unsafe_code)]
 
 pub mod apiserver;
+pub mod controllers;
+pub mod registry;
+pub mod scheduler;
+pub mod storage;
+pub mod validation;

@@ -1,4 +1,254 @@
 //! `baton-control`: the control-plane binary.
 #![forbid(unsafe_code)]
 
-fn main() {}
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use baton_control::apiserver::{self, certs, kubeconfig};
+use baton_control::{controllers, scheduler};
+
+#[derive(Parser)]
+#[command(name = "baton-control", version, about = "baton control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The Kubernetes API server on etcd.
+    Apiserver(ApiserverArgs),
+    /// Every control-plane component in one process (API server, scheduler,
+    /// controller manager), still talking to each other over HTTPS.
+    All(AllArgs),
+    /// The scheduler (kube-scheduler's job).
+    Scheduler(scheduler::cli::SchedulerArgs),
+    /// The controller manager (kube-controller-manager's job).
+    Controllers(controllers::cli::ControllersArgs),
+    /// Issue a client certificate from the cluster CA and write a kubeconfig
+    /// (like `kubeadm kubeconfig user`).
+    Kubeconfig(KubeconfigArgs),
+}
+
+/// Flags named like kube-apiserver's.
+#[derive(Args, Debug)]
+struct ApiserverArgs {
+    /// etcd endpoints, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd_servers: Vec<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// HTTPS port.
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// Address advertised to clients and pods (kubernetes Service endpoint).
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
+    /// Directory of the cluster CA and serving certificate (created on first start).
+    #[arg(long, default_value = "/var/lib/baton/pki")]
+    cert_dir: PathBuf,
+    /// Where to write the admin kubeconfig (CN=kubernetes-admin, O=system:masters).
+    #[arg(long)]
+    admin_kubeconfig: Option<PathBuf>,
+    /// CIDR of Service ClusterIPs.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: String,
+    /// Range of NodePorts.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
+    /// Deadline of every etcd request, in seconds.
+    #[arg(long, default_value_t = 5)]
+    etcd_request_timeout: u64,
+    /// Interval of etcd compaction, in seconds (0 disables it).
+    #[arg(long, default_value_t = 300)]
+    etcd_compaction_interval: u64,
+    /// Node address types tried, in order, to reach a kubelet.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "InternalIP,ExternalIP,Hostname"
+    )]
+    kubelet_preferred_address_types: Vec<String>,
+}
+
+/// `all`: the API server's flags plus the scheduler's and the controller
+/// manager's; each component gets its own client certificate.
+#[derive(Args, Debug)]
+struct AllArgs {
+    #[command(flatten)]
+    api: ApiserverArgs,
+    #[command(flatten)]
+    scheduler: scheduler::cli::SchedulerFlags,
+    #[command(flatten)]
+    controllers: controllers::cli::ManagerFlags,
+    /// Leader election for the scheduler and the controller manager.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    leader_elect: bool,
+}
+
+#[derive(Args, Debug)]
+struct KubeconfigArgs {
+    /// Directory holding ca.crt and ca.key.
+    #[arg(long)]
+    cert_dir: PathBuf,
+    /// API server URL written into the kubeconfig.
+    #[arg(long)]
+    server: String,
+    /// User name (certificate CN).
+    #[arg(long)]
+    user: String,
+    /// Groups (certificate O), repeatable.
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// Output path.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl ApiserverArgs {
+    fn config(self) -> apiserver::Config {
+        apiserver::Config {
+            etcd_servers: self.etcd_servers,
+            bind_address: self.bind_address,
+            secure_port: self.secure_port,
+            advertise_address: self.advertise_address,
+            cert_dir: self.cert_dir,
+            admin_kubeconfig: self.admin_kubeconfig,
+            service_cluster_ip_range: self.service_cluster_ip_range,
+            service_node_port_range: self.service_node_port_range,
+            etcd_request_timeout: Duration::from_secs(self.etcd_request_timeout.max(1)),
+            etcd_compaction_interval: Duration::from_secs(self.etcd_compaction_interval),
+            kubelet_preferred_address_types: self.kubelet_preferred_address_types,
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+async fn run_apiserver(args: ApiserverArgs) -> anyhow::Result<()> {
+    let running = apiserver::start(args.config())
+        .await
+        .context("starting the API server")?;
+    tokio::select! {
+        _ = running.wait() => {}
+        _ = shutdown_signal() => {}
+    }
+    Ok(())
+}
+
+/// Runs a scheduler or controller manager until it ends (leadership lost:
+/// exit non-zero, as kube-scheduler does) or a signal.
+async fn run_component<E: std::error::Error + Send + Sync + 'static>(
+    f: impl std::future::Future<Output = Result<(), E>>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        r = f => r.map_err(anyhow::Error::from),
+        _ = shutdown_signal() => Ok(()),
+    }
+}
+
+/// A kubeconfig for one component, signed by the cluster CA.
+fn component_kubeconfig(
+    cert_dir: &std::path::Path,
+    server: &str,
+    user: &str,
+    file: &str,
+) -> anyhow::Result<PathBuf> {
+    let ca = certs::Ca::load_or_create(cert_dir).context("loading the cluster CA")?;
+    let pair = ca
+        .issue_client(user, &[])
+        .context("issuing a client certificate")?;
+    let path = cert_dir.join(file);
+    kubeconfig::write(
+        &path,
+        &kubeconfig::render(server, &ca.cert_pem, user, &pair)?,
+    )?;
+    Ok(path)
+}
+
+async fn run_all(a: AllArgs) -> anyhow::Result<()> {
+    let cert_dir = a.api.cert_dir.clone();
+    let running = apiserver::start(a.api.config())
+        .await
+        .context("starting the API server")?;
+    let host = if running.addr.ip().is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        running.addr.ip()
+    };
+    let server = format!(
+        "https://{}",
+        std::net::SocketAddr::new(host, running.addr.port())
+    );
+    let sched_kc = component_kubeconfig(
+        &cert_dir,
+        &server,
+        "system:kube-scheduler",
+        "scheduler.conf",
+    )?;
+    let ctrl_kc = component_kubeconfig(
+        &cert_dir,
+        &server,
+        "system:kube-controller-manager",
+        "controller-manager.conf",
+    )?;
+    let sched = scheduler::run(a.scheduler.config(sched_kc, a.leader_elect));
+    let ctrl = controllers::run(a.controllers.config(ctrl_kc, a.leader_elect));
+    tokio::select! {
+        _ = running.wait() => Ok(()),
+        r = sched => r.context("scheduler"),
+        r = ctrl => r.context("controller manager"),
+        _ = shutdown_signal() => Ok(()),
+    }
+}
+
+fn kubeconfig_cmd(a: KubeconfigArgs) -> anyhow::Result<()> {
+    let ca = certs::Ca::load_or_create(&a.cert_dir).context("loading the cluster CA")?;
+    let pair = ca
+        .issue_client(&a.user, &a.groups)
+        .context("issuing the client certificate")?;
+    let text = kubeconfig::render(&a.server, &ca.cert_pem, &a.user, &pair)?;
+    kubeconfig::write(&a.out, &text)?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Kubeconfig(a) => kubeconfig_cmd(a),
+        Command::Apiserver(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(run_apiserver(a)),
+        Command::All(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(run_all(a)),
+        Command::Scheduler(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(run_component(scheduler::run(a.config()))),
+        Command::Controllers(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(run_component(controllers::run(a.config()))),
+    }
+}

@@ -1,2 +1,248 @@
 //! The Kubernetes API server: HTTPS front end over etcd.
+//!
+//! `run` wires it together: certificates and the admin kubeconfig, the
+//! store (etcd, watch caches, compaction), the registry, the bootstrap
+//! objects, and the HTTPS listener.
+
+pub mod certs;
+pub mod content;
+pub mod discovery;
+pub mod fieldmanager;
+pub mod handlers;
+pub mod kubeconfig;
+pub mod kubelet;
+pub mod metrics;
+pub mod openapi;
+pub mod patch;
+pub mod protobuf;
 pub mod resources;
+pub mod router;
+pub mod schema;
+pub mod selectors;
+pub mod server;
+pub mod status;
+pub mod streaming;
+pub mod table;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::info;
+
+use crate::registry::allocator::{RangeError, ServiceNetwork};
+use crate::registry::bootstrap::Endpoint;
+use crate::registry::{Registry, strategy};
+use crate::storage::{StorageConfig, StorageError, Store};
+
+/// API server settings (flags named like kube-apiserver's).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub etcd_servers: Vec<String>,
+    pub bind_address: IpAddr,
+    pub secure_port: u16,
+    /// Address clients and pods reach the server at; defaults to the bind
+    /// address (or 127.0.0.1 when binding every address).
+    pub advertise_address: Option<IpAddr>,
+    pub cert_dir: PathBuf,
+    pub admin_kubeconfig: Option<PathBuf>,
+    pub service_cluster_ip_range: String,
+    pub service_node_port_range: String,
+    pub etcd_request_timeout: Duration,
+    pub etcd_compaction_interval: Duration,
+    /// Node address types tried, in order, to reach a kubelet.
+    pub kubelet_preferred_address_types: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            etcd_servers: vec!["http://127.0.0.1:2379".into()],
+            bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            secure_port: 6443,
+            advertise_address: None,
+            cert_dir: PathBuf::from("/var/lib/baton/pki"),
+            admin_kubeconfig: None,
+            service_cluster_ip_range: "10.96.0.0/12".into(),
+            service_node_port_range: "30000-32767".into(),
+            etcd_request_timeout: Duration::from_secs(5),
+            etcd_compaction_interval: Duration::from_secs(300),
+            kubelet_preferred_address_types: kubelet::DEFAULT_PREFERRED_ADDRESS_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+impl Config {
+    pub fn advertise(&self) -> IpAddr {
+        match self.advertise_address {
+            Some(a) => a,
+            None if self.bind_address.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None => self.bind_address,
+        }
+    }
+
+    /// `https://<advertise>:<port>`.
+    pub fn server_url(&self) -> String {
+        match self.advertise() {
+            IpAddr::V6(a) => format!("https://[{a}]:{}", self.secure_port),
+            a => format!("https://{a}:{}", self.secure_port),
+        }
+    }
+}
+
+/// Errors starting the API server.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Certs(#[from] certs::CertError),
+    #[error(transparent)]
+    Kubeconfig(#[from] kubeconfig::KubeconfigError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
+    #[error(transparent)]
+    Range(#[from] RangeError),
+    #[error(transparent)]
+    Kubelet(#[from] kubelet::KubeletError),
+}
+
+/// A running API server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub registry: Arc<Registry>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Serves until the process ends.
+    pub async fn wait(mut self) {
+        if let Some(t) = self.tasks.pop() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts the API server: returns once it listens.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let network = ServiceNetwork::parse(
+        &config.service_cluster_ip_range,
+        &config.service_node_port_range,
+    )?;
+    let ca = certs::Ca::load_or_create(&config.cert_dir)?;
+    let advertise = config.advertise();
+    let mut ips = vec![
+        advertise,
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V4(network.first_ip()),
+    ];
+    if !config.bind_address.is_unspecified() {
+        ips.push(config.bind_address);
+    }
+    ips.sort();
+    ips.dedup();
+    let mut dns: Vec<String> = certs::SERVICE_DNS_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let h = h.trim().to_string();
+        if !h.is_empty() && !dns.contains(&h) {
+            dns.push(h);
+        }
+    }
+    let serving = certs::serving_pair(&ca, &config.cert_dir, &dns, &ips)?;
+    if let Some(path) = &config.admin_kubeconfig {
+        let admin = certs::client_pair(
+            &ca,
+            &config.cert_dir,
+            "admin",
+            "kubernetes-admin",
+            &["system:masters".to_string()],
+        )?;
+        let text = kubeconfig::render(
+            &config.server_url(),
+            &ca.cert_pem,
+            "kubernetes-admin",
+            &admin,
+        )?;
+        kubeconfig::write(path, &text)?;
+    }
+    // The client certificate kubelets accept from the API server
+    // (kubeadm's `apiserver-kubelet-client`).
+    let kubelet_client = certs::client_pair(
+        &ca,
+        &config.cert_dir,
+        "apiserver-kubelet-client",
+        "kube-apiserver-kubelet-client",
+        &["kubeadm:cluster-admins".to_string()],
+    )?;
+    let kubelet = Arc::new(kubelet::KubeletClient::new(
+        &ca.cert_pem,
+        &kubelet_client,
+        config.kubelet_preferred_address_types.clone(),
+    )?);
+    let tls = server::tls_config(&ca.cert_pem, &serving)?;
+    let store = Store::start(
+        &StorageConfig {
+            endpoints: config.etcd_servers.clone(),
+            request_timeout: config.etcd_request_timeout,
+            compaction_interval: config.etcd_compaction_interval,
+        },
+        strategy::fields_for,
+    )
+    .await?;
+    let registry = Arc::new(Registry { store, network });
+    // apiserver_storage_objects, refreshed like kube-apiserver's (which
+    // counts every minute; the watch caches make it cheap to do more often).
+    let counted = registry.clone();
+    let counter = tokio::spawn(async move {
+        loop {
+            for r in resources::RESOURCES {
+                if let Some(cache) = counted.store.cache(r)
+                    && cache.is_ready()
+                {
+                    metrics::set_objects(r.group, r.version, r.kind, cache.len());
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+    });
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let bootstrap = tokio::spawn(registry.clone().run_bootstrap(
+        Endpoint {
+            address: advertise,
+            port: config.secure_port,
+        },
+        ready_tx,
+    ));
+    let listener = server::bind(SocketAddr::new(config.bind_address, config.secure_port)).await?;
+    let addr = listener
+        .local_addr()
+        .unwrap_or(SocketAddr::new(config.bind_address, config.secure_port));
+    let api = Arc::new(handlers::Api {
+        registry: registry.clone(),
+        server_address: format!("{}:{}", advertise, addr.port()),
+        bootstrapped: ready_rx,
+        kubelet,
+    });
+    info!(%addr, url = %config.server_url(), "API server listening");
+    let serving_task = tokio::spawn(server::serve(listener, tls, api));
+    Ok(Running {
+        addr,
+        registry,
+        tasks: vec![counter, bootstrap, serving_task],
+    })
+}

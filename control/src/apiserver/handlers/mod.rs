@@ -1,0 +1,267 @@
+//! Request handling: authentication check, routing, body collection,
+//! dispatch to the verb handlers, and metrics.
+
+pub mod delete;
+pub mod list;
+pub mod nonresource;
+pub mod output;
+pub mod pod_streams;
+pub mod subresources;
+pub mod watch;
+pub mod write;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use hyper::body::Incoming;
+
+use super::content::{self, Accept};
+use super::metrics::{self, RequestKind};
+use super::router::{self, ResourceRequest, Route, Verb};
+use super::status::ApiError;
+use crate::registry::Registry;
+
+/// Response body: whole or streamed.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// An authenticated user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+/// Everything a handler needs.
+pub struct Api {
+    pub registry: Arc<Registry>,
+    /// `host:port` clients reach the server at (discovery).
+    pub server_address: String,
+    /// Set once the bootstrap objects exist.
+    pub bootstrapped: tokio::sync::watch::Receiver<bool>,
+    /// HTTPS to the nodes' kubelets (pods/log, exec, attach).
+    pub kubelet: Arc<super::kubelet::KubeletClient>,
+}
+
+/// A parsed request.
+pub struct Req {
+    pub method: Method,
+    pub query: HashMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub user: User,
+}
+
+impl Req {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn q(&self, name: &str) -> Option<&str> {
+        self.query
+            .get(name)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    pub fn dry_run(&self) -> Result<bool, ApiError> {
+        match self.q("dryRun") {
+            None => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "Invalid dry run value: {other}; valid values are: \"All\""
+            ))),
+        }
+    }
+}
+
+/// Largest request body accepted (kube-apiserver's 3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A response with a body of the given content type.
+pub fn respond(code: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+pub fn respond_json(code: u16, accept: &Accept, v: &serde_json::Value) -> Response<Body> {
+    let ct = match accept {
+        Accept::Yaml => content::YAML,
+        _ => content::JSON,
+    };
+    respond(code, ct, content::encode(accept, v))
+}
+
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    respond(
+        e.code,
+        content::JSON,
+        serde_json::to_vec(&e.to_status()).unwrap_or_default(),
+    )
+}
+
+fn is_public(route: &Route) -> bool {
+    matches!(route, Route::Health(..) | Route::Version)
+}
+
+/// Handles one HTTP request.
+pub async fn handle(
+    api: Arc<Api>,
+    req: hyper::Request<Incoming>,
+    user: Option<User>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let query = router::parse_query(parts.uri.query());
+    let path = parts.uri.path().to_string();
+    let route = match router::route(&parts.method, &path, &query) {
+        Ok(r) => r,
+        Err(e) => return Ok(error_response(&e)),
+    };
+    let Some(user) = user.or_else(|| {
+        is_public(&route).then(|| User {
+            name: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+        })
+    }) else {
+        return Ok(error_response(&ApiError::unauthorized()));
+    };
+    if let Route::Resource(rr) = &route
+        && pod_streams::is_stream(rr)
+    {
+        // Streams keep the connection (upgrades) and have no body to read.
+        let kind = request_kind(rr);
+        let req = hyper::Request::from_parts(parts, body);
+        let resp = match check_verb(rr) {
+            Ok(()) => pod_streams::handle(&api, rr, req).await,
+            Err(e) => Err(e),
+        }
+        .unwrap_or_else(|e| error_response(&e));
+        metrics::observe_request(&kind, resp.status().as_u16(), started.elapsed());
+        return Ok(resp);
+    }
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Ok(error_response(&ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                "Request entity too large: limit is 3145728",
+            )));
+        }
+    };
+    let r = Req {
+        method: parts.method,
+        query,
+        headers: parts.headers,
+        body,
+        user,
+    };
+    let (kind, resp) = match route {
+        Route::Resource(rr) => {
+            let kind = request_kind(&rr);
+            let resp = match resource(&api, &rr, &r, &kind).await {
+                Ok(resp) => resp,
+                Err(e) => error_response(&e),
+            };
+            (kind, resp)
+        }
+        other => {
+            let resp = match nonresource::handle(&api, other, &r).await {
+                Ok(resp) => resp,
+                Err(e) => error_response(&e),
+            };
+            (
+                RequestKind {
+                    verb: "GET",
+                    ..Default::default()
+                },
+                resp,
+            )
+        }
+    };
+    metrics::observe_request(&kind, resp.status().as_u16(), started.elapsed());
+    Ok(resp)
+}
+
+fn request_kind(rr: &ResourceRequest) -> RequestKind {
+    RequestKind {
+        verb: rr.verb.metric(),
+        group: rr.resource.group.to_string(),
+        version: rr.resource.version.to_string(),
+        resource: rr.resource.plural.to_string(),
+        subresource: rr.subresource.clone().unwrap_or_default(),
+        scope: if rr.name.is_some() {
+            "resource"
+        } else if rr.namespace.is_some() {
+            "namespace"
+        } else {
+            "cluster"
+        },
+    }
+}
+
+/// 405 unless the resource (or subresource) serves the verb.
+fn check_verb(rr: &ResourceRequest) -> Result<(), ApiError> {
+    let res = rr.resource;
+    let allowed = match &rr.subresource {
+        Some(s) => res.subresource(s).map(|s| s.verbs).unwrap_or(&[]),
+        None => res.verbs,
+    };
+    let verb_name = match rr.verb {
+        Verb::Watch if rr.subresource.is_none() => "watch",
+        v => v.as_str(),
+    };
+    if !allowed.contains(&verb_name) {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "{} is not supported on resources of kind \"{}\"",
+                verb_name,
+                res.group_resource()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn resource(
+    api: &Arc<Api>,
+    rr: &ResourceRequest,
+    r: &Req,
+    kind: &RequestKind,
+) -> Result<Response<Body>, ApiError> {
+    check_verb(rr)?;
+    let verb = rr.verb;
+    if let Some(sub) = rr.subresource.as_deref()
+        && sub != "status"
+        && sub != "finalize"
+    {
+        return subresources::handle(api, rr, r, sub).await;
+    }
+    match verb {
+        Verb::Get => list::get(api, rr, r).await,
+        Verb::List => list::list(api, rr, r).await,
+        Verb::Watch => watch::watch(api.clone(), rr, r, kind).await,
+        Verb::Create => write::create(api, rr, r).await,
+        Verb::Update => write::update(api, rr, r).await,
+        Verb::Patch => write::patch(api, rr, r).await,
+        Verb::Delete => delete::delete(api, rr, r).await,
+        Verb::DeleteCollection => delete::delete_collection(api, rr, r).await,
+    }
+}

@@ -1,0 +1,303 @@
+//! `baton-control controllers`: the controller manager (kube-controller-manager's
+//! job). Every controller talks to the API server only through its public
+//! API: shared informers (kube-runtime watchers and reflector stores, see
+//! [`runtime`]) feed kube-runtime `Controller`s whose reconcilers decide
+//! with pure functions (each module's `reconcile`/`plan`/`desired`) and then
+//! write. One Lease (`kube-system/kube-controller-manager`) elects the
+//! active instance.
+
+pub mod cli;
+pub mod deployment;
+pub mod discovery;
+pub mod endpointslice;
+pub mod garbagecollector;
+pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod podutil;
+pub mod replicaset;
+pub mod runtime;
+pub mod serviceaccount;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::watcher;
+use tracing::{info, warn};
+
+use runtime::{Informer, client, leader};
+
+/// Every controller this manager runs, by its kube-controller-manager name.
+pub const ALL: &[&str] = &[
+    "deployment",
+    "replicaset",
+    "endpointslice",
+    "endpoints",
+    "nodelifecycle",
+    "nodeipam",
+    "garbagecollector",
+    "namespace",
+    "serviceaccount",
+];
+
+/// Settings (flags of `baton-control controllers`, named like
+/// kube-controller-manager's).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kubeconfig: PathBuf,
+    pub leader_elect: bool,
+    pub leader_elect_resource_name: String,
+    /// `--controllers`: `*`, names, `-name` to disable.
+    pub controllers: Vec<String>,
+    /// `--cluster-cidr` (node IPAM runs when `allocate_node_cidrs`).
+    pub cluster_cidr: String,
+    pub node_cidr_mask_size: u8,
+    pub allocate_node_cidrs: bool,
+    pub node_monitor_grace_period: Duration,
+    pub node_monitor_period: Duration,
+    pub concurrent_syncs: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            kubeconfig: PathBuf::new(),
+            leader_elect: true,
+            leader_elect_resource_name: "kube-controller-manager".into(),
+            controllers: vec!["*".into()],
+            cluster_cidr: "10.244.0.0/16".into(),
+            node_cidr_mask_size: 24,
+            allocate_node_cidrs: true,
+            node_monitor_grace_period: Duration::from_secs(40),
+            node_monitor_period: Duration::from_secs(5),
+            concurrent_syncs: 5,
+        }
+    }
+}
+
+impl Config {
+    /// Whether `name` is enabled by `--controllers` (`*` enables all;
+    /// `-name` disables one).
+    pub fn enabled(&self, name: &str) -> bool {
+        let mut on = false;
+        for c in &self.controllers {
+            if c == "*" {
+                on = true;
+            } else if c == name {
+                return true;
+            } else if c.strip_prefix('-') == Some(name) {
+                return false;
+            }
+        }
+        on
+    }
+}
+
+/// Failure to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
+    #[error(transparent)]
+    Leader(#[from] leader::LeaderError),
+    #[error("invalid --cluster-cidr: {0}")]
+    Cidr(#[from] nodeipam::CidrError),
+}
+
+/// Runs the controller manager until leadership is lost.
+pub async fn run(cfg: Config) -> Result<(), ManagerError> {
+    let cidrs = nodeipam::CidrSet::new(&cfg.cluster_cidr, cfg.node_cidr_mask_size)?;
+    let client = client::from_kubeconfig(&cfg.kubeconfig).await?;
+    if cfg.leader_elect {
+        let lcfg = leader::Config::new(&cfg.leader_elect_resource_name, leader::identity());
+        leader::run_as_leader(client.clone(), lcfg, run_controllers(client, cfg, cidrs)).await?;
+    } else {
+        run_controllers(client, cfg, cidrs).await;
+    }
+    Ok(())
+}
+
+fn informer<K>(client: &kube::Client) -> Informer<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    Informer::new(Api::<K>::all(client.clone()), watcher::Config::default())
+}
+
+/// Starts the informers and every enabled controller.
+pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam::CidrSet) {
+    let mut pods = informer::<Pod>(&client);
+    let mut rss = informer::<ReplicaSet>(&client);
+    let mut deps = informer::<Deployment>(&client);
+    let mut svcs = informer::<Service>(&client);
+    let mut slices = informer::<EndpointSlice>(&client);
+    let mut eps = informer::<Endpoints>(&client);
+    let mut sas = informer::<ServiceAccount>(&client);
+    let mut nodes = Informer::new(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let mut nss = Informer::new(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let mut leases = Informer::new(
+        Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
+        watcher::Config::default(),
+    );
+    let workers = cfg.concurrent_syncs.max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    let endpoints_on = cfg.enabled("endpointslice") || cfg.enabled("endpoints");
+    // Subscriptions are taken before the informers start.
+    if cfg.enabled("replicaset") {
+        tasks.spawn(replicaset::run(
+            client.clone(),
+            rss.store(),
+            rss.subscribe(),
+            pods.store(),
+            pods.subscribe(),
+            workers,
+        ));
+    }
+    if cfg.enabled("deployment") {
+        tasks.spawn(deployment::run(
+            client.clone(),
+            deps.store(),
+            deps.subscribe(),
+            rss.store(),
+            rss.subscribe(),
+            pods.store(),
+            pods.subscribe(),
+            workers,
+        ));
+    }
+    if endpoints_on {
+        let inputs = endpointslice::Inputs {
+            services: svcs.store(),
+            service_rx: svcs.subscribe(),
+            pods: pods.store(),
+            pod_rx: pods.subscribe(),
+            nodes: nodes.store(),
+            slices: slices.store(),
+            slice_rx: slices.subscribe(),
+            endpoints: eps.store(),
+        };
+        tasks.spawn(endpointslice::run(client.clone(), inputs, workers));
+    }
+    if cfg.enabled("nodelifecycle") {
+        let timing = nodelifecycle::Timing {
+            grace: cfg.node_monitor_grace_period,
+            period: cfg.node_monitor_period,
+        };
+        tasks.spawn(nodelifecycle::run(
+            client.clone(),
+            nodes.store(),
+            nodes.subscribe(),
+            leases.store(),
+            leases.subscribe(),
+            pods.store(),
+            pods.subscribe(),
+            timing,
+        ));
+    }
+    if cfg.enabled("nodeipam") && cfg.allocate_node_cidrs {
+        tasks.spawn(nodeipam::run(
+            client.clone(),
+            nodes.store(),
+            nodes.subscribe(),
+            cidrs,
+        ));
+    }
+    if cfg.enabled("serviceaccount") {
+        tasks.spawn(serviceaccount::run(
+            client.clone(),
+            nss.store(),
+            nss.subscribe(),
+            sas.store(),
+            sas.subscribe(),
+        ));
+    }
+    let ns_sub = cfg
+        .enabled("namespace")
+        .then(|| (nss.store(), nss.subscribe()));
+    for i in [
+        &mut pods as &mut dyn Start,
+        &mut rss,
+        &mut deps,
+        &mut svcs,
+        &mut slices,
+        &mut eps,
+        &mut sas,
+        &mut nodes,
+        &mut nss,
+        &mut leases,
+    ] {
+        i.start();
+    }
+    // The collectors need discovery; retried until the server answers.
+    if cfg.enabled("garbagecollector") || ns_sub.is_some() {
+        let resources = loop {
+            match discovery::deletable(&client).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    warn!(error = %e, "API discovery failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        };
+        if let Some((store, rx)) = ns_sub {
+            tasks.spawn(namespace::run(client.clone(), store, rx, resources.clone()));
+        }
+        if cfg.enabled("garbagecollector") {
+            tasks.spawn(garbagecollector::run(
+                client.clone(),
+                resources.into_iter().filter(|r| r.collected()).collect(),
+                workers as usize * 4,
+            ));
+        }
+    }
+    info!(controllers = ?ALL.iter().filter(|c| cfg.enabled(c)).collect::<Vec<_>>(), "controllers started");
+    while tasks.join_next().await.is_some() {}
+}
+
+trait Start {
+    fn start(&mut self);
+}
+
+impl<K> Start for Informer<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    fn start(&mut self) {
+        self.spawn();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controllers_flag_enables_and_disables() {
+        let mut c = Config::default();
+        assert!(c.enabled("deployment"));
+        c.controllers = vec!["*".into(), "-nodeipam".into()];
+        assert!(!c.enabled("nodeipam") && c.enabled("replicaset"));
+        c.controllers = vec!["replicaset".into()];
+        assert!(c.enabled("replicaset") && !c.enabled("deployment"));
+    }
+}

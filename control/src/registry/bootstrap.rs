@@ -1,0 +1,186 @@
+//! Objects kube-apiserver keeps in place itself: the system namespaces and
+//! the `kubernetes` Service in `default` with its Endpoints and
+//! EndpointSlice pointing at the API server's advertise address. Run at
+//! start and re-checked periodically (so they come back after etcd was
+//! down or someone deleted them).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tracing::{debug, warn};
+
+use super::{Registry, WriteContext};
+use crate::apiserver::resources;
+
+/// Namespaces that always exist.
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+const MANAGER: &str = "kube-apiserver";
+
+fn internal() -> WriteContext {
+    let mut ctx = WriteContext::update(MANAGER, None, false);
+    ctx.internal = true;
+    ctx
+}
+
+/// Where the API server is reached by pods.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+impl Registry {
+    async fn ensure_namespaces(&self) -> Result<(), crate::apiserver::status::ApiError> {
+        let nsr = resources::find("", "v1", "namespaces").expect("namespaces");
+        for ns in SYSTEM_NAMESPACES {
+            match self.get(nsr, "", ns).await {
+                Ok(_) => {}
+                Err(e) if e.code == 404 => {
+                    let obj =
+                        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+                    match self.create(nsr, "", obj, &internal()).await {
+                        Ok(_) => {}
+                        Err(e) if e.code == 409 => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates or updates `default/<name>` of `plural` to `desired`, leaving
+    /// it alone when the fields we own already match.
+    async fn ensure(
+        &self,
+        group: &str,
+        plural: &str,
+        name: &str,
+        desired: Value,
+        same: impl Fn(&Value) -> bool,
+    ) -> Result<(), crate::apiserver::status::ApiError> {
+        let r = resources::find(group, "v1", plural).expect("served");
+        match self.get(r, "default", name).await {
+            Ok(cur) if same(&cur) => Ok(()),
+            Ok(_) => {
+                let ctx = internal();
+                self.update(r, "default", name, &ctx, |cur| {
+                    let mut next = desired.clone();
+                    if let Some(c) = cur {
+                        next["metadata"] = c["metadata"].clone();
+                        if let Some(l) = desired.pointer("/metadata/labels") {
+                            next["metadata"]["labels"] = l.clone();
+                        }
+                        if let Some(spec) = c.get("spec").cloned()
+                            && plural == "services"
+                        {
+                            // Keep allocated fields; reset ports.
+                            let mut spec = spec;
+                            spec["ports"] = desired["spec"]["ports"].clone();
+                            next["spec"] = spec;
+                        }
+                    }
+                    Ok(next)
+                })
+                .await
+                .map(|_| ())
+            }
+            Err(e) if e.code == 404 => {
+                match self.create(r, "default", desired, &internal()).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.code == 409 => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn ensure_kubernetes_service(
+        &self,
+        ep: &Endpoint,
+    ) -> Result<(), crate::apiserver::status::ApiError> {
+        let ip = self.network.first_ip().to_string();
+        let svc = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": ip,
+                "sessionAffinity": "None",
+                "internalTrafficPolicy": "Cluster",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": ep.port}],
+            },
+        });
+        let port = ep.port;
+        self.ensure("", "services", "kubernetes", svc, |cur| {
+            cur.pointer("/spec/ports/0/targetPort")
+                .and_then(Value::as_u64)
+                == Some(port as u64)
+        })
+        .await?;
+        let addr = ep.address.to_string();
+        let endpoints = json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": addr}], "ports": [{"name": "https", "port": ep.port, "protocol": "TCP"}]}],
+        });
+        let want = endpoints["subsets"].clone();
+        self.ensure("", "endpoints", "kubernetes", endpoints, |cur| {
+            cur.get("subsets") == Some(&want)
+        })
+        .await?;
+        let slice = json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": if ep.address.is_ipv4() { "IPv4" } else { "IPv6" },
+            "endpoints": [{"addresses": [addr], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": ep.port, "protocol": "TCP"}],
+        });
+        let want_eps = slice["endpoints"].clone();
+        let want_ports = slice["ports"].clone();
+        self.ensure(
+            "discovery.k8s.io",
+            "endpointslices",
+            "kubernetes",
+            slice,
+            |cur| cur.get("endpoints") == Some(&want_eps) && cur.get("ports") == Some(&want_ports),
+        )
+        .await
+    }
+
+    /// One reconciliation pass.
+    pub async fn bootstrap(&self, ep: &Endpoint) -> Result<(), crate::apiserver::status::ApiError> {
+        self.ensure_namespaces().await?;
+        self.ensure_kubernetes_service(ep).await
+    }
+
+    /// Reconciles forever (spawn it): quickly until the first success, then
+    /// every ten seconds like kube-apiserver's endpoint reconciler.
+    pub async fn run_bootstrap(
+        self: std::sync::Arc<Self>,
+        ep: Endpoint,
+        ready: tokio::sync::watch::Sender<bool>,
+    ) {
+        loop {
+            match self.bootstrap(&ep).await {
+                Ok(()) => {
+                    let _ = ready.send(true);
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+                Err(e) => {
+                    if *ready.borrow() {
+                        warn!(error = %e, "reconciling the kubernetes service failed");
+                    } else {
+                        debug!(error = %e, "bootstrap waiting for etcd");
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}

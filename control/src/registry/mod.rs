@@ -1,0 +1,416 @@
+//! The generic registry: create, read, update and delete of any served
+//! resource on etcd, with metadata, per-kind strategies, admission
+//! (namespace lifecycle, defaulting and validation), allocators,
+//! finalizers and graceful deletion — kube-apiserver's generic Store.
+
+pub mod admission;
+pub mod allocator;
+pub mod bootstrap;
+pub mod delete;
+pub mod events;
+pub mod metadata;
+pub mod strategy;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::apiserver::fieldmanager::{self, Operation};
+use crate::apiserver::resources::{self, Resource};
+use crate::apiserver::status::ApiError;
+use crate::storage::object::{encode_for_storage, set_resource_version};
+use crate::storage::{SideEffect, Store, TxnFailure, keys};
+use allocator::ServiceNetwork;
+
+pub use delete::{DeleteOptions, Deleted};
+
+/// How a write was asked for.
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    pub dry_run: bool,
+    /// Field manager recorded in managedFields.
+    pub manager: String,
+    pub operation: Operation,
+    pub subresource: Option<String>,
+    /// Written by the API server itself (its bootstrap reconciler), which
+    /// may record a loopback advertise address that validation refuses
+    /// from clients.
+    pub internal: bool,
+}
+
+impl WriteContext {
+    pub fn update(manager: &str, subresource: Option<&str>, dry_run: bool) -> Self {
+        WriteContext {
+            dry_run,
+            manager: manager.to_string(),
+            operation: Operation::Update,
+            subresource: subresource.map(str::to_string),
+            internal: false,
+        }
+    }
+}
+
+/// The registry over the store.
+pub struct Registry {
+    pub store: Arc<Store>,
+    pub network: ServiceNetwork,
+}
+
+/// Most attempts of an optimistic update before giving up.
+const MAX_RETRIES: usize = 32;
+
+fn parse_stored(key: &str, raw: &[u8], revision: i64) -> Result<Value, ApiError> {
+    let mut v: Value = serde_json::from_slice(raw)
+        .map_err(|e| ApiError::internal(format!("decoding {key}: {e}")))?;
+    set_resource_version(&mut v, revision);
+    Ok(v)
+}
+
+/// The object's resourceVersion as a revision.
+pub fn resource_version(obj: &Value) -> Option<i64> {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .and_then(|s| s.parse().ok())
+}
+
+fn owner(obj: &Value) -> String {
+    format!(
+        "{}/{}",
+        metadata::meta_str(obj, "namespace"),
+        metadata::meta_str(obj, "name")
+    )
+}
+
+impl Registry {
+    /// Reads one object from etcd (a quorum read).
+    pub async fn get(&self, r: &Resource, ns: &str, name: &str) -> Result<Value, ApiError> {
+        let key = keys::object_key(r, ns, name);
+        match self.store.etcd.get(&key).await? {
+            (Some(kv), _) => parse_stored(&key, &kv.value, kv.mod_revision),
+            (None, _) => Err(ApiError::not_found(r, name)),
+        }
+    }
+
+    async fn get_raw(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<(Value, i64)>, ApiError> {
+        let key = keys::object_key(r, ns, name);
+        match self.store.etcd.get(&key).await? {
+            (Some(kv), _) => Ok(Some((
+                parse_stored(&key, &kv.value, kv.mod_revision)?,
+                kv.mod_revision,
+            ))),
+            (None, _) => Ok(None),
+        }
+    }
+
+    /// The namespace an object is written into must exist and not be
+    /// terminating (kube-apiserver's NamespaceLifecycle admission).
+    pub async fn check_namespace(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        if !r.namespaced {
+            return Ok(());
+        }
+        let nsr = resources::find("", "v1", "namespaces").expect("namespaces are served");
+        let key = keys::object_key(nsr, "", ns);
+        let cached = self.store.cache(nsr).and_then(|c| c.get(&key)).flatten();
+        let obj = match cached {
+            Some(o) => Some(o.value()),
+            None => self.get_raw(nsr, "", ns).await?.map(|(v, _)| v),
+        };
+        match obj {
+            None => Err(ApiError::namespace_not_found(ns)),
+            Some(o)
+                if o.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") =>
+            {
+                Err(ApiError::forbidden(
+                    r,
+                    name,
+                    &format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
+                ))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The PriorityClass a Pod names (or the cluster's global default), for
+    /// the Priority admission plugin.
+    async fn priority_class(
+        &self,
+        pod: &Value,
+    ) -> Result<Option<crate::validation::PriorityClassInfo>, ApiError> {
+        let pcr = resources::find("scheduling.k8s.io", "v1", "priorityclasses")
+            .expect("priorityclasses are served");
+        let info = |v: &Value| crate::validation::PriorityClassInfo {
+            name: metadata::meta_str(v, "name").to_string(),
+            value: v.get("value").and_then(Value::as_i64).unwrap_or(0) as i32,
+            preemption_policy: v
+                .get("preemptionPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        };
+        match pod
+            .pointer("/spec/priorityClassName")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            Some(name) => {
+                if let Some(sys) = crate::validation::system_priority_class(name) {
+                    return Ok(Some(sys));
+                }
+                match self.get_raw(pcr, "", name).await? {
+                    Some((v, _)) => Ok(Some(info(&v))),
+                    None => Ok(None),
+                }
+            }
+            None => {
+                let Some(cache) = self.store.cache(pcr) else {
+                    return Ok(None);
+                };
+                let default = cache
+                    .snapshot(&keys::resource_prefix(pcr))
+                    .map(|(_, objs)| objs)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|o| o.value())
+                    .find(|v| v.get("globalDefault").and_then(Value::as_bool) == Some(true));
+                Ok(default.as_ref().map(info))
+            }
+        }
+    }
+
+    /// Creates an object (already checked against the URL).
+    pub async fn create(
+        &self,
+        r: &Resource,
+        ns: &str,
+        mut obj: Value,
+        ctx: &WriteContext,
+    ) -> Result<Value, ApiError> {
+        obj["apiVersion"] = json!(r.api_version());
+        obj["kind"] = json!(r.kind);
+        metadata::prepare_create(r, &mut obj, strategy::tracks_generation(r))?;
+        let name = metadata::meta_str(&obj, "name").to_string();
+        self.check_namespace(r, ns, &name).await?;
+        admission::default_object(r, &mut obj);
+        strategy::prepare_create(r, &mut obj);
+        let class = if r.kind == "Pod" && r.group.is_empty() {
+            self.priority_class(&obj).await?
+        } else {
+            None
+        };
+        admission::admit_create(r, &mut obj, class.as_ref())?;
+        admission::normalize_service(r, &mut obj, None);
+        fieldmanager::record(
+            &mut obj,
+            None,
+            &ctx.manager,
+            ctx.operation,
+            ctx.subresource.as_deref(),
+            &r.api_version(),
+        );
+        let key = keys::object_key(r, ns, &name);
+        let mut avoid = BTreeSet::new();
+        for _ in 0..MAX_RETRIES {
+            let mut attempt = obj.clone();
+            let claims = if r.kind == "Service" {
+                allocator::assign(&self.network, &mut attempt, None, &avoid)?
+            } else {
+                Vec::new()
+            };
+            if !ctx.internal {
+                admission::validate(r, &attempt, None, None)?;
+            }
+            if ctx.dry_run {
+                return Ok(attempt);
+            }
+            let effects: Vec<SideEffect> =
+                claims.iter().map(|c| c.effect(&owner(&attempt))).collect();
+            match self
+                .store
+                .etcd
+                .create(&key, encode_for_storage(&attempt), &effects)
+                .await?
+            {
+                Ok(rev) => {
+                    set_resource_version(&mut attempt, rev);
+                    return Ok(attempt);
+                }
+                Err(TxnFailure::Object(_)) => return Err(ApiError::already_exists(r, &name)),
+                Err(TxnFailure::Claimed(k)) => {
+                    if let Some(c) = claims.iter().find(|c| c.key == k && c.requested) {
+                        return Err(c.taken(&name));
+                    }
+                    avoid.insert(k);
+                }
+            }
+        }
+        Err(ApiError::internal(
+            "failed to allocate a service address: range is full",
+        ))
+    }
+
+    /// Read-modify-write of one object: `mutate` gets the current object
+    /// (None if absent) and returns the desired one; retried on conflicts.
+    /// Returns the stored object and whether it was created.
+    pub async fn update<F>(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+        ctx: &WriteContext,
+        mut mutate: F,
+    ) -> Result<(Value, bool), ApiError>
+    where
+        F: FnMut(Option<&Value>) -> Result<Value, ApiError>,
+    {
+        let key = keys::object_key(r, ns, name);
+        let sub = ctx.subresource.as_deref();
+        let mut avoid = BTreeSet::new();
+        for _ in 0..MAX_RETRIES {
+            let current = self.get_raw(r, ns, name).await?;
+            let Some((old, rev)) = current else {
+                if sub.is_some()
+                    || !(strategy::allow_create_on_update(r) || ctx.operation == Operation::Apply)
+                {
+                    return Err(ApiError::not_found(r, name));
+                }
+                let new = mutate(None)?;
+                return match self.create(r, ns, new, ctx).await {
+                    Ok(v) => Ok((v, true)),
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    Err(e) => Err(e),
+                };
+            };
+            let mut new = mutate(Some(&old))?;
+            new["apiVersion"] = json!(r.api_version());
+            new["kind"] = json!(r.kind);
+            metadata::prepare_update(&mut new, &old, strategy::tracks_generation(r));
+            strategy::prepare_update(r, sub, &mut new, &old);
+            if metadata::is_deleting(&old) {
+                let before: BTreeSet<String> = metadata::finalizers(&old).into_iter().collect();
+                if metadata::finalizers(&new)
+                    .iter()
+                    .any(|f| !before.contains(f))
+                {
+                    return Err(ApiError::invalid(
+                        r.kind,
+                        r.group,
+                        name,
+                        &[crate::apiserver::status::Cause {
+                            reason: "FieldValueForbidden".into(),
+                            message: "Forbidden: no new finalizers can be added if the object is being deleted".into(),
+                            field: "metadata.finalizers".into(),
+                        }],
+                    ));
+                }
+            }
+            admission::default_object(r, &mut new);
+            if sub.is_none() {
+                admission::normalize_service(r, &mut new, Some(&old));
+            }
+            let claims = if r.kind == "Service" && sub.is_none() {
+                allocator::assign(&self.network, &mut new, Some(&old), &avoid)?
+            } else {
+                Vec::new()
+            };
+            if !ctx.internal {
+                admission::validate(r, &new, Some(&old), sub)?;
+            }
+            fieldmanager::record(
+                &mut new,
+                Some(&old),
+                &ctx.manager,
+                ctx.operation,
+                sub,
+                &r.api_version(),
+            );
+            if unchanged(&old, &new) {
+                return Ok((old, false));
+            }
+            if ctx.dry_run {
+                return Ok((new, false));
+            }
+            // A deleting object whose last finalizer is gone is removed.
+            if metadata::is_deleting(&new)
+                && metadata::finalizers(&new).is_empty()
+                && !namespace_has_finalizers(r, &new)
+            {
+                let effects = if r.kind == "Service" {
+                    allocator::releases(&old, None)
+                } else {
+                    Vec::new()
+                };
+                match self.store.etcd.delete(&key, rev, &effects).await? {
+                    Ok(drev) => {
+                        set_resource_version(&mut new, drev);
+                        return Ok((new, false));
+                    }
+                    Err(_) => continue,
+                }
+            }
+            let mut effects: Vec<SideEffect> =
+                claims.iter().map(|c| c.effect(&owner(&new))).collect();
+            if r.kind == "Service" && sub.is_none() {
+                effects.extend(allocator::releases(&old, Some(&new)));
+            }
+            match self
+                .store
+                .etcd
+                .update(&key, rev, encode_for_storage(&new), &effects)
+                .await?
+            {
+                Ok(nrev) => {
+                    set_resource_version(&mut new, nrev);
+                    return Ok((new, false));
+                }
+                Err(TxnFailure::Object(_)) => continue,
+                Err(TxnFailure::Claimed(k)) => {
+                    if let Some(c) = claims.iter().find(|c| c.key == k && c.requested) {
+                        return Err(c.taken(name));
+                    }
+                    avoid.insert(k);
+                }
+            }
+        }
+        Err(ApiError::modified(r, name))
+    }
+}
+
+fn namespace_has_finalizers(r: &Resource, obj: &Value) -> bool {
+    r.kind == "Namespace"
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+}
+
+/// Equal apart from resourceVersion and managedFields timestamps.
+fn unchanged(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            if let Some(Value::Array(mf)) = m.get_mut("managedFields") {
+                for e in mf {
+                    if let Some(o) = e.as_object_mut() {
+                        o.remove("time");
+                    }
+                }
+            }
+        }
+        v
+    };
+    strip(old) == strip(new)
+}

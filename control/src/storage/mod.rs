@@ -1,0 +1,94 @@
+//! Storage of API objects in etcd: key layout, transactional writes, the
+//! watch cache and compaction.
+
+pub mod compaction;
+pub mod etcd;
+pub mod keys;
+pub mod object;
+pub mod watch_cache;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use crate::apiserver::resources::{RESOURCES, Resource};
+
+pub use etcd::{Etcd, Kv, SideEffect, TxnFailure};
+pub use object::{CachedObject, FieldsFn};
+pub use watch_cache::{EventType, Notice, WatchCache, WatchEvent};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("etcd {op} failed: {message}")]
+    Unavailable { op: &'static str, message: String },
+    #[error("etcd {op} timed out")]
+    Timeout { op: &'static str },
+    #[error("required revision has been compacted (compacted to {revision})")]
+    Compacted { revision: i64 },
+    #[error("stored object at {key} is not valid JSON: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+/// Storage settings.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub endpoints: Vec<String>,
+    /// Deadline of every etcd call.
+    pub request_timeout: Duration,
+    /// Compaction interval; zero disables compaction.
+    pub compaction_interval: Duration,
+}
+
+/// etcd plus one watch cache per resource prefix.
+pub struct Store {
+    pub etcd: Etcd,
+    caches: HashMap<String, Arc<WatchCache>>,
+    /// Last revision compacted by this server.
+    pub compacted: Arc<AtomicI64>,
+}
+
+impl Store {
+    /// Connects to etcd and starts the watch caches and compaction.
+    pub async fn start(
+        config: &StorageConfig,
+        fields_for: fn(&Resource) -> FieldsFn,
+    ) -> Result<Arc<Self>, StorageError> {
+        let etcd = Etcd::connect(&config.endpoints, config.request_timeout).await?;
+        let compacted = Arc::new(AtomicI64::new(0));
+        let mut caches = HashMap::new();
+        for r in RESOURCES {
+            if !r.verbs.contains(&"list") {
+                continue;
+            }
+            let prefix = keys::resource_prefix(r);
+            caches.entry(prefix.clone()).or_insert_with(|| {
+                WatchCache::new(prefix, etcd.clone(), fields_for(r), compacted.clone())
+            });
+        }
+        for cache in caches.values() {
+            tokio::spawn(cache.clone().run());
+        }
+        tokio::spawn(compaction::run(
+            etcd.clone(),
+            config.compaction_interval,
+            compacted.clone(),
+        ));
+        Ok(Arc::new(Store {
+            etcd,
+            caches,
+            compacted,
+        }))
+    }
+
+    /// The watch cache serving a resource.
+    pub fn cache(&self, r: &Resource) -> Option<&Arc<WatchCache>> {
+        self.caches.get(&keys::resource_prefix(r))
+    }
+
+    /// All caches are listed and watching.
+    pub fn caches_ready(&self) -> bool {
+        self.caches.values().all(|c| c.is_ready())
+    }
+}

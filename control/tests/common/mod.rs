@@ -1,0 +1,334 @@
+//! Test harness: a real etcd and the real `baton-control apiserver` on
+//! loopback (random free ports, temp dirs), driven by the real `kubectl`
+//! and by kube-rs. Processes are killed by PID when the guards drop.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// A free loopback TCP port (released before returning).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_port(port: u16, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn kill(child: &mut Child) {
+    // Only the process we started, by its PID.
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A real etcd 3.4 on loopback.
+pub struct Etcd {
+    pub dir: TempDir,
+    pub client_port: u16,
+    pub peer_port: u16,
+    child: Option<Child>,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let dir = tempfile::Builder::new()
+            .prefix("baton-etcd-")
+            .tempdir()
+            .expect("tempdir");
+        let mut e = Etcd {
+            dir,
+            client_port: free_port(),
+            peer_port: free_port(),
+            child: None,
+        };
+        e.resume();
+        e
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Starts (again) on the same data dir and ports.
+    pub fn resume(&mut self) {
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new("etcd")
+            .args([
+                "--name",
+                "t",
+                "--data-dir",
+                self.dir.path().join("data").to_str().unwrap(),
+                "--listen-client-urls",
+                &self.url(),
+                "--advertise-client-urls",
+                &self.url(),
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+                "--initial-cluster",
+                &format!("t={peer}"),
+                "--log-level",
+                "error",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(self.dir.path().join("etcd.log")).expect("log"),
+            ))
+            .spawn()
+            .expect("etcd is installed");
+        self.child = Some(child);
+        assert!(
+            wait_port(self.client_port, Duration::from_secs(20)),
+            "etcd did not start"
+        );
+    }
+
+    /// Stops etcd (keeps its data).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c);
+        }
+    }
+
+    /// A direct etcd client, to check what is stored.
+    pub async fn client(&self) -> etcd_client::Client {
+        etcd_client::Client::connect([self.url()], None)
+            .await
+            .expect("etcd client")
+    }
+
+    /// The raw value stored at `key`.
+    pub async fn read(&self, key: &str) -> Option<Vec<u8>> {
+        let mut c = self.client().await;
+        let r = c.get(key, None).await.expect("etcd get");
+        r.kvs().first().map(|kv| kv.value().to_vec())
+    }
+
+    /// Every key under `prefix`.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        let mut c = self.client().await;
+        let r = c
+            .get(
+                prefix,
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_prefix()
+                        .with_keys_only(),
+                ),
+            )
+            .await
+            .expect("etcd get");
+        r.kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect()
+    }
+
+    /// The store's current revision.
+    pub async fn revision(&self) -> i64 {
+        let mut c = self.client().await;
+        let r = c.get("/", None).await.expect("etcd get");
+        r.header().map(|h| h.revision()).unwrap_or(0)
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The real API server binary.
+pub struct ApiServer {
+    pub dir: TempDir,
+    pub port: u16,
+    pub etcd_url: String,
+    pub extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl ApiServer {
+    pub fn start(etcd: &Etcd) -> ApiServer {
+        Self::start_with(etcd, &[])
+    }
+
+    pub fn start_with(etcd: &Etcd, extra: &[&str]) -> ApiServer {
+        let dir = tempfile::Builder::new()
+            .prefix("baton-api-")
+            .tempdir()
+            .expect("tempdir");
+        let mut a = ApiServer {
+            dir,
+            port: free_port(),
+            etcd_url: etcd.url(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        a.resume();
+        a
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("admin.conf")
+    }
+
+    pub fn cert_dir(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) with the same ports and certificates, and waits for
+    /// /readyz.
+    pub fn resume(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("apiserver.log"))
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_baton-control"))
+            .arg("apiserver")
+            .args(["--etcd-servers", &self.etcd_url])
+            .args(["--bind-address", "127.0.0.1"])
+            .args(["--secure-port", &self.port.to_string()])
+            .args(["--cert-dir", self.cert_dir().to_str().unwrap()])
+            .args(["--admin-kubeconfig", self.kubeconfig().to_str().unwrap()])
+            .args(&self.extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("baton-control runs");
+        self.child = Some(child);
+        assert!(
+            wait_port(self.port, Duration::from_secs(20)),
+            "API server did not listen"
+        );
+        self.wait_ready(Duration::from_secs(20));
+    }
+
+    pub fn wait_ready(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let out = self.kubectl(&["get", "--raw", "/readyz"]);
+            if out.status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("API server not ready: {}", self.log());
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c);
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default()
+    }
+
+    /// Runs the real kubectl against this server.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        kubectl_with(&self.kubeconfig(), args, None)
+    }
+
+    /// kubectl with input on stdin.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        kubectl_with(&self.kubeconfig(), args, Some(stdin))
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A kube-rs client with the admin credentials.
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig");
+        let mut cfg =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("config");
+        // Errors are asserted as the server sends them: no client retries.
+        cfg.default_retry = false;
+        kube::Client::try_from(cfg).expect("client")
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write as _;
+    let mut cmd = Command::new("kubectl");
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", kubeconfig.parent().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().expect("kubectl is installed");
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    child.wait_with_output().expect("kubectl output")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The repository's examples/ directory.
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// An etcd and an API server.
+pub struct Cluster {
+    // The API server stops before etcd.
+    pub api: ApiServer,
+    pub etcd: Etcd,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let etcd = Etcd::start();
+        let api = ApiServer::start(&etcd);
+        Cluster { api, etcd }
+    }
+}

@@ -1,0 +1,308 @@
+//! The seeds' journey with the real kubectl against the real API server on
+//! real etcd.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cluster, examples, stderr, stdout};
+
+fn ex(name: &str) -> String {
+    examples().join(name).to_string_lossy().into_owned()
+}
+
+#[test]
+fn apply_seed_manifests_then_edit_and_server_side_apply() {
+    let c = Cluster::start();
+    let api = &c.api;
+    let out = api.kubectl_ok(&[
+        "apply",
+        "-f",
+        &ex("nginx-deployment.yaml"),
+        "-f",
+        &ex("nginx-service.yaml"),
+    ]);
+    assert!(
+        out.contains("deployment.apps/nginx-deployment created"),
+        "{out}"
+    );
+    assert!(out.contains("service/nginx created"), "{out}");
+
+    // Edited re-apply: client-side apply sends a strategic merge patch.
+    let edited = std::fs::read_to_string(ex("nginx-deployment.yaml"))
+        .unwrap()
+        .replace("replicas: 3", "replicas: 4")
+        .replace("baton.local/echo:1", "baton.local/echo:2");
+    let path = api.dir.path().join("edited.yaml");
+    std::fs::write(&path, edited).unwrap();
+    let out = api.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
+    assert!(
+        out.contains("deployment.apps/nginx-deployment configured"),
+        "{out}"
+    );
+    let got = api.kubectl_ok(&["get", "deploy", "nginx-deployment", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.metadata.generation}"]);
+    assert_eq!(got, "4 baton.local/echo:2 2");
+
+    // Server-side apply conflicts with the client-side applier's fields…
+    let out = api.kubectl(&["apply", "--server-side", "-f", &ex("nginx-deployment.yaml")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("with \"kubectl-client-side-apply\" using apps/v1"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains(".spec.replicas"), "{}", stderr(&out));
+    // …until forced; then the applier owns them.
+    let out = api.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &ex("nginx-deployment.yaml"),
+    ]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    let yaml = api.kubectl_ok(&[
+        "get",
+        "deploy",
+        "nginx-deployment",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    assert!(yaml.contains("manager: kubectl"), "{yaml}");
+    assert!(yaml.contains("operation: Apply"), "{yaml}");
+    assert!(yaml.contains("replicas: 3"), "{yaml}");
+}
+
+#[test]
+fn get_wide_columns_describe_and_api_resources() {
+    let c = Cluster::start();
+    let api = &c.api;
+    api.kubectl_ok(&[
+        "apply",
+        "-f",
+        &ex("nginx-deployment.yaml"),
+        "-f",
+        &ex("nginx-service.yaml"),
+    ]);
+    let out = api.kubectl_ok(&["get", "deploy,rs,pods,svc,endpointslices", "-o", "wide"]);
+    for col in [
+        "READY",
+        "UP-TO-DATE",
+        "AVAILABLE",
+        "CONTAINERS",
+        "IMAGES",
+        "SELECTOR",
+        "TYPE",
+        "CLUSTER-IP",
+        "EXTERNAL-IP",
+        "PORT(S)",
+        "ADDRESSTYPE",
+        "ENDPOINTS",
+    ] {
+        assert!(out.contains(col), "missing column {col}:\n{out}");
+    }
+    assert!(out.contains("deployment.apps/nginx-deployment"), "{out}");
+    assert!(out.contains("baton.local/echo:1"), "{out}");
+    assert!(
+        out.contains("service/kubernetes") && out.contains("10.96.0.1"),
+        "{out}"
+    );
+    let svc = api.kubectl_ok(&[
+        "get",
+        "svc",
+        "nginx",
+        "-o",
+        "jsonpath={.spec.clusterIP} {.spec.ports[0].nodePort}",
+    ]);
+    let mut parts = svc.split(' ');
+    let ip: std::net::Ipv4Addr = parts.next().unwrap().parse().unwrap();
+    assert!(
+        ip.octets()[0] == 10 && (96..112).contains(&ip.octets()[1]),
+        "{ip}"
+    );
+    let port: u16 = parts.next().unwrap().parse().unwrap();
+    assert!((30000..=32767).contains(&port));
+
+    let d = api.kubectl_ok(&["describe", "deployment", "nginx-deployment"]);
+    assert!(d.contains("Name:") && d.contains("nginx-deployment"), "{d}");
+    assert!(d.contains("Replicas:") && d.contains("3 desired"), "{d}");
+    let d = api.kubectl_ok(&["describe", "svc", "nginx"]);
+    assert!(d.contains("NodePort:"), "{d}");
+
+    let r = api.kubectl_ok(&["api-resources"]);
+    for line in [
+        "deployments",
+        "deploy",
+        "apps/v1",
+        "endpointslices",
+        "priorityclasses",
+        "leases",
+    ] {
+        assert!(r.contains(line), "{line} missing:\n{r}");
+    }
+    let e = api.kubectl_ok(&["explain", "deployment.spec.strategy"]);
+    assert!(e.contains("DeploymentStrategy"), "{e}");
+    assert!(e.contains("rollingUpdate"), "{e}");
+}
+
+#[test]
+fn scale_label_annotate_patch_and_edit() {
+    let c = Cluster::start();
+    let api = &c.api;
+    api.kubectl_ok(&["apply", "-f", &ex("nginx-deployment.yaml")]);
+    let d = "deployment/nginx-deployment";
+    assert!(
+        api.kubectl_ok(&["scale", d, "--replicas=5"])
+            .contains("scaled")
+    );
+    assert_eq!(
+        api.kubectl_ok(&["get", d, "-o", "jsonpath={.spec.replicas}"]),
+        "5"
+    );
+    api.kubectl_ok(&["label", d, "tier=web"]);
+    api.kubectl_ok(&["annotate", d, "note=hello"]);
+    assert_eq!(
+        api.kubectl_ok(&[
+            "get",
+            d,
+            "-o",
+            "jsonpath={.metadata.labels.tier} {.metadata.annotations.note}"
+        ]),
+        "web hello"
+    );
+    api.kubectl_ok(&["label", d, "tier-"]);
+    assert_eq!(
+        api.kubectl_ok(&["get", d, "-o", "jsonpath={.metadata.labels.tier}"]),
+        ""
+    );
+
+    api.kubectl_ok(&[
+        "patch",
+        d,
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":2}]"#,
+    ]);
+    assert_eq!(
+        api.kubectl_ok(&["get", d, "-o", "jsonpath={.spec.replicas}"]),
+        "2"
+    );
+    api.kubectl_ok(&[
+        "patch",
+        d,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minReadySeconds":7}}"#,
+    ]);
+    assert_eq!(
+        api.kubectl_ok(&["get", d, "-o", "jsonpath={.spec.minReadySeconds}"]),
+        "7"
+    );
+    // Strategic merge: containers merge by name, so the sidecar is added.
+    api.kubectl_ok(&[
+        "patch",
+        d,
+        "--type=strategic",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox"}]}}}}"#,
+    ]);
+    assert_eq!(
+        api.kubectl_ok(&[
+            "get",
+            d,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].name}"
+        ]),
+        "nginx sidecar"
+    );
+
+    let editor = api.dir.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/minReadySeconds: 7/minReadySeconds: 9/' \"$1\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("kubectl")
+        .args(["edit", d])
+        .env("KUBECONFIG", api.kubeconfig())
+        .env("EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("edited"), "{}", stdout(&out));
+    assert_eq!(
+        api.kubectl_ok(&["get", d, "-o", "jsonpath={.spec.minReadySeconds}"]),
+        "9"
+    );
+    let mf = api.kubectl_ok(&["get", d, "-o", "yaml", "--show-managed-fields"]);
+    assert!(mf.contains("manager: kubectl-edit"), "{mf}");
+}
+
+#[test]
+fn create_expose_watch_and_delete() {
+    let c = Cluster::start();
+    let api = &c.api;
+    // A watch started before the pod exists streams its events.
+    let mut watch = std::process::Command::new("kubectl")
+        .args(["get", "pods", "-w", "--no-headers"])
+        .env("KUBECONFIG", api.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    api.kubectl_ok(&["run", "w1", "--image=busybox"]);
+    api.kubectl_ok(&["label", "pod", "w1", "x=y"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.lines().filter(|l| l.starts_with("w1")).count() >= 2,
+        "watch output: {text}"
+    );
+
+    let out = api.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    let out = api.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    assert!(out.contains("service/web exposed"), "{out}");
+    assert_eq!(
+        api.kubectl_ok(&[
+            "get",
+            "svc",
+            "web",
+            "-o",
+            "jsonpath={.spec.selector.app} {.spec.ports[0].targetPort}"
+        ]),
+        "web 8080"
+    );
+
+    // An unscheduled pod is deleted at once; kubectl waits until it is gone.
+    let started = Instant::now();
+    let out = api.kubectl_ok(&["delete", "pod", "w1"]);
+    assert!(out.contains("pod \"w1\" deleted"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let out = api.kubectl(&["get", "pod", "w1"]);
+    assert!(
+        stderr(&out).contains("pods \"w1\" not found"),
+        "{}",
+        stderr(&out)
+    );
+    api.kubectl_ok(&["delete", "deployment", "web"]);
+    api.kubectl_ok(&["delete", "svc", "web"]);
+}
