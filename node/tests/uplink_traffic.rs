@@ -1,6 +1,9 @@
-//! The uplink programs on a real device: a veth between two network
-//! namespaces carries real UDP traffic, and the counters read back from the
-//! metrics map show the programs saw it. Needs root.
+//! The tc programs on real devices: a veth between two network namespaces
+//! carries real UDP traffic, and the counters read back from the metrics
+//! map show the programs saw it; attachments through tcx and clsact come
+//! and go cleanly; pinned links keep the programs attached across a
+//! restart, are swapped in place and pruned when their device goes; pods can
+//! be attached through the pins by another process. Needs root.
 
 mod support;
 
@@ -303,4 +306,113 @@ fn uplink_counts_real_traffic_through_a_clsact_filter_where_tcx_is_not_used() {
             "{round}: filter left"
         );
     }
+}
+
+#[test]
+fn pinned_links_outlive_the_dataplane_and_are_pruned_once_their_device_is_gone() {
+    support::require_root();
+    let bpffs = support::Bpffs::mount("links");
+    let pins = bpffs.path().join("node");
+    let pair = VethPair::create("pin");
+    pair.node.ip(&[
+        "link", "add", "lxca", "type", "veth", "peer", "name", "lxcb",
+    ]);
+    pair.node.ip(&["link", "set", "lxca", "up"]);
+    let options = LoadOptions::new().pin_dir(&pins);
+    let mut dataplane = Dataplane::load(&options).unwrap_or_else(|error| panic!("{error}"));
+    let (uplink, pod) = pair.node.run_in(|| {
+        (
+            dataplane
+                .attach_uplink(VethPair::NODE_IFACE, TcMode::Tcx)
+                .unwrap(),
+            dataplane.attach_pod("lxca", TcMode::Tcx).unwrap(),
+        )
+    });
+    let ingress_id = dataplane.program_id(Hook::UplinkIngress).unwrap();
+    let links = pins.join("links");
+    let uplink_pin = links.join("uplink_ingress@uplink0");
+    let pod_pin = links.join("pod_ingress@lxca");
+    assert!(uplink_pin.exists() && pod_pin.exists());
+
+    // The agent goes away without detaching: the programs stay attached.
+    drop((uplink, pod));
+    drop(dataplane);
+    assert_eq!(tcx_programs(&pair, TcAttachType::Ingress), vec![ingress_id]);
+
+    // The pod goes too; the next agent prunes its link and keeps the rest.
+    pair.node.ip(&["link", "del", "lxca"]);
+    let mut dataplane = Dataplane::load(&options).unwrap_or_else(|error| panic!("{error}"));
+    assert!(!pod_pin.exists(), "the defunct link's pin is pruned");
+    assert!(uplink_pin.exists());
+
+    // Detaching removes pin and link.
+    let uplink = pair.node.run_in(|| {
+        dataplane
+            .attach_uplink(VethPair::NODE_IFACE, TcMode::Tcx)
+            .unwrap()
+    });
+    let new_id = dataplane.program_id(Hook::UplinkIngress).unwrap();
+    assert_eq!(
+        tcx_programs(&pair, TcAttachType::Ingress),
+        vec![new_id],
+        "swapped in place"
+    );
+    pair.node
+        .run_in(|| dataplane.detach_uplink(uplink).unwrap());
+    assert!(!uplink_pin.exists());
+    assert_gone(&pair, &[ingress_id, new_id]);
+}
+
+#[test]
+fn every_program_passes_the_verifier_of_this_kernel() {
+    support::require_root();
+    // Loading verifies: a program the verifier refuses fails the load.
+    let dataplane = load();
+    for hook in Hook::ALL {
+        let id = dataplane
+            .program_id(hook)
+            .unwrap_or_else(|error| panic!("{hook:?}: {error}"));
+        assert!(id > 0, "{hook:?}");
+    }
+}
+
+#[test]
+fn another_process_can_attach_pods_through_the_pins_and_restarts_upgrade_them() {
+    use baton_node::dataplane::{PodEndpoint, standalone};
+    use std::net::Ipv4Addr;
+
+    support::require_root();
+    let bpffs = support::Bpffs::mount("standalone");
+    let pins = bpffs.path().join("node");
+    let pair = VethPair::create("cni");
+    let options = LoadOptions::new().pin_dir(&pins);
+    let dataplane = Dataplane::load(&options).unwrap_or_else(|error| panic!("{error}"));
+    let endpoint = PodEndpoint {
+        addr: Ipv4Addr::new(10, 244, 1, 9),
+        host_ifindex: 7,
+        pod_mac: [2, 0, 0, 0, 0, 9],
+        host_mac: [2, 0, 0, 0, 0, 1],
+        identity: 0,
+    };
+
+    // What baton-cni does for a new pod, with baton-node running.
+    pair.node
+        .run_in(|| standalone::register_pod(&pins, &endpoint, VethPair::NODE_IFACE))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let first = dataplane.program_id(Hook::PodIngress).unwrap();
+    assert_eq!(tcx_programs(&pair, TcAttachType::Ingress), vec![first]);
+    let node = standalone::node_state(&pins).unwrap();
+    assert_eq!(node.endpoints().unwrap(), vec![endpoint]);
+
+    // A restarted baton-node upgrades the pod's link it never attached.
+    drop(dataplane);
+    let dataplane = Dataplane::load(&options).unwrap_or_else(|error| panic!("{error}"));
+    let second = dataplane.program_id(Hook::PodIngress).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(tcx_programs(&pair, TcAttachType::Ingress), vec![second]);
+
+    standalone::unregister_pod(&pins, endpoint.addr, VethPair::NODE_IFACE).unwrap();
+    assert!(node.endpoints().unwrap().is_empty());
+    assert_gone(&pair, &[first, second]);
+    drop(dataplane);
 }

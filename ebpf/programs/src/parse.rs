@@ -34,6 +34,20 @@ pub const TCP_MIN_HLEN: usize = 20;
 pub const UDP_HLEN: usize = 8;
 /// ICMP header (type, code, checksum, rest of header).
 pub const ICMP_HLEN: usize = 8;
+/// ICMP destination unreachable.
+pub const ICMP_DEST_UNREACH: u8 = 3;
+/// ICMP time exceeded.
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+/// ICMP parameter problem.
+pub const ICMP_PARAMETERPROB: u8 = 12;
+/// TCP flag FIN.
+pub const TCP_FIN: u8 = 0x01;
+/// TCP flag SYN.
+pub const TCP_SYN: u8 = 0x02;
+/// TCP flag RST.
+pub const TCP_RST: u8 = 0x04;
+/// TCP flag ACK.
+pub const TCP_ACK: u8 = 0x10;
 
 /// Read access to a frame, starting at the Ethernet header.
 pub trait Frame {
@@ -43,6 +57,84 @@ pub trait Frame {
     /// Copies `N` bytes at `offset`; [`DropReason::Truncated`] if the frame
     /// ends before `offset + N`.
     fn load<const N: usize>(&self, offset: usize) -> Result<[u8; N], DropReason>;
+}
+
+impl L4 {
+    /// Source and destination port of TCP and UDP, `None` otherwise.
+    #[inline(always)]
+    pub fn ports(&self) -> Option<(u16, u16)> {
+        match *self {
+            Self::Tcp {
+                src_port, dst_port, ..
+            }
+            | Self::Udp { src_port, dst_port } => Some((src_port, dst_port)),
+            _ => None,
+        }
+    }
+}
+
+impl Ipv4 {
+    /// Whether this is an ICMP error message (which quotes the header of the
+    /// packet it is about).
+    #[inline(always)]
+    pub fn is_icmp_error(&self) -> bool {
+        matches!(
+            self.l4,
+            L4::Icmp {
+                icmp_type: ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETERPROB,
+                ..
+            }
+        )
+    }
+}
+
+/// The packet an ICMP error quotes: its IPv4 header and the first 8 bytes
+/// behind it (RFC 792 guarantees those; they hold TCP and UDP ports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quoted {
+    /// Offset of the quoted IPv4 header in the frame.
+    pub offset: usize,
+    /// Offset of the quoted L4 header in the frame.
+    pub l4_offset: usize,
+    /// Quoted source address.
+    pub src: [u8; 4],
+    /// Quoted destination address.
+    pub dst: [u8; 4],
+    /// Quoted protocol: TCP or UDP (others are not looked into).
+    pub protocol: u8,
+    /// Quoted source port.
+    pub src_port: u16,
+    /// Quoted destination port.
+    pub dst_port: u16,
+}
+
+/// Parses the header quoted by the ICMP error `ip` (a packet this node or a
+/// router sent), for TCP and UDP. `Ok(None)` for another quoted protocol or
+/// a quoted fragment without ports.
+#[inline(always)]
+pub fn parse_quoted<F: Frame>(frame: &F, ip: &Ipv4) -> Result<Option<Quoted>, DropReason> {
+    let offset = ip.l4_offset + ICMP_HLEN;
+    let inner: [u8; IPV4_MIN_HLEN] = frame.load(offset)?;
+    let header_len = usize::from(inner[0] & 0x0f) * 4;
+    if inner[0] >> 4 != 4 || header_len < IPV4_MIN_HLEN {
+        return Err(DropReason::InvalidIpv4Header);
+    }
+    let protocol = inner[9];
+    let fragment = u16::from_be_bytes([inner[6], inner[7]]) & 0x1fff;
+    if fragment != 0 || (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP) {
+        return Ok(None);
+    }
+    let l4_offset = offset + header_len;
+    let ports: [u8; 4] = frame.load(l4_offset)?;
+    Ok(Some(Quoted {
+        offset,
+        l4_offset,
+        src: [inner[12], inner[13], inner[14], inner[15]],
+        dst: [inner[16], inner[17], inner[18], inner[19]],
+        protocol,
+        src_port: u16::from_be_bytes([ports[0], ports[1]]),
+        dst_port: u16::from_be_bytes([ports[2], ports[3]]),
+    }))
 }
 
 impl Frame for TcContext {
@@ -75,9 +167,10 @@ pub struct Ipv4 {
     pub dst: [u8; 4],
     /// IP protocol number.
     pub protocol: u8,
-    /// Header length in bytes (IHL × 4), so the L4 header is at
-    /// `ETH_HLEN + header_len`.
+    /// Header length in bytes (IHL × 4).
     pub header_len: usize,
+    /// Offset of the L4 header in the frame: `ETH_HLEN + header_len`.
+    pub l4_offset: usize,
     /// Datagram length from the header (or, for BIG TCP, from the frame).
     pub total_len: usize,
     /// What follows the IPv4 header.
@@ -156,6 +249,7 @@ fn parse_ipv4<F: Frame>(frame: &F, offset: usize) -> Result<Ipv4, DropReason> {
         dst: [ip[16], ip[17], ip[18], ip[19]],
         protocol,
         header_len,
+        l4_offset,
         total_len,
         l4,
     })
@@ -308,6 +402,31 @@ mod tests {
         for (name, frame, reason) in cases {
             assert_eq!(parse(&Bytes(&frame)), Err(reason), "{name}");
         }
+    }
+
+    #[test]
+    fn icmp_errors_quote_ports_of_the_packet_they_are_about() {
+        // Port unreachable about a UDP datagram 10.0.0.2:53 -> 10.0.0.1:4000.
+        let mut quoted = vec![0x45, 0, 0, 36, 0, 0, 0, 0, 64, IPPROTO_UDP, 0, 0];
+        quoted.extend_from_slice(&[10, 0, 0, 2, 10, 0, 0, 1]);
+        quoted.extend_from_slice(&[0, 53, 0x0f, 0xa0, 0, 16, 0, 0]);
+        let mut icmp = vec![ICMP_DEST_UNREACH, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&quoted);
+        let total = u16::try_from(20 + icmp.len()).unwrap();
+        let frame = ipv4_frame(0x45, total, 0, IPPROTO_ICMP, &icmp);
+        let Packet::Ipv4(ip) = parse(&Bytes(&frame)).unwrap() else {
+            panic!("not parsed as IPv4");
+        };
+        assert!(ip.is_icmp_error());
+        let inner = parse_quoted(&Bytes(&frame), &ip).unwrap().unwrap();
+        assert_eq!(inner.src, [10, 0, 0, 2]);
+        assert_eq!((inner.src_port, inner.dst_port), (53, 4000));
+        assert_eq!(inner.offset, ETH_HLEN + 20 + ICMP_HLEN);
+        assert_eq!(inner.l4_offset, inner.offset + 20);
+
+        // The same error cut inside the quoted ports.
+        let cut = &frame[..frame.len() - 6];
+        assert_eq!(parse_quoted(&Bytes(cut), &ip), Err(DropReason::Truncated));
     }
 
     #[test]

@@ -1,33 +1,120 @@
-//! tc programs on the node uplink (the device that carries the node address).
+//! tc programs on the node uplink (the device that carries the node address
+//! and reaches other nodes and outside clients).
 //!
-//! For now they observe: every frame is parsed and counted by reason and
-//! direction, then handed on unchanged. Later concerns (NodePort, reverse NAT,
-//! conntrack) slot in between parsing and the verdict.
+//! Ingress, in order:
+//! 1. a packet to an external frontend (NodePort on a local address,
+//!    ExternalIP, LoadBalancer IP) is translated ([`nat::forward`]):
+//!    DNAT to a local backend, or DNAT+SNAT to a backend on another node;
+//! 2. a reply of a flow this node translated (the backend answering the
+//!    SNAT address, or a remote backend answering a local pod) is
+//!    translated back ([`nat::reverse`]);
+//! 3. an ICMP error about a translated flow is translated too;
+//! 4. with pod routing on, a packet for a local pod is delivered with
+//!    `bpf_redirect_peer`.
 //!
-//! The verdict is `TC_ACT_UNSPEC`: on tcx that is `TCX_NEXT` (run the next
-//! program attached to the hook, then continue normally), and for a legacy
-//! `clsact` filter in direct-action mode it means "no opinion", which also
-//! lets the packet continue. Either way programs attached after ours still see
-//! the packet; `TC_ACT_OK` would end the chain.
+//! Everything else — and every frame the parser rejects, counted under its
+//! reason — is passed on untouched with `TC_ACT_UNSPEC`: on tcx that is
+//! `TCX_NEXT` (the next program, then the stack), for a classic `clsact`
+//! filter "no opinion". ClusterIPs are never served from outside.
+//!
+//! Egress observes and counts: replies of local backends are translated
+//! back on the pod's veth before they get here.
 
-use aya_ebpf::{bindings::TC_ACT_UNSPEC, programs::TcContext};
-use baton_abi::{Direction, DropReason, MetricsKey};
+use aya_ebpf::{
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
+    helpers::bpf_ktime_get_ns,
+    programs::TcContext,
+};
+use baton_abi::{Direction, DropReason, config::CONFIG_F_ROUTE_PODS, metrics::Event};
 
-use crate::{metrics, parse};
+use crate::{
+    config,
+    lb::{self, Origin},
+    metrics, nat,
+    parse::{self, Packet},
+    route,
+};
 
-/// Ingress and egress share the same logic with a different direction.
+/// tc ingress.
 #[inline(always)]
-pub fn try_observe(ctx: &TcContext, direction: Direction) -> Result<i32, DropReason> {
-    let _packet = parse::parse(ctx)?;
-    metrics::count(MetricsKey::forwarded(direction), ctx.len());
+pub fn ingress(ctx: &TcContext) -> i32 {
+    match try_ingress(ctx) {
+        Ok(verdict) => verdict,
+        Err(reason) => drop(ctx, Direction::Ingress, reason),
+    }
+}
+
+#[inline(always)]
+fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
+    let ip = match parse::parse(ctx) {
+        Ok(Packet::Ipv4(ip)) => ip,
+        Ok(Packet::Other { .. }) => {
+            metrics::forwarded(Direction::Ingress, ctx.len());
+            return Ok(TC_ACT_UNSPEC);
+        }
+        Err(reason) => return Ok(pass_malformed(ctx, Direction::Ingress, reason)),
+    };
+    let config = config::get();
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    if let Some((_, dport)) = ip.l4.ports() {
+        if let Some(service) = lb::lookup(ip.dst, dport, ip.protocol, Origin::Outside) {
+            return nat::forward(
+                ctx,
+                &ip,
+                &service,
+                Origin::Outside,
+                Direction::Ingress,
+                &config,
+                now,
+            );
+        }
+        if let Some(verdict) = nat::reverse(ctx, &ip, Direction::Ingress, &config, now)? {
+            return Ok(verdict);
+        }
+    } else if ip.is_icmp_error()
+        && let Some(verdict) = nat::icmp_error(ctx, &ip, Direction::Ingress, &config, now)?
+    {
+        return Ok(verdict);
+    }
+
+    if config.flags & CONFIG_F_ROUTE_PODS != 0
+        && let Some(endpoint) = route::endpoint(ip.dst)
+    {
+        let verdict = route::to_endpoint(ctx, &endpoint)?;
+        metrics::event(Event::Redirected, Direction::Ingress, ctx.len());
+        return Ok(verdict);
+    }
+    metrics::forwarded(Direction::Ingress, ctx.len());
     Ok(TC_ACT_UNSPEC)
 }
 
+/// tc egress: counts.
+#[inline(always)]
+pub fn egress(ctx: &TcContext) -> i32 {
+    match parse::parse(ctx) {
+        Ok(_) => {
+            metrics::forwarded(Direction::Egress, ctx.len());
+            TC_ACT_UNSPEC
+        }
+        Err(reason) => pass_malformed(ctx, Direction::Egress, reason),
+    }
+}
+
 /// What the uplink does with a frame it could not parse: count it under the
-/// reason and let it through, since the uplink does not translate anything
-/// yet and the stack drops such frames itself.
+/// reason and let it through. It cannot be a translated flow (its headers
+/// are not all there), and the stack drops it itself.
 #[inline(always)]
 pub fn pass_malformed(ctx: &TcContext, direction: Direction, reason: DropReason) -> i32 {
-    metrics::count(MetricsKey::dropped(reason, direction), ctx.len());
+    metrics::dropped(reason, direction, ctx.len());
     TC_ACT_UNSPEC
+}
+
+/// Drops a packet that was to be translated or routed but cannot be,
+/// counting why.
+#[inline(always)]
+pub fn drop(ctx: &TcContext, direction: Direction, reason: DropReason) -> i32 {
+    metrics::dropped(reason, direction, ctx.len());
+    TC_ACT_SHOT
 }

@@ -4,9 +4,15 @@ use std::{collections::BTreeMap, fmt};
 
 use aya::{
     Ebpf,
-    maps::{MapError, PerCpuHashMap},
+    maps::{MapData, MapError, PerCpuHashMap},
 };
-use baton_abi::{Direction, METRICS_MAP_NAME, MetricsKey, MetricsValue, metrics::reason_name};
+use baton_abi::{
+    Direction, METRICS_MAP_NAME, MetricsKey, MetricsValue,
+    lb::{SERVICE_STATS_MAP_NAME, ServiceStats},
+    metrics::reason_name,
+};
+
+use super::maps::{MapAccessError, is_not_found};
 
 /// Reading the metrics map failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,11 +93,63 @@ impl FromIterator<(MetricsKey, MetricsValue)> for MetricsSnapshot {
     }
 }
 
+/// Per-service counters, summed over CPUs, by service id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceStatsSnapshot {
+    entries: BTreeMap<u32, ServiceStats>,
+}
+
+impl ServiceStatsSnapshot {
+    /// Counters of service `id`; zero if it saw nothing.
+    #[must_use]
+    pub fn get(&self, id: u32) -> ServiceStats {
+        self.entries.get(&id).copied().unwrap_or_default()
+    }
+
+    /// Every service with counters, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, ServiceStats)> + '_ {
+        self.entries.iter().map(|(id, stats)| (*id, *stats))
+    }
+}
+
+/// Reads the per-service counters.
+pub fn read_services(
+    map: &PerCpuHashMap<MapData, u32, ServiceStats>,
+) -> Result<ServiceStatsSnapshot, MapAccessError> {
+    let mut entries = BTreeMap::new();
+    for entry in map.iter() {
+        let (id, per_cpu) = match entry {
+            Ok(entry) => entry,
+            Err(error) if is_not_found(&error) => continue,
+            Err(error) => {
+                return Err(MapAccessError::of(SERVICE_STATS_MAP_NAME, "iterate", error));
+            }
+        };
+        let total = per_cpu
+            .iter()
+            .fold(ServiceStats::default(), |sum, cpu| ServiceStats {
+                new_flows: sum.new_flows + cpu.new_flows,
+                refused: sum.refused + cpu.refused,
+                packets: sum.packets + cpu.packets,
+                bytes: sum.bytes + cpu.bytes,
+            });
+        entries.insert(id, total);
+    }
+    Ok(ServiceStatsSnapshot { entries })
+}
+
 /// Reads the metrics map of `ebpf`.
 pub fn read(ebpf: &Ebpf) -> Result<MetricsSnapshot, MetricsError> {
     let map = ebpf.map(METRICS_MAP_NAME).ok_or(MetricsError::MissingMap)?;
     let map: PerCpuHashMap<_, MetricsKey, MetricsValue> =
         PerCpuHashMap::try_from(map).map_err(|error| MetricsError::Map(Box::new(error)))?;
+    read_map(&map)
+}
+
+/// Reads a metrics map, summing the CPUs.
+pub fn read_map<T: std::borrow::Borrow<MapData>>(
+    map: &PerCpuHashMap<T, MetricsKey, MetricsValue>,
+) -> Result<MetricsSnapshot, MetricsError> {
     map.iter()
         .map(|entry| {
             let (key, per_cpu) = entry.map_err(|error| MetricsError::Map(Box::new(error)))?;

@@ -1,13 +1,38 @@
-//! Loads baton's eBPF object, attaches its programs and reads its maps.
+//! Loads baton's eBPF object, attaches its programs and programs its maps.
 //!
 //! The object is embedded in the binary ([`crate::EBPF_OBJECT`]). Loading
-//! creates (or, with a pin directory, reopens) the maps of the ABI crate and
-//! loads every program into the kernel; attaching is a separate step per
-//! device ([`Dataplane::attach_uplink`]). Dropping the [`Dataplane`] detaches
-//! what it attached and unloads the programs; pinned maps stay in bpffs.
+//! creates (or, with a pin directory, reopens) the maps of the ABI crate,
+//! sized by [`Capacities`], loads every program into the kernel (so the
+//! verifier checks all of them at start), and takes the maps into three
+//! typed layers:
+//!
+//! - [`LoadBalancer`] (services, backends, Maglev tables): what the proxy
+//!   programs, with [`ServiceSpec`]s;
+//! - [`NodeState`] (pod endpoints, local addresses, node settings): what
+//!   the CNI side and the node agent program;
+//! - conntrack, read and garbage-collected by [`Dataplane::conntrack_gc`].
+//!
+//! Attaching is a separate step per attach point: the uplink
+//! ([`Dataplane::attach_uplink`]), a pod's host-side veth
+//! ([`Dataplane::attach_pod`]) and a cgroup for socket LB
+//! ([`Dataplane::attach_cgroup`]). Dropping the [`Dataplane`] detaches what
+//! it attached and unloads the programs; pinned maps stay in bpffs.
 
+pub mod backends;
+pub mod capacity;
+pub mod cgroup;
+pub mod conntrack;
+pub mod dump;
+pub mod endpoints;
+pub mod ids;
+pub mod links;
+pub mod maglev;
+pub mod maps;
 pub mod metrics;
 pub mod pins;
+pub mod services;
+pub mod spec;
+pub mod standalone;
 pub mod tc;
 
 use std::{
@@ -17,20 +42,28 @@ use std::{
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    programs::{ProgramError, SchedClassifier},
+    programs::{CgroupSock, CgroupSockAddr, ProgramError, SchedClassifier},
 };
-use baton_abi::{PINNED_MAPS, programs};
+use baton_abi::{PINNED_MAPS, globals, programs};
 use tracing::info;
 
 pub use self::{
-    metrics::{MetricsError, MetricsSnapshot},
+    capacity::{Capacities, CapacityError},
+    cgroup::{CgroupAttachment, CgroupError},
+    conntrack::{CtFlow, GcReport},
+    endpoints::{NodeConfig, NodeState, NodeStateError, PodEndpoint},
+    maps::MapAccessError,
+    metrics::{MetricsError, MetricsSnapshot, ServiceStatsSnapshot},
     pins::PinError,
-    tc::{AttachError, TcBackend, TcMode, UplinkAttachment},
+    services::{Applied, LbError, LoadBalancer, ReconcileReport},
+    spec::{BackendSpec, BackendState, Frontend, Protocol, ServiceSpec, TrafficPolicy},
+    tc::{AttachError, PodAttachment, TcBackend, TcMode, UplinkAttachment},
 };
 use crate::{
     EBPF_OBJECT,
     sys::test_run::{TestRun, TestRunError, TestRunOutput, prog_test_run},
 };
+pub use baton_abi::lb::{Algorithm, FrontendKind};
 
 /// A program of the object, named by where it attaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,11 +72,49 @@ pub enum Hook {
     UplinkIngress,
     /// tc egress on the node uplink.
     UplinkEgress,
+    /// tc ingress on a pod's host-side veth (what the pod sends).
+    PodIngress,
+    /// cgroup `connect4`.
+    SockConnect4,
+    /// cgroup `sendmsg4`.
+    SockSendmsg4,
+    /// cgroup `recvmsg4`.
+    SockRecvmsg4,
+    /// cgroup `getpeername4`.
+    SockGetpeername4,
+    /// cgroup `sock_release`.
+    SockRelease,
+}
+
+/// The kind of program behind a hook, which decides how it is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProgramKind {
+    Tc,
+    SockAddr,
+    Sock,
 }
 
 impl Hook {
     /// Every program of the object.
-    pub const ALL: [Self; 2] = [Self::UplinkIngress, Self::UplinkEgress];
+    pub const ALL: [Self; 8] = [
+        Self::UplinkIngress,
+        Self::UplinkEgress,
+        Self::PodIngress,
+        Self::SockConnect4,
+        Self::SockSendmsg4,
+        Self::SockRecvmsg4,
+        Self::SockGetpeername4,
+        Self::SockRelease,
+    ];
+
+    /// The socket-LB programs, attached together to a cgroup.
+    pub const SOCKET: [Self; 5] = [
+        Self::SockConnect4,
+        Self::SockSendmsg4,
+        Self::SockRecvmsg4,
+        Self::SockGetpeername4,
+        Self::SockRelease,
+    ];
 
     /// The program's name in the object.
     #[must_use]
@@ -51,6 +122,23 @@ impl Hook {
         match self {
             Self::UplinkIngress => programs::UPLINK_INGRESS,
             Self::UplinkEgress => programs::UPLINK_EGRESS,
+            Self::PodIngress => programs::POD_INGRESS,
+            Self::SockConnect4 => programs::SOCK_CONNECT4,
+            Self::SockSendmsg4 => programs::SOCK_SENDMSG4,
+            Self::SockRecvmsg4 => programs::SOCK_RECVMSG4,
+            Self::SockGetpeername4 => programs::SOCK_GETPEERNAME4,
+            Self::SockRelease => programs::SOCK_RELEASE,
+        }
+    }
+
+    const fn kind(self) -> ProgramKind {
+        match self {
+            Self::UplinkIngress | Self::UplinkEgress | Self::PodIngress => ProgramKind::Tc,
+            Self::SockRelease => ProgramKind::Sock,
+            Self::SockConnect4
+            | Self::SockSendmsg4
+            | Self::SockRecvmsg4
+            | Self::SockGetpeername4 => ProgramKind::SockAddr,
         }
     }
 }
@@ -60,19 +148,30 @@ impl Hook {
 #[must_use]
 pub struct LoadOptions {
     pin_dir: Option<PathBuf>,
+    capacities: Capacities,
 }
 
 impl LoadOptions {
-    /// Maps live as long as the [`Dataplane`]; nothing is pinned.
+    /// Maps live as long as the [`Dataplane`]; nothing is pinned; default
+    /// capacities.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Pin the maps of [`baton_abi::PINNED_MAPS`] as `<dir>/<map name>` and
     /// reuse pins already there, so their contents survive a restart of the
-    /// process. `dir` must be on a bpffs mount; it is created if missing.
+    /// process; pin the links of tcx and cgroup attachments under
+    /// `<dir>/links/`, so the programs stay attached while the process is
+    /// down and the next one swaps its programs in without a gap. `dir`
+    /// must be on a bpffs mount; it is created if missing.
     pub fn pin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.pin_dir = Some(dir.into());
+        self
+    }
+
+    /// Map sizes (see [`Capacities`]).
+    pub fn capacities(mut self, capacities: Capacities) -> Self {
+        self.capacities = capacities;
         self
     }
 }
@@ -80,6 +179,9 @@ impl LoadOptions {
 /// Loading the dataplane or running one of its programs failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
+    /// The capacities cannot be used.
+    #[error(transparent)]
+    Capacity(#[from] CapacityError),
     /// The pin directory is not usable.
     #[error(transparent)]
     Pin(#[from] PinError),
@@ -96,6 +198,22 @@ pub enum DataplaneError {
         #[source]
         source: Box<ProgramError>,
     },
+    /// A map could not be taken over or initialised.
+    #[error(transparent)]
+    Map(#[from] MapAccessError),
+    /// The node settings could not be initialised.
+    #[error(transparent)]
+    Node(#[from] NodeStateError),
+    /// The pod program could not be pinned for other processes.
+    #[error("pin program at {path}: {source}")]
+    ProgramPin {
+        path: PathBuf,
+        #[source]
+        source: Box<aya::pin::PinError>,
+    },
+    /// Pinned links could not be inspected or pruned.
+    #[error(transparent)]
+    Links(#[from] links::LinkPinError),
     /// `BPF_PROG_TEST_RUN` failed.
     #[error("test run of {name}: {source}")]
     TestRun {
@@ -110,17 +228,31 @@ pub enum DataplaneError {
 pub struct Dataplane {
     ebpf: Ebpf,
     pin_dir: Option<PathBuf>,
+    capacities: Capacities,
+    lb: LoadBalancer,
+    node: NodeState,
+    ct: maps::CtMaps,
+    links: links::Links,
 }
 
 impl Dataplane {
-    /// Loads the embedded object: creates or reopens the maps, then loads
-    /// (verifies) every program. Needs CAP_BPF and CAP_NET_ADMIN (or root).
+    /// Loads the embedded object: creates or reopens the maps, loads
+    /// (verifies) every program, and restores the load balancer's state
+    /// from the maps. Needs CAP_BPF and CAP_NET_ADMIN (or root).
     pub fn load(options: &LoadOptions) -> Result<Self, DataplaneError> {
+        let capacities = options.capacities;
+        capacities.validate()?;
         let mut loader = EbpfLoader::new();
+        let sizes = capacities.map_sizes();
+        for (name, size) in &sizes {
+            loader.map_max_entries(name, *size);
+        }
+        let maglev_size = capacities.maglev_table_size;
+        loader.override_global(globals::MAGLEV_TABLE_SIZE, &maglev_size, true);
         let pins: Vec<(&str, PathBuf)> = match &options.pin_dir {
             Some(dir) => {
                 pins::prepare(dir)?;
-                pins::check_compatible(dir, EBPF_OBJECT)?;
+                pins::check_compatible(dir, EBPF_OBJECT, &capacities)?;
                 PINNED_MAPS
                     .iter()
                     .map(|name| (*name, dir.join(name)))
@@ -136,24 +268,40 @@ impl Dataplane {
             .map_err(|error| DataplaneError::Load(Box::new(error)))?;
 
         for hook in Hook::ALL {
-            let name = hook.program_name();
-            let program: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .ok_or(DataplaneError::MissingProgram { name })?
-                .try_into()
-                .map_err(|source| DataplaneError::Program {
-                    name,
-                    source: Box::new(source),
-                })?;
-            program.load().map_err(|source| DataplaneError::Program {
-                name,
-                source: Box::new(source),
-            })?;
+            load_program(&mut ebpf, hook)?;
         }
-        info!(pin_dir = ?options.pin_dir, "dataplane loaded");
+
+        let lb = LoadBalancer::restore(
+            maps::LbMaps::open(maps::Source::Object(&mut ebpf))?,
+            capacities,
+        )?;
+        let mut node = NodeState::new(maps::NodeMaps::open(maps::Source::Object(&mut ebpf))?);
+        // A fresh config map is all zero; a pinned one keeps what the last
+        // run wrote.
+        if node.config()?.snat_ports.start() == &0 {
+            node.set_config(&NodeConfig::default())?;
+        }
+        let ct = maps::CtMaps::open(maps::Source::Object(&mut ebpf))?;
+        let links = links::Links::new(options.pin_dir.as_deref());
+        let pruned = links.prune_defunct()?;
+        let refreshed = refresh_links(&ebpf, &links);
+        if let Some(dir) = &options.pin_dir {
+            pin_pod_program(&mut ebpf, dir)?;
+        }
+        info!(
+            pin_dir = ?options.pin_dir,
+            pruned_links = pruned,
+            refreshed_links = refreshed,
+            "dataplane loaded"
+        );
         Ok(Self {
             ebpf,
             pin_dir: options.pin_dir.clone(),
+            capacities,
+            lb,
+            node,
+            ct,
+            links,
         })
     }
 
@@ -163,6 +311,21 @@ impl Dataplane {
         self.pin_dir.as_deref()
     }
 
+    /// The capacities the maps were created with.
+    pub fn capacities(&self) -> &Capacities {
+        &self.capacities
+    }
+
+    /// Services and backends: the proxy's API.
+    pub fn load_balancer(&mut self) -> &mut LoadBalancer {
+        &mut self.lb
+    }
+
+    /// Pod endpoints, local addresses and node settings.
+    pub fn node(&mut self) -> &mut NodeState {
+        &mut self.node
+    }
+
     /// Attaches the uplink programs (ingress and egress) to `iface`, in the
     /// network namespace of the calling thread. See [`tc`] for the modes.
     pub fn attach_uplink(
@@ -170,12 +333,33 @@ impl Dataplane {
         iface: &str,
         mode: TcMode,
     ) -> Result<UplinkAttachment, AttachError> {
-        tc::attach_uplink(&mut self.ebpf, iface, mode)
+        tc::attach_uplink(&mut self.ebpf, &mut self.links, iface, mode)
     }
 
     /// Detaches what [`Self::attach_uplink`] attached.
     pub fn detach_uplink(&mut self, attachment: UplinkAttachment) -> Result<(), AttachError> {
-        tc::detach_uplink(&mut self.ebpf, attachment)
+        tc::detach_uplink(&mut self.ebpf, &mut self.links, attachment)
+    }
+
+    /// Attaches the pod program to the ingress of `iface`, a pod's
+    /// host-side veth, in the calling thread's network namespace.
+    pub fn attach_pod(&mut self, iface: &str, mode: TcMode) -> Result<PodAttachment, AttachError> {
+        tc::attach_pod(&mut self.ebpf, &mut self.links, iface, mode)
+    }
+
+    /// Detaches what [`Self::attach_pod`] attached.
+    pub fn detach_pod(&mut self, attachment: PodAttachment) -> Result<(), AttachError> {
+        tc::detach_pod(&mut self.ebpf, &mut self.links, attachment)
+    }
+
+    /// Attaches the socket-LB programs to the cgroup v2 directory `path`.
+    pub fn attach_cgroup(&mut self, path: &Path) -> Result<CgroupAttachment, CgroupError> {
+        cgroup::attach(&mut self.ebpf, &mut self.links, path)
+    }
+
+    /// Detaches what [`Self::attach_cgroup`] attached.
+    pub fn detach_cgroup(&mut self, attachment: CgroupAttachment) -> Result<(), CgroupError> {
+        cgroup::detach(&mut self.links, attachment)
     }
 
     /// Current counters of the metrics map, summed over CPUs.
@@ -183,11 +367,43 @@ impl Dataplane {
         metrics::read(&self.ebpf)
     }
 
+    /// Per-service counters, summed over CPUs.
+    pub fn service_stats(&self) -> Result<ServiceStatsSnapshot, MapAccessError> {
+        metrics::read_services(&self.lb.maps().stats)
+    }
+
+    /// Every conntrack entry.
+    pub fn conntrack(&self) -> Result<Vec<CtFlow>, MapAccessError> {
+        conntrack::dump(&self.ct)
+    }
+
+    /// Removes expired conntrack entries (and uncounts their flows).
+    pub fn conntrack_gc(&mut self) -> Result<GcReport, MapAccessError> {
+        let now = conntrack::monotonic_now_ns();
+        conntrack::gc(&mut self.ct, self.lb.maps_mut(), now)
+    }
+
+    /// Dumps of services, backends, conntrack and counters, for `baton-node
+    /// dataplane dump`. (A tool without a loaded dataplane reads a node's
+    /// pins with [`dump::from_pins`].)
+    pub fn dump(&self) -> Result<dump::Dump, MapAccessError> {
+        dump::collect(
+            self.lb.maps(),
+            &self.node,
+            &self.ct,
+            self.metrics().unwrap_or_default(),
+            &self.lb.labels(),
+        )
+    }
+
     /// Kernel id of a loaded program, as `bpftool prog` and tcx queries
     /// report it.
     pub fn program_id(&self, hook: Hook) -> Result<u32, DataplaneError> {
         let name = hook.program_name();
-        let program = self.classifier(hook)?;
+        let program = self
+            .ebpf
+            .program(name)
+            .ok_or(DataplaneError::MissingProgram { name })?;
         program
             .info()
             .map(|info| info.id())
@@ -197,28 +413,101 @@ impl Dataplane {
             })
     }
 
-    /// Runs a program on a crafted packet with `BPF_PROG_TEST_RUN`. The run
-    /// updates the real maps, exactly as a packet on the wire would.
+    /// Runs a tc program on a crafted packet with `BPF_PROG_TEST_RUN`. The
+    /// run updates the real maps, exactly as a packet on the wire would.
     pub fn test_run(&self, hook: Hook, run: &TestRun<'_>) -> Result<TestRunOutput, DataplaneError> {
         let name = hook.program_name();
-        let program = self.classifier(hook)?;
-        let fd = program.fd().map_err(|source| DataplaneError::Program {
-            name,
-            source: Box::new(source),
-        })?;
-        prog_test_run(fd.as_fd(), run).map_err(|source| DataplaneError::TestRun { name, source })
-    }
-
-    fn classifier(&self, hook: Hook) -> Result<&SchedClassifier, DataplaneError> {
-        let name = hook.program_name();
-        self.ebpf
+        let program: &SchedClassifier = self
+            .ebpf
             .program(name)
             .ok_or(DataplaneError::MissingProgram { name })?
             .try_into()
             .map_err(|source| DataplaneError::Program {
                 name,
                 source: Box::new(source),
-            })
+            })?;
+        let fd = program.fd().map_err(|source| DataplaneError::Program {
+            name,
+            source: Box::new(source),
+        })?;
+        prog_test_run(fd.as_fd(), run).map_err(|source| DataplaneError::TestRun { name, source })
+    }
+}
+
+/// Swaps this object's programs into every link pinned by an earlier run.
+fn refresh_links(ebpf: &Ebpf, links: &links::Links) -> usize {
+    let fds: Vec<(&str, aya::programs::ProgramFd)> = Hook::ALL
+        .iter()
+        .filter_map(|hook| {
+            let name = hook.program_name();
+            let fd = ebpf.program(name)?.fd().ok()?.try_clone().ok()?;
+            Some((name, fd))
+        })
+        .collect();
+    let borrowed: Vec<(&str, std::os::fd::BorrowedFd<'_>)> =
+        fds.iter().map(|(name, fd)| (*name, fd.as_fd())).collect();
+    links.refresh_all(&borrowed)
+}
+
+/// Pins the pod program at `<pin dir>/programs/pod_ingress`, replacing an
+/// earlier run's, so another process (baton-cni) can attach it to a new
+/// pod's veth (see [`standalone`]).
+fn pin_pod_program(ebpf: &mut Ebpf, dir: &Path) -> Result<(), DataplaneError> {
+    let name = Hook::PodIngress.program_name();
+    let path = standalone::pod_program_pin(dir);
+    let io = |source: std::io::Error| {
+        DataplaneError::Links(links::LinkPinError::Io {
+            action: "replace program pin",
+            path: path.clone(),
+            source,
+        })
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(io(error)),
+    }
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or(DataplaneError::MissingProgram { name })?
+        .try_into()
+        .map_err(|source| DataplaneError::Program {
+            name,
+            source: Box::new(source),
+        })?;
+    program
+        .pin(&path)
+        .map_err(|source| DataplaneError::ProgramPin {
+            path,
+            source: Box::new(source),
+        })
+}
+
+fn load_program(ebpf: &mut Ebpf, hook: Hook) -> Result<(), DataplaneError> {
+    let name = hook.program_name();
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(DataplaneError::MissingProgram { name })?;
+    let error = |source: ProgramError| DataplaneError::Program {
+        name,
+        source: Box::new(source),
+    };
+    match hook.kind() {
+        ProgramKind::Tc => <&mut SchedClassifier>::try_from(program)
+            .map_err(error)?
+            .load()
+            .map_err(error),
+        ProgramKind::SockAddr => <&mut CgroupSockAddr>::try_from(program)
+            .map_err(error)?
+            .load()
+            .map_err(error),
+        ProgramKind::Sock => <&mut CgroupSock>::try_from(program)
+            .map_err(error)?
+            .load()
+            .map_err(error),
     }
 }
 

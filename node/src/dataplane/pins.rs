@@ -15,6 +15,7 @@ use std::{
 use aya::maps::{MapError, MapInfo};
 use baton_abi::PINNED_MAPS;
 
+use super::capacity::Capacities;
 use crate::sys::mount::{MountError, is_bpffs};
 
 /// The pin directory or a pin in it is not usable.
@@ -97,30 +98,44 @@ pub fn prepare(dir: &Path) -> Result<(), PinError> {
     Ok(())
 }
 
-/// The shape `object` defines for each map of [`PINNED_MAPS`].
-pub fn expected_shapes(object: &[u8]) -> Result<Vec<(&'static str, MapShape)>, PinError> {
+/// The shape each map of [`PINNED_MAPS`] has when `object` is loaded with
+/// `capacities` (which override the object's sizes).
+pub fn expected_shapes(
+    object: &[u8],
+    capacities: &Capacities,
+) -> Result<Vec<(&'static str, MapShape)>, PinError> {
     let object =
         aya_obj::Object::parse(object).map_err(|error| PinError::Object(Box::new(error)))?;
+    let sizes = capacities.map_sizes();
     PINNED_MAPS
         .iter()
         .map(|&name| {
             let map = object.maps.get(name).ok_or(PinError::MissingMap { name })?;
+            let max_entries = sizes
+                .iter()
+                .find(|(sized, _)| *sized == name)
+                .map_or(map.max_entries(), |(_, size)| *size);
             Ok((
                 name,
                 MapShape {
                     map_type: map.map_type(),
                     key_size: map.key_size(),
                     value_size: map.value_size(),
-                    max_entries: map.max_entries(),
+                    max_entries,
                 },
             ))
         })
         .collect()
 }
 
-/// Checks every pin already in `dir` against the map `object` defines.
-pub fn check_compatible(dir: &Path, object: &[u8]) -> Result<(), PinError> {
-    for (name, expected) in expected_shapes(object)? {
+/// Checks every pin already in `dir` against the map `object` defines when
+/// loaded with `capacities`.
+pub fn check_compatible(
+    dir: &Path,
+    object: &[u8],
+    capacities: &Capacities,
+) -> Result<(), PinError> {
+    for (name, expected) in expected_shapes(object, capacities)? {
         let path = dir.join(name);
         if !path.exists() {
             continue;
@@ -161,7 +176,7 @@ mod tests {
 
     #[test]
     fn embedded_object_defines_the_abi_maps_with_the_abi_layout() {
-        let shapes = expected_shapes(crate::EBPF_OBJECT).unwrap();
+        let shapes = expected_shapes(crate::EBPF_OBJECT, &Capacities::default()).unwrap();
         let (_, metrics) = shapes
             .iter()
             .find(|(name, _)| *name == METRICS_MAP_NAME)
@@ -175,6 +190,117 @@ mod tests {
                 max_entries: METRICS_MAP_MAX_ENTRIES,
             }
         );
+    }
+
+    #[test]
+    fn every_pinned_map_has_the_abi_key_and_value_sizes() {
+        use baton_abi::{config, conntrack, lb, route, sock};
+        const HASH: u32 = 1;
+        const ARRAY: u32 = 2;
+        const LRU_HASH: u32 = 9;
+        const SK_STORAGE: u32 = 24;
+        let expected: &[(&str, u32, usize, usize)] = &[
+            (
+                lb::SERVICES_MAP_NAME,
+                HASH,
+                size_of::<lb::ServiceKey>(),
+                size_of::<lb::ServiceValue>(),
+            ),
+            (
+                lb::SLOTS_MAP_NAME,
+                HASH,
+                size_of::<lb::SlotKey>(),
+                size_of::<lb::SlotValue>(),
+            ),
+            (lb::BACKENDS_MAP_NAME, HASH, 4, size_of::<lb::Backend>()),
+            (
+                lb::MEMBERS_MAP_NAME,
+                HASH,
+                size_of::<lb::MemberKey>(),
+                size_of::<lb::MemberValue>(),
+            ),
+            (lb::MAGLEV_MAP_NAME, ARRAY, 4, size_of::<lb::MaglevEntry>()),
+            (
+                lb::AFFINITY_MAP_NAME,
+                LRU_HASH,
+                size_of::<lb::AffinityKey>(),
+                size_of::<lb::AffinityValue>(),
+            ),
+            (
+                lb::BACKEND_CONNS_MAP_NAME,
+                ARRAY,
+                4,
+                size_of::<lb::BackendConns>(),
+            ),
+            (lb::RR_MAP_NAME, ARRAY, 4, size_of::<lb::RrState>()),
+            (
+                lb::SERVICE_STATS_MAP_NAME,
+                PERCPU_HASH,
+                4,
+                size_of::<lb::ServiceStats>(),
+            ),
+            (
+                sock::REVSK_MAP_NAME,
+                LRU_HASH,
+                size_of::<sock::RevSkKey>(),
+                size_of::<sock::RevSkValue>(),
+            ),
+            (
+                sock::SOCK_STATE_MAP_NAME,
+                SK_STORAGE,
+                4,
+                size_of::<sock::SockState>(),
+            ),
+            (
+                conntrack::CT_MAP_NAME,
+                LRU_HASH,
+                size_of::<conntrack::CtKey>(),
+                size_of::<conntrack::CtEntry>(),
+            ),
+            (
+                route::ENDPOINTS_MAP_NAME,
+                HASH,
+                size_of::<route::Ipv4Key>(),
+                size_of::<route::Endpoint>(),
+            ),
+            (
+                route::LOCAL_ADDRS_MAP_NAME,
+                HASH,
+                size_of::<route::Ipv4Key>(),
+                size_of::<route::LocalAddr>(),
+            ),
+            (
+                config::CONFIG_MAP_NAME,
+                ARRAY,
+                4,
+                size_of::<config::Config>(),
+            ),
+        ];
+        let shapes = expected_shapes(crate::EBPF_OBJECT, &Capacities::default()).unwrap();
+        assert_eq!(shapes.len(), expected.len() + 1, "a pinned map is untested");
+        for (name, map_type, key, value) in expected {
+            let (_, shape) = shapes
+                .iter()
+                .find(|(pinned, _)| pinned == name)
+                .unwrap_or_else(|| panic!("{name} is not pinned"));
+            assert_eq!(shape.map_type, *map_type, "{name}: type");
+            assert_eq!(shape.key_size as usize, *key, "{name}: key size");
+            assert_eq!(shape.value_size as usize, *value, "{name}: value size");
+        }
+    }
+
+    #[test]
+    fn configured_capacities_are_what_pins_are_checked_against() {
+        let capacities = Capacities {
+            conntrack: 1024,
+            ..Capacities::default()
+        };
+        let shapes = expected_shapes(crate::EBPF_OBJECT, &capacities).unwrap();
+        let (_, ct) = shapes
+            .iter()
+            .find(|(name, _)| *name == baton_abi::conntrack::CT_MAP_NAME)
+            .unwrap();
+        assert_eq!(ct.max_entries, 1024);
     }
 
     #[test]

@@ -1,29 +1,40 @@
-//! Attaching tc programs to a device.
+//! Attaching tc programs to a device: the node uplink (ingress and egress)
+//! and pods' host-side veths (ingress).
 //!
 //! Two kernel interfaces exist. **tcx** (Linux 6.6+) attaches a program as a
-//! BPF link owned by a file descriptor: several programs chain in a defined
-//! order, and the link goes away with the fd, so a crashed agent leaves
-//! nothing behind. The **netlink** interface (`tc filter add ... bpf da`)
-//! needs a `clsact` qdisc on the device and installs filters that outlive the
-//! process until someone deletes them. [`TcMode::Auto`] takes tcx where the
-//! kernel has it and falls back to netlink, adding `clsact` first.
+//! BPF link: several programs chain in a defined order, and the link goes
+//! away with its last reference. The dataplane holds the link (see
+//! [`super::links`]): without a pin directory a crashed agent leaves
+//! nothing behind; with one, the link is pinned so the programs keep
+//! working while the agent restarts, and the next agent swaps its programs
+//! into the same links. The **netlink** interface (`tc filter add ... bpf
+//! da`) needs a `clsact` qdisc on the device and installs filters that
+//! outlive the process until someone deletes them. [`TcMode::Auto`] takes
+//! tcx where the kernel has it and falls back to netlink, adding `clsact`
+//! first.
 //!
 //! Everything here acts in the network namespace of the calling thread
 //! (device names are resolved there). A netlink attachment is also removed
 //! there: detach it from the same namespace it was attached in (tcx links
 //! carry their device and can be detached from anywhere).
 
+use std::os::fd::AsFd;
+
 use aya::{
     Ebpf,
     programs::{
         LinkOrder, ProgramError, SchedClassifier, TcAttachType,
+        links::{FdLink, LinkError},
         tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions, TcError},
     },
     util::KernelVersion,
 };
 use tracing::info;
 
-use super::Hook;
+use super::{
+    Hook,
+    links::{LinkAttachError, LinkPinError, LinkRef, Links},
+};
 
 /// Which kernel interface to attach through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,6 +80,26 @@ pub enum AttachError {
         #[source]
         source: Box<ProgramError>,
     },
+    /// The tcx link could not be taken over from aya.
+    #[error("take the tcx link of {name} on {iface}: {source}")]
+    Link {
+        name: &'static str,
+        iface: String,
+        #[source]
+        source: Box<LinkError>,
+    },
+    /// The link could not be pinned, reused or unpinned.
+    #[error(transparent)]
+    Pin(#[from] LinkPinError),
+}
+
+/// One attached program.
+#[derive(Debug)]
+enum TcLink {
+    /// A tcx link held by the dataplane.
+    Tcx(LinkRef),
+    /// A netlink filter owned by the aya program.
+    Netlink(SchedClassifierLinkId),
 }
 
 /// The uplink programs attached to one device. Give it back to
@@ -78,8 +109,8 @@ pub enum AttachError {
 pub struct UplinkAttachment {
     iface: String,
     backend: TcBackend,
-    ingress: SchedClassifierLinkId,
-    egress: SchedClassifierLinkId,
+    ingress: TcLink,
+    egress: TcLink,
 }
 
 impl UplinkAttachment {
@@ -90,6 +121,31 @@ impl UplinkAttachment {
     }
 
     /// How they are attached.
+    #[must_use]
+    pub fn backend(&self) -> TcBackend {
+        self.backend
+    }
+}
+
+/// The pod program attached to one pod's host-side veth. Give it back to
+/// [`super::Dataplane::detach_pod`], or drop the dataplane. Deleting the
+/// veth (the pod going away) also removes it.
+#[derive(Debug)]
+#[must_use = "dropping the attachment handle keeps the program attached until the dataplane is dropped"]
+pub struct PodAttachment {
+    iface: String,
+    backend: TcBackend,
+    ingress: TcLink,
+}
+
+impl PodAttachment {
+    /// The host-side veth.
+    #[must_use]
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// How the program is attached.
     #[must_use]
     pub fn backend(&self) -> TcBackend {
         self.backend
@@ -121,48 +177,157 @@ fn ensure_clsact(iface: &str) -> Result<(), AttachError> {
     }
 }
 
+fn backend_for(mode: TcMode) -> TcBackend {
+    match mode {
+        TcMode::Auto if kernel_has_tcx() => TcBackend::Tcx,
+        TcMode::Auto | TcMode::Netlink => TcBackend::Netlink,
+        TcMode::Tcx => TcBackend::Tcx,
+    }
+}
+
 fn attach_one(
     ebpf: &mut Ebpf,
+    links: &mut Links,
     hook: Hook,
     iface: &str,
     attach_type: TcAttachType,
     backend: TcBackend,
-) -> Result<SchedClassifierLinkId, AttachError> {
-    let options = match backend {
-        // Appended after programs already on the hook; ours return
-        // TC_ACT_UNSPEC (TCX_NEXT), so later ones still run.
-        TcBackend::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
-        TcBackend::Netlink => TcAttachOptions::Netlink(NlOptions::default()),
-    };
+) -> Result<TcLink, AttachError> {
     let name = hook.program_name();
-    classifier(ebpf, hook)?
-        .attach_with_options(iface, attach_type, options)
-        .map_err(|source| AttachError::Program {
-            action: "attach",
-            name,
-            iface: iface.to_owned(),
-            backend,
-            source: Box::new(source),
-        })
+    let program = classifier(ebpf, hook)?;
+    let program_error = |source: ProgramError| AttachError::Program {
+        action: "attach",
+        name,
+        iface: iface.to_owned(),
+        backend,
+        source: Box::new(source),
+    };
+    match backend {
+        TcBackend::Netlink => program
+            .attach_with_options(
+                iface,
+                attach_type,
+                TcAttachOptions::Netlink(NlOptions::default()),
+            )
+            .map(TcLink::Netlink)
+            .map_err(program_error),
+        TcBackend::Tcx => {
+            let fd = program
+                .fd()
+                .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
+                .map_err(program_error)?;
+            let link = links
+                .attach(&format!("{name}@{iface}"), fd.as_fd(), || {
+                    // Appended after programs already on the hook; ours
+                    // return TC_ACT_UNSPEC (TCX_NEXT) for what they do not
+                    // handle, so later ones still run.
+                    let id = program
+                        .attach_with_options(
+                            iface,
+                            attach_type,
+                            TcAttachOptions::TcxOrder(LinkOrder::default()),
+                        )
+                        .map_err(program_error)?;
+                    let link = program.take_link(id).map_err(program_error)?;
+                    FdLink::try_from(link).map_err(|source| AttachError::Link {
+                        name,
+                        iface: iface.to_owned(),
+                        source: Box::new(source),
+                    })
+                })
+                .map_err(|error| match error {
+                    LinkAttachError::Attach(error) => error,
+                    LinkAttachError::Pin(error) => AttachError::Pin(error),
+                })?;
+            Ok(TcLink::Tcx(link))
+        }
+    }
+}
+
+fn detach_one(
+    ebpf: &mut Ebpf,
+    links: &mut Links,
+    hook: Hook,
+    link: TcLink,
+    iface: &str,
+    backend: TcBackend,
+) -> Result<(), AttachError> {
+    match link {
+        TcLink::Tcx(link) => Ok(links.detach(link)?),
+        TcLink::Netlink(id) => {
+            let name = hook.program_name();
+            classifier(ebpf, hook)?
+                .detach(id)
+                .map_err(|source| AttachError::Program {
+                    action: "detach",
+                    name,
+                    iface: iface.to_owned(),
+                    backend,
+                    source: Box::new(source),
+                })
+        }
+    }
+}
+
+/// Attaches the pod program to the ingress of `iface` (a pod's host-side
+/// veth: its ingress is what the pod sends).
+pub fn attach_pod(
+    ebpf: &mut Ebpf,
+    links: &mut Links,
+    iface: &str,
+    mode: TcMode,
+) -> Result<PodAttachment, AttachError> {
+    let backend = backend_for(mode);
+    if backend == TcBackend::Netlink {
+        ensure_clsact(iface)?;
+    }
+    let ingress = attach_one(
+        ebpf,
+        links,
+        Hook::PodIngress,
+        iface,
+        TcAttachType::Ingress,
+        backend,
+    )?;
+    info!(iface, ?backend, "pod program attached");
+    Ok(PodAttachment {
+        iface: iface.to_owned(),
+        backend,
+        ingress,
+    })
+}
+
+/// Detaches the pod program of `attachment`.
+pub fn detach_pod(
+    ebpf: &mut Ebpf,
+    links: &mut Links,
+    attachment: PodAttachment,
+) -> Result<(), AttachError> {
+    let PodAttachment {
+        iface,
+        backend,
+        ingress,
+    } = attachment;
+    detach_one(ebpf, links, Hook::PodIngress, ingress, &iface, backend)?;
+    info!(iface, ?backend, "pod program detached");
+    Ok(())
 }
 
 /// Attaches both uplink programs to `iface`; on failure nothing stays
 /// attached.
 pub fn attach_uplink(
     ebpf: &mut Ebpf,
+    links: &mut Links,
     iface: &str,
     mode: TcMode,
 ) -> Result<UplinkAttachment, AttachError> {
-    let backend = match mode {
-        TcMode::Auto if kernel_has_tcx() => TcBackend::Tcx,
-        TcMode::Auto | TcMode::Netlink => TcBackend::Netlink,
-        TcMode::Tcx => TcBackend::Tcx,
-    };
+    let backend = backend_for(mode);
     if backend == TcBackend::Netlink {
         ensure_clsact(iface)?;
     }
     let ingress = attach_one(
         ebpf,
+        links,
         Hook::UplinkIngress,
         iface,
         TcAttachType::Ingress,
@@ -170,6 +335,7 @@ pub fn attach_uplink(
     )?;
     let egress = match attach_one(
         ebpf,
+        links,
         Hook::UplinkEgress,
         iface,
         TcAttachType::Egress,
@@ -177,10 +343,8 @@ pub fn attach_uplink(
     ) {
         Ok(egress) => egress,
         Err(error) => {
-            if let Ok(program) = classifier(ebpf, Hook::UplinkIngress) {
-                // Best effort: the attach error is the one to report.
-                let _ = program.detach(ingress);
-            }
+            // Best effort: the attach error is the one to report.
+            let _ = detach_one(ebpf, links, Hook::UplinkIngress, ingress, iface, backend);
             return Err(error);
         }
     };
@@ -194,7 +358,11 @@ pub fn attach_uplink(
 }
 
 /// Detaches both uplink programs of `attachment`.
-pub fn detach_uplink(ebpf: &mut Ebpf, attachment: UplinkAttachment) -> Result<(), AttachError> {
+pub fn detach_uplink(
+    ebpf: &mut Ebpf,
+    links: &mut Links,
+    attachment: UplinkAttachment,
+) -> Result<(), AttachError> {
     let UplinkAttachment {
         iface,
         backend,
@@ -203,17 +371,7 @@ pub fn detach_uplink(ebpf: &mut Ebpf, attachment: UplinkAttachment) -> Result<()
     } = attachment;
     let mut first_error = None;
     for (hook, link) in [(Hook::UplinkIngress, ingress), (Hook::UplinkEgress, egress)] {
-        let name = hook.program_name();
-        let result = classifier(ebpf, hook).and_then(|program| {
-            program.detach(link).map_err(|source| AttachError::Program {
-                action: "detach",
-                name,
-                iface: iface.clone(),
-                backend,
-                source: Box::new(source),
-            })
-        });
-        if let Err(error) = result {
+        if let Err(error) = detach_one(ebpf, links, hook, link, &iface, backend) {
             first_error.get_or_insert(error);
         }
     }

@@ -7,7 +7,14 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod cgroup;
+pub mod client;
+pub mod fabric;
 pub mod frames;
+pub mod packets;
+pub mod probe;
+pub mod servers;
+pub mod topology;
 
 use std::{
     fs,
@@ -17,8 +24,8 @@ use std::{
 
 use baton_node::sys::{mount, netns};
 
-/// Prefix of every namespace and bpffs directory these tests create.
-const PREFIX: &str = "baton-nt";
+/// Prefix of every namespace, cgroup and bpffs directory these tests create.
+pub const PREFIX: &str = "baton-nt";
 
 /// Fails the test with a clear message unless it runs as root: these tests
 /// load BPF programs, create namespaces and mount bpffs.
@@ -46,7 +53,7 @@ pub fn run(program: &str, args: &[&str]) -> String {
 
 /// Whether the process that created a resource named `<PREFIX><pid>-...` is
 /// gone (so the resource is a leftover of a killed run).
-fn owner_is_gone(name: &str) -> bool {
+pub fn owner_is_gone(name: &str) -> bool {
     let Some(rest) = name.strip_prefix(PREFIX) else {
         return false;
     };

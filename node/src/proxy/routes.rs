@@ -1,0 +1,263 @@
+//! Native routes to the other nodes' podCIDRs.
+//!
+//! Pod traffic to another node leaves through the pod program's
+//! `bpf_fib_lookup` + `bpf_redirect_neigh`, and NodePort traffic forwarded to
+//! a remote backend through the uplink program's: both look up the node's
+//! main routing table, which must send each other node's podCIDR to that
+//! node's InternalIP (direct routing on a shared L2 segment, as Cilium's
+//! `auto-direct-node-routes` and flannel's host-gw do — no overlay, no
+//! bridge). This module keeps exactly those routes, from the Node objects:
+//! one per other node with a podCIDR and an InternalIP, tagged with
+//! [`ROUTE_PROTOCOL`] so routes of anyone else are never touched, and stale
+//! ones (a node deleted or readdressed) removed.
+//!
+//! Routes are written with iproute2 (`ip route replace`), as the CNI plugin
+//! sets up its links: a handful of routes per node change rarely, and the
+//! tool's behaviour is what an operator checks them with.
+
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::{FutureExt, StreamExt};
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::Node;
+use kube::{
+    Api, Client,
+    runtime::{WatchStreamExt, reflector, watcher},
+};
+use tracing::{info, warn};
+
+/// The routing protocol number baton's pod routes carry (`proto 156` in
+/// `ip route`); anything else in the table is left alone.
+pub const ROUTE_PROTOCOL: u8 = 156;
+/// Routes are checked against the table this often even without a Node
+/// change, so one removed by hand comes back.
+const RESYNC: Duration = Duration::from_secs(30);
+/// A failed write is retried after this long.
+const RETRY: Duration = Duration::from_secs(1);
+/// Changes arriving within this window are applied together.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// A route could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("run ip {args}: {source}")]
+    Spawn {
+        args: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ip {args} failed: {stderr}")]
+    Failed { args: String, stderr: String },
+    #[error("ip route output is not JSON: {0}")]
+    Parse(#[from] serde_json::Error),
+}
+
+/// Each other node's podCIDR → the address to reach it through.
+pub type PodRoutes = BTreeMap<Ipv4Net, Ipv4Addr>;
+
+/// The routes `own` (this node's name) needs for `nodes`: every other
+/// node's IPv4 podCIDRs via its InternalIP.
+#[must_use]
+pub fn desired<'a>(nodes: impl IntoIterator<Item = &'a Node>, own: &str) -> PodRoutes {
+    let mut routes = PodRoutes::new();
+    for node in nodes {
+        if node.metadata.name.as_deref() == Some(own) {
+            continue;
+        }
+        let Some(via) = internal_ip(node) else {
+            continue;
+        };
+        let Some(spec) = &node.spec else { continue };
+        let cidrs = spec.pod_cidrs.iter().flatten().chain(spec.pod_cidr.iter());
+        for cidr in cidrs.filter_map(|c| c.parse::<Ipv4Net>().ok()) {
+            routes.insert(cidr.trunc(), via);
+        }
+    }
+    routes
+}
+
+fn internal_ip(node: &Node) -> Option<Ipv4Addr> {
+    node.status
+        .as_ref()?
+        .addresses
+        .iter()
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP")
+        .find_map(|a| a.address.parse().ok())
+}
+
+fn ip(args: &[String]) -> Result<String, RouteError> {
+    let joined = args.join(" ");
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|source| RouteError::Spawn {
+            args: joined.clone(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(RouteError::Failed {
+            args: joined,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The routes of ours in the main table of this network namespace.
+pub fn installed() -> Result<PodRoutes, RouteError> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        dst: String,
+        gateway: Option<String>,
+    }
+    let args = [
+        "-j",
+        "-4",
+        "route",
+        "show",
+        "proto",
+        &ROUTE_PROTOCOL.to_string(),
+    ]
+    .map(String::from);
+    let text = ip(&args)?;
+    let entries: Vec<Entry> = if text.trim().is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(&text)?
+    };
+    Ok(entries
+        .into_iter()
+        .filter_map(|e| Some((e.dst.parse().ok()?, e.gateway?.parse().ok()?)))
+        .collect())
+}
+
+/// Makes the routes of ours equal to `want`; returns how many routes were
+/// added or changed and removed.
+pub fn reconcile(want: &PodRoutes) -> Result<(usize, usize), RouteError> {
+    let have = installed()?;
+    let proto = ROUTE_PROTOCOL.to_string();
+    let mut written = 0;
+    for (cidr, via) in want {
+        if have.get(cidr) != Some(via) {
+            let args = [
+                "route",
+                "replace",
+                &cidr.to_string(),
+                "via",
+                &via.to_string(),
+                "proto",
+                &proto,
+            ];
+            ip(&args.map(String::from))?;
+            written += 1;
+        }
+    }
+    let mut removed = 0;
+    for cidr in have.keys().filter(|c| !want.contains_key(c)) {
+        ip(&["route", "del", &cidr.to_string(), "proto", &proto].map(String::from))?;
+        removed += 1;
+    }
+    Ok((written, removed))
+}
+
+/// Keeps the pod routes of node `own` from the Node objects until the
+/// process ends.
+pub async fn run(client: Client, own: String) {
+    let (store, writer) = reflector::store::<Node>();
+    let stream = reflector(
+        writer,
+        watcher(Api::<Node>::all(client), watcher::Config::default()).default_backoff(),
+    );
+    let mut stream = std::pin::pin!(stream);
+    let mut next_resync = Instant::now() + RESYNC;
+    loop {
+        // Wait for a Node change (then let a burst settle) or the resync;
+        // the stream must be polled for the store to fill.
+        match tokio::time::timeout_at(next_resync.into(), stream.next()).await {
+            Ok(None) => return,
+            Ok(Some(Err(error))) => {
+                warn!(%error, "watching Nodes; retrying");
+                continue;
+            }
+            Ok(Some(Ok(_))) => {
+                tokio::time::sleep(DEBOUNCE).await;
+                while let Some(Some(_)) = stream.next().now_or_never() {}
+            }
+            Err(_) => next_resync = Instant::now() + RESYNC,
+        }
+        // Nothing is removed before the first complete list.
+        if store.wait_until_ready().now_or_never().is_none() {
+            continue;
+        }
+        let nodes: Vec<Arc<Node>> = store.state();
+        let want = desired(nodes.iter().map(AsRef::as_ref), &own);
+        match tokio::task::spawn_blocking(move || reconcile(&want).map(|n| (n, want.len()))).await {
+            Ok(Ok(((written, removed), routes))) if written + removed > 0 => {
+                info!(routes, written, removed, "pod routes to other nodes");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                warn!(%error, "pod routes; retrying");
+                next_resync = Instant::now() + RETRY;
+            }
+            Err(error) => warn!(%error, "pod routes task"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, cidr: Option<&str>, ip: Option<&str>) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": cidr.map(|c| serde_json::json!({"podCIDR": c, "podCIDRs": [c]})),
+            "status": {"addresses": ip.map(|a| vec![
+                serde_json::json!({"type": "Hostname", "address": name}),
+                serde_json::json!({"type": "InternalIP", "address": a}),
+            ])},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_other_node_with_a_cidr_and_an_address_gets_a_route() {
+        let nodes = [
+            node("n1", Some("10.244.1.0/24"), Some("172.28.5.11")),
+            node("n2", Some("10.244.2.0/24"), Some("172.28.5.12")),
+            node("n3", None, Some("172.28.5.13")),
+            node("n4", Some("10.244.4.0/24"), None),
+            node("n5", Some("fd00::/64"), Some("172.28.5.15")),
+        ];
+        let routes = desired(&nodes, "n1");
+        assert_eq!(
+            routes,
+            PodRoutes::from([(
+                "10.244.2.0/24".parse().unwrap(),
+                "172.28.5.12".parse().unwrap()
+            )])
+        );
+        // From n2's side, n1 is the one remote node.
+        let routes = desired(&nodes, "n2");
+        assert_eq!(routes.len(), 1);
+        assert_eq!(
+            routes.get(&"10.244.1.0/24".parse().unwrap()),
+            Some(&"172.28.5.11".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_cidr_with_host_bits_is_routed_as_its_network() {
+        let nodes = [node("n2", Some("10.244.2.7/24"), Some("172.28.5.12"))];
+        let routes = desired(&nodes, "n1");
+        assert!(routes.contains_key(&"10.244.2.0/24".parse().unwrap()));
+    }
+}
