@@ -1,7 +1,12 @@
-//! baton's node agent: the eBPF dataplane loader, and later the kubelet and
-//! the service proxy.
+//! baton's node agent: the kubelet (CRI, pods, node status, logs/exec
+//! server), the CNI plugin, the eBPF dataplane loader and the service
+//! proxy that programs it.
 
+pub mod cni;
+pub mod cri;
 pub mod dataplane;
+pub mod kubelet;
+pub mod proxy;
 // The only module of baton-node with `unsafe` code (raw system calls).
 #[allow(unsafe_code)]
 pub mod sys;

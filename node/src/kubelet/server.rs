@@ -1,0 +1,603 @@
+//! The node's HTTPS endpoint (the kubelet's API on `daemonEndpoints`
+//! port), which the API server proxies `pods/log`, `pods/exec` and
+//! `pods/attach` to:
+//!
+//! - `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`,
+//!   `tailLines`, `previous`, `timestamps`, `sinceSeconds`, `limitBytes`:
+//!   the container's CRI log file, decoded (`<time> <stream> <P|F> <line>`).
+//! - `/exec/{namespace}/{pod}/{container}?command=…&stdin&stdout&stderr&tty`
+//!   and `/attach/{namespace}/{pod}/{container}?…`: prepared through CRI
+//!   `Exec`/`Attach`, then the upgrade request (websocket
+//!   `v5/v4.channel.k8s.io` or SPDY `v4.channel.k8s.io`) is proxied to the
+//!   runtime's streaming server and the upgraded connection spliced, as
+//!   the kubelet does with its runtime's streaming URL.
+//! - `GET /healthz`.
+//!
+//! TLS: the serving certificate is issued at start-up from the cluster CA
+//! (`--ca-cert`/`--ca-key`, the API server's `ca.crt`/`ca.key`) for the
+//! node's InternalIP and name; clients must present a certificate signed
+//! by that CA (the API server's kubelet client certificate).
+
+use std::collections::HashMap;
+use std::io::SeekFrom;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType,
+};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{Config, Context, observed::State};
+use crate::cri::api as cri;
+
+/// Starting the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("issuing the serving certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(status: StatusCode, text: impl Into<String>) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(text.into()))
+            .map_err(|e| match e {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r
+}
+
+fn read(path: &Path) -> Result<String, ServerError> {
+    std::fs::read_to_string(path).map_err(|source| ServerError::Io {
+        action: "reading",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Builds the TLS configuration: a serving certificate from the CA, and
+/// client certificates verified against it.
+fn tls_config(
+    config: &Config,
+    ca_cert: &Path,
+    ca_key: &Path,
+) -> Result<rustls::ServerConfig, ServerError> {
+    let ca_pem = read(ca_cert)?;
+    let ca_key = KeyPair::from_pem(&read(ca_key)?)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        format!("system:node:{}", config.node_name),
+    );
+    dn.push(DnType::OrganizationName, "system:nodes");
+    params.distinguished_name = dn;
+    params
+        .subject_alt_names
+        .push(SanType::DnsName(config.node_name.clone().try_into()?));
+    if let Ok(ip) = config.node_ip.parse::<IpAddr>() {
+        params.subject_alt_names.push(SanType::IpAddress(ip));
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        let c = c.map_err(|e| ServerError::Tls(e.to_string()))?;
+        roots.add(c).map_err(|e| ServerError::Tls(e.to_string()))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::clone(&provider),
+    )
+    .build()
+    .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let chain = vec![cert.der().clone()];
+    let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key_der)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+/// Starts the server in the background when the CA is configured.
+pub async fn spawn(ctx: Arc<Context>, config: &Config) -> Result<(), ServerError> {
+    let (Some(ca_cert), Some(ca_key)) = (&config.ca_cert, &config.ca_key) else {
+        tracing::warn!("no --ca-cert/--ca-key: the logs and exec endpoint is off");
+        return Ok(());
+    };
+    let tls = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(config, ca_cert, ca_key)?));
+    let addr = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    tracing::info!(%addr, "kubelet server listening");
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let tls = tls.clone();
+            let ctx = Arc::clone(&ctx);
+            tokio::spawn(async move {
+                let Ok(stream) = tls.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |req| {
+                    let ctx = Arc::clone(&ctx);
+                    async move { Ok::<_, std::convert::Infallible>(handle(ctx, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    Ok(())
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for pair in req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| percent_decode(&s.replace('+', " "));
+        out.entry(decode(k)).or_default().push(decode(v));
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn flag(q: &HashMap<String, Vec<String>>, key: &str) -> bool {
+    q.get(key)
+        .and_then(|v| v.first())
+        .is_some_and(|v| v.is_empty() || v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["healthz"] => full(StatusCode::OK, "ok"),
+        ["containerLogs", ns, pod, container] => logs(&ctx, &req, ns, pod, container).await,
+        ["exec", ns, pod, container] | ["exec", ns, pod, _, container] => {
+            stream(&ctx, req, true, ns, pod, container).await
+        }
+        ["attach", ns, pod, container] | ["attach", ns, pod, _, container] => {
+            stream(&ctx, req, false, ns, pod, container).await
+        }
+        _ => full(StatusCode::NOT_FOUND, format!("404 page not found: {path}")),
+    }
+}
+
+/// The newest (or, with `previous`, the one before) container of a pod.
+async fn find_container(
+    ctx: &Context,
+    ns: &str,
+    pod: &str,
+    container: &str,
+    previous: bool,
+) -> Result<super::observed::Container, Response<Body>> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let p = match api.get_opt(pod).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return Err(full(
+                StatusCode::NOT_FOUND,
+                format!("pod \"{pod}\" not found"),
+            ));
+        }
+        Err(err) => return Err(full(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())),
+    };
+    let uid = p.metadata.uid.clone().unwrap_or_default();
+    let runtime = super::worker::observe(ctx, &uid)
+        .await
+        .map_err(|e| full(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut attempts = runtime.containers.iter().filter(|c| c.name == container);
+    let found = if previous {
+        attempts.nth(1)
+    } else {
+        attempts.next()
+    };
+    found.cloned().ok_or_else(|| {
+        let msg = if previous {
+            format!("previous terminated container \"{container}\" in pod \"{pod}\" not found")
+        } else {
+            format!("container \"{container}\" in pod \"{pod}\" is not available")
+        };
+        full(StatusCode::BAD_REQUEST, msg)
+    })
+}
+
+/// One CRI log line: timestamp, stream, partial flag, content.
+fn parse_cri_line(line: &str) -> Option<(&str, &str, bool, &str)> {
+    let mut it = line.splitn(4, ' ');
+    let time = it.next()?;
+    let stream = it.next()?;
+    let tag = it.next()?;
+    let content = it.next().unwrap_or("");
+    Some((time, stream, tag == "P", content))
+}
+
+fn render(line: &str, timestamps: bool, since: Option<jiff::Timestamp>) -> Option<String> {
+    let (time, _stream, partial, content) = parse_cri_line(line)?;
+    if let Some(since) = since
+        && time.parse::<jiff::Timestamp>().is_ok_and(|t| t < since)
+    {
+        return None;
+    }
+    let mut out = String::with_capacity(content.len() + 40);
+    if timestamps {
+        out.push_str(time);
+        out.push(' ');
+    }
+    out.push_str(content);
+    if !partial {
+        out.push('\n');
+    }
+    Some(out)
+}
+
+async fn logs(
+    ctx: &Context,
+    req: &Request<Incoming>,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Response<Body> {
+    let q = query(req);
+    let previous = flag(&q, "previous");
+    let follow = flag(&q, "follow") && !previous;
+    let timestamps = flag(&q, "timestamps");
+    let tail: Option<usize> = q
+        .get("tailLines")
+        .and_then(|v| v.first())
+        .and_then(|v| v.parse().ok());
+    let limit: Option<usize> = q
+        .get("limitBytes")
+        .and_then(|v| v.first())
+        .and_then(|v| v.parse().ok());
+    let since = q
+        .get("sinceSeconds")
+        .and_then(|v| v.first())
+        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(|s| {
+            jiff::Timestamp::now()
+                .checked_sub(jiff::SignedDuration::from_secs(s))
+                .ok()
+        })
+        .or_else(|| {
+            q.get("sinceTime")
+                .and_then(|v| v.first())
+                .and_then(|v| v.parse().ok())
+        });
+    let c = match find_container(ctx, ns, pod, container, previous).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let path = PathBuf::from(&c.log_path);
+    let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = tail.map_or(0, |t| lines.len().saturating_sub(t));
+    let mut body = String::new();
+    for line in &lines[start..] {
+        if let Some(l) = render(line, timestamps, since) {
+            body.push_str(&l);
+        }
+    }
+    if let Some(limit) = limit {
+        body.truncate(limit);
+    }
+    if !follow {
+        let mut r = full(StatusCode::OK, body);
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain"),
+        );
+        return r;
+    }
+    // Follow: what is there, then new lines until the container stops.
+    let offset = text.len() as u64;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
+    let cri = ctx.cri.clone();
+    let id = c.id.clone();
+    tokio::spawn(async move {
+        if tx.send(Ok(Frame::data(Bytes::from(body)))).await.is_err() {
+            return;
+        }
+        let Ok(mut file) = tokio::fs::File::open(&path).await else {
+            return;
+        };
+        if file.seek(SeekFrom::Start(offset)).await.is_err() {
+            return;
+        }
+        let mut reader = tokio::io::BufReader::new(file);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line).await {
+                Ok(0) => {
+                    let running = cri
+                        .container_status(&id)
+                        .await
+                        .is_ok_and(|s| s.state == cri::ContainerState::ContainerRunning as i32);
+                    if !running || tx.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(_) if line.ends_with('\n') => {
+                    if let Some(out) = render(line.trim_end_matches('\n'), timestamps, None)
+                        && tx.send(Ok(Frame::data(Bytes::from(out)))).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(_) => {
+                    // A line still being written: read it whole next time.
+                    let back = i64::try_from(line.len()).unwrap_or(0);
+                    if reader.seek(SeekFrom::Current(-back)).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    r
+}
+
+/// Exec or attach: asks CRI for a streaming URL, then proxies the upgrade.
+async fn stream(
+    ctx: &Context,
+    req: Request<Incoming>,
+    exec: bool,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Response<Body> {
+    let q = query(&req);
+    let c = match find_container(ctx, ns, pod, container, false).await {
+        Ok(c) if c.state == State::Running => c,
+        Ok(_) => {
+            return full(
+                StatusCode::BAD_REQUEST,
+                format!("container {container} is not running"),
+            );
+        }
+        Err(r) => return r,
+    };
+    let (stdin, stdout, stderr, tty) = (
+        flag(&q, "stdin"),
+        flag(&q, "stdout"),
+        flag(&q, "stderr"),
+        flag(&q, "tty"),
+    );
+    let url = if exec {
+        let cmd = q.get("command").cloned().unwrap_or_default();
+        if cmd.is_empty() {
+            return full(
+                StatusCode::BAD_REQUEST,
+                "you must specify at least 1 command",
+            );
+        }
+        ctx.cri
+            .exec(cri::ExecRequest {
+                container_id: c.id.clone(),
+                cmd,
+                tty,
+                stdin,
+                stdout,
+                stderr: stderr && !tty,
+            })
+            .await
+    } else {
+        ctx.cri
+            .attach(cri::AttachRequest {
+                container_id: c.id.clone(),
+                stdin,
+                tty,
+                stdout,
+                stderr: stderr && !tty,
+            })
+            .await
+    };
+    let url = match url {
+        Ok(u) => u,
+        Err(err) => return full(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+    };
+    match proxy_upgrade(req, &url).await {
+        Ok(r) => r,
+        Err(err) => full(
+            StatusCode::BAD_GATEWAY,
+            format!("proxying to the runtime's streaming server: {err}"),
+        ),
+    }
+}
+
+/// Sends the client's upgrade request to `url` (the runtime's streaming
+/// server, plain HTTP inside the node), returns its answer, and on `101`
+/// splices the two upgraded connections. Written over raw TCP because the
+/// upgrade must pass through byte for byte (SPDY or websocket framing is
+/// the two ends' business).
+async fn proxy_upgrade(
+    mut req: Request<Incoming>,
+    url: &str,
+) -> Result<Response<Body>, std::io::Error> {
+    let uri: http::Uri = url.parse().map_err(std::io::Error::other)?;
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    let mut backend = TcpStream::connect(&authority).await?;
+    let mut head = format!(
+        "GET {} HTTP/1.1\r\nHost: {authority}\r\n",
+        uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    for (name, value) in req.headers() {
+        if name == http::header::HOST || name == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        head.push_str(&format!(
+            "{}: {}\r\n",
+            name,
+            value.to_str().unwrap_or_default()
+        ));
+    }
+    head.push_str("\r\n");
+    backend.write_all(head.as_bytes()).await?;
+    // Read the backend's response head.
+    let mut buf = Vec::with_capacity(1024);
+    let header_end = loop {
+        let mut chunk = [0u8; 1024];
+        let n = backend.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::Error::other(
+                "the streaming server closed the connection",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            return Err(std::io::Error::other("response head too large"));
+        }
+    };
+    let text = String::from_utf8_lossy(&buf[..header_end]).into_owned();
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let code: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(502);
+    let mut response = Response::builder().status(code);
+    for line in lines.filter(|l| !l.is_empty()) {
+        if let Some((k, v)) = line.split_once(':') {
+            response = response.header(k.trim(), v.trim());
+        }
+    }
+    let rest = buf[header_end..].to_vec();
+    if code != 101 {
+        // Not upgraded: hand the answer (and whatever body came) back.
+        let mut body = rest;
+        let _ = tokio::time::timeout(Duration::from_secs(2), backend.read_to_end(&mut body)).await;
+        return response
+            .body(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed())
+            .map_err(std::io::Error::other);
+    }
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else {
+            return;
+        };
+        let mut client = TokioIo::new(upgraded);
+        if !rest.is_empty() && client.write_all(&rest).await.is_err() {
+            return;
+        }
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+    });
+    response
+        .body(Full::new(Bytes::new()).map_err(|e| match e {}).boxed())
+        .map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cri_log_lines_render_like_kubectl_logs() {
+        let full_line = "2026-11-22T10:00:00.123456789Z stdout F hello world";
+        assert_eq!(
+            render(full_line, false, None).as_deref(),
+            Some("hello world\n")
+        );
+        assert_eq!(
+            render(full_line, true, None).as_deref(),
+            Some("2026-11-22T10:00:00.123456789Z hello world\n")
+        );
+        let partial = "2026-11-22T10:00:00.123456789Z stderr P part";
+        assert_eq!(render(partial, false, None).as_deref(), Some("part"));
+        let later: jiff::Timestamp = "2026-11-22T11:00:00Z".parse().unwrap();
+        assert_eq!(render(full_line, false, Some(later)), None);
+    }
+
+    #[test]
+    fn query_strings_decode_repeated_commands() {
+        assert_eq!(
+            percent_decode("cat%20%2Fetc%2Fcfg%2Fkey"),
+            "cat /etc/cfg/key"
+        );
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}

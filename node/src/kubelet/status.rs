@@ -1,0 +1,553 @@
+//! The pod's status from its spec and what the runtime has, as the
+//! kubelet's `generateAPIPodStatus`/`getPhase`: phase, conditions,
+//! container statuses with state, last state, restart count and readiness.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{
+    Container as SpecContainer, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::actions::RestartPolicy;
+use super::observed::{Container, PodRuntime, State};
+use super::spec::Qos;
+
+/// What the kubelet knows beyond the runtime.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    pub host_ip: String,
+    /// Readiness per container ID (absent: no result yet).
+    pub ready: HashMap<String, bool>,
+    /// Whether the startup probe has passed, per container ID.
+    pub started: HashMap<String, bool>,
+    /// Why a container is waiting, per container name, when the kubelet
+    /// could not start it (`ErrImagePull`, `CreateContainerConfigError`,
+    /// `CrashLoopBackOff`…).
+    pub waiting: HashMap<String, (String, String)>,
+}
+
+fn time(nanos: i64) -> Option<Time> {
+    (nanos > 0)
+        .then(|| Timestamp::from_nanosecond(i128::from(nanos)).ok())
+        .flatten()
+        .map(Time)
+}
+
+fn terminated(c: &Container) -> ContainerStateTerminated {
+    let reason = if c.reason.is_empty() {
+        if c.exit_code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        }
+        .to_owned()
+    } else {
+        c.reason.clone()
+    };
+    ContainerStateTerminated {
+        exit_code: c.exit_code,
+        reason: Some(reason),
+        message: (!c.message.is_empty()).then(|| c.message.clone()),
+        started_at: time(c.started_at),
+        finished_at: time(c.finished_at),
+        container_id: Some(format!("containerd://{}", c.id)),
+        signal: None,
+    }
+}
+
+fn waiting(reason: &str, message: Option<String>) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.to_owned()),
+            message,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The status of one container.
+fn container_status(
+    spec: &SpecContainer,
+    runtime: &PodRuntime,
+    extra: &Extra,
+    policy: RestartPolicy,
+    init: bool,
+    default_waiting: &str,
+) -> ContainerStatus {
+    let mut attempts = runtime.containers.iter().filter(|c| c.name == spec.name);
+    let latest = attempts.next();
+    let previous = attempts.next();
+    let mut status = ContainerStatus {
+        name: spec.name.clone(),
+        image: spec.image.clone().unwrap_or_default(),
+        image_id: String::new(),
+        restart_count: latest.map_or(0, |c| i32::try_from(c.attempt).unwrap_or(i32::MAX)),
+        ready: false,
+        started: Some(false),
+        ..Default::default()
+    };
+    let Some(latest) = latest else {
+        let (reason, message) = extra
+            .waiting
+            .get(&spec.name)
+            .cloned()
+            .map_or((default_waiting.to_owned(), None), |(r, m)| (r, Some(m)));
+        status.state = Some(waiting(&reason, message));
+        return status;
+    };
+    status.container_id = Some(format!("containerd://{}", latest.id));
+    status.image_id = latest.image_ref.clone();
+    match latest.state {
+        State::Running => {
+            let started = extra.started.get(&latest.id).copied().unwrap_or(true);
+            status.started = Some(started);
+            status.ready = started && extra.ready.get(&latest.id).copied().unwrap_or(false);
+            if init {
+                // An init container is never "ready" while it runs.
+                status.ready = false;
+            }
+            status.state = Some(ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: time(latest.started_at),
+                }),
+                ..Default::default()
+            });
+            if let Some(prev) = previous.filter(|p| p.state == State::Exited) {
+                status.last_state = Some(ContainerState {
+                    terminated: Some(terminated(prev)),
+                    ..Default::default()
+                });
+            }
+        }
+        State::Exited => {
+            let done = init && latest.exit_code == 0;
+            if done {
+                status.ready = true;
+            }
+            if !done && policy.restarts(latest.exit_code) {
+                // About to be (or waiting to be) started again.
+                let (reason, message) = extra
+                    .waiting
+                    .get(&spec.name)
+                    .cloned()
+                    .map_or(("ContainerCreating".to_owned(), None), |(r, m)| {
+                        (r, Some(m))
+                    });
+                status.state = Some(waiting(&reason, message));
+                status.last_state = Some(ContainerState {
+                    terminated: Some(terminated(latest)),
+                    ..Default::default()
+                });
+            } else {
+                status.state = Some(ContainerState {
+                    terminated: Some(terminated(latest)),
+                    ..Default::default()
+                });
+                if let Some(prev) = previous.filter(|p| p.state == State::Exited) {
+                    status.last_state = Some(ContainerState {
+                        terminated: Some(terminated(prev)),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        State::Created | State::Unknown => {
+            status.state = Some(waiting("ContainerCreating", None));
+        }
+    }
+    status
+}
+
+/// The pod phase, as `getPhase`.
+#[must_use]
+pub fn phase(pod: &Pod, runtime: &PodRuntime) -> &'static str {
+    let Some(spec) = pod.spec.as_ref() else {
+        return "Pending";
+    };
+    let policy = RestartPolicy::of(pod);
+    let sandbox_ready = runtime.sandbox().is_some_and(|s| s.ready);
+    // Init containers.
+    for c in spec.init_containers.iter().flatten() {
+        match runtime.latest_any(&c.name) {
+            Some(l) if l.state == State::Exited && l.exit_code == 0 => {}
+            Some(l) if l.state == State::Exited && policy == RestartPolicy::Never => {
+                return "Failed";
+            }
+            _ => return "Pending",
+        }
+    }
+    let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
+    for c in &spec.containers {
+        match runtime.latest_any(&c.name) {
+            None => waiting += 1,
+            Some(l) => match l.state {
+                State::Running if sandbox_ready => running += 1,
+                State::Running => stopped += 1,
+                State::Exited => {
+                    stopped += 1;
+                    if l.exit_code == 0 {
+                        succeeded += 1;
+                    }
+                }
+                State::Created | State::Unknown => waiting += 1,
+            },
+        }
+    }
+    if waiting > 0 {
+        return "Pending";
+    }
+    if running > 0 {
+        return "Running";
+    }
+    if stopped > 0 {
+        return match policy {
+            RestartPolicy::Always => "Running",
+            RestartPolicy::OnFailure if stopped == succeeded => "Succeeded",
+            RestartPolicy::OnFailure => "Running",
+            RestartPolicy::Never if stopped == succeeded => "Succeeded",
+            RestartPolicy::Never => "Failed",
+        };
+    }
+    "Pending"
+}
+
+/// Whether `phase` is final.
+#[must_use]
+pub fn is_terminal(phase: &str) -> bool {
+    matches!(phase, "Succeeded" | "Failed")
+}
+
+fn condition(kind: &str, ok: bool, reason: Option<&str>, message: Option<String>) -> PodCondition {
+    PodCondition {
+        type_: kind.to_owned(),
+        status: if ok { "True" } else { "False" }.to_owned(),
+        reason: reason.map(str::to_owned),
+        message,
+        ..Default::default()
+    }
+}
+
+/// The full status of `pod`. Transition times of unchanged conditions and
+/// `startTime` are kept from the current status; `now` stamps the rest.
+#[must_use]
+pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -> PodStatus {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let old = pod.status.clone().unwrap_or_default();
+    let policy = RestartPolicy::of(pod);
+    let phase = phase(pod, runtime);
+    let init_statuses: Vec<ContainerStatus> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| container_status(c, runtime, extra, policy, true, "PodInitializing"))
+        .collect();
+    let initializing = phase == "Pending"
+        && spec.init_containers.as_ref().is_some_and(|i| !i.is_empty())
+        && init_statuses.iter().any(|s| !s.ready);
+    let app_default = if initializing {
+        "PodInitializing"
+    } else {
+        "ContainerCreating"
+    };
+    let statuses: Vec<ContainerStatus> = spec
+        .containers
+        .iter()
+        .map(|c| container_status(c, runtime, extra, policy, false, app_default))
+        .collect();
+
+    let sandbox = runtime.sandbox().filter(|s| s.ready);
+    let pod_ip = sandbox
+        .and_then(|s| s.ip.clone())
+        .filter(|ip| !ip.is_empty());
+    let unready_init: Vec<&str> = init_statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.as_str())
+        .collect();
+    let unready: Vec<&str> = statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.as_str())
+        .collect();
+    let terminal = is_terminal(phase);
+    let list = |names: &[&str]| format!("[{}]", names.join(" "));
+    let mut conditions = vec![
+        condition("PodReadyToStartContainers", sandbox.is_some(), None, None),
+        if unready_init.is_empty() || phase == "Succeeded" {
+            condition("Initialized", true, None, None)
+        } else {
+            condition(
+                "Initialized",
+                false,
+                Some("ContainersNotInitialized"),
+                Some(format!(
+                    "containers with incomplete status: {}",
+                    list(&unready_init)
+                )),
+            )
+        },
+    ];
+    let (ready, reason, message) = if terminal && phase == "Succeeded" {
+        (false, Some("PodCompleted"), None)
+    } else if unready.is_empty() {
+        (true, None, None)
+    } else {
+        (
+            false,
+            Some("ContainersNotReady"),
+            Some(format!(
+                "containers with unready status: {}",
+                list(&unready)
+            )),
+        )
+    };
+    conditions.push(condition("ContainersReady", ready, reason, message.clone()));
+    conditions.push(condition("Ready", ready, reason, message));
+    // PodScheduled is the scheduler's; kept as it is, added if missing.
+    let scheduled = old
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled")
+        .cloned()
+        .unwrap_or_else(|| condition("PodScheduled", true, None, None));
+    conditions.insert(0, scheduled);
+    for c in &mut conditions {
+        let previous = old.conditions.iter().flatten().find(|o| o.type_ == c.type_);
+        c.last_transition_time = match previous {
+            Some(p) if p.status == c.status && p.last_transition_time.is_some() => {
+                p.last_transition_time.clone()
+            }
+            _ => Some(Time(now)),
+        };
+    }
+    PodStatus {
+        phase: Some(phase.to_owned()),
+        conditions: Some(conditions),
+        host_ip: (!extra.host_ip.is_empty()).then(|| extra.host_ip.clone()),
+        host_ips: (!extra.host_ip.is_empty()).then(|| {
+            vec![HostIP {
+                ip: extra.host_ip.clone(),
+            }]
+        }),
+        pod_ip: pod_ip
+            .clone()
+            .or_else(|| if terminal { old.pod_ip.clone() } else { None }),
+        pod_ips: pod_ip
+            .map(|ip| vec![PodIP { ip }])
+            .or_else(|| if terminal { old.pod_ips.clone() } else { None }),
+        start_time: old.start_time.clone().or(Some(Time(now))),
+        qos_class: Some(Qos::of(pod).as_str().to_owned()),
+        init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
+        container_statuses: Some(statuses),
+        nominated_node_name: old.nominated_node_name.clone(),
+        ..Default::default()
+    }
+}
+
+/// Whether two statuses differ in anything but condition times (to skip
+/// writes that change nothing).
+#[must_use]
+pub fn differs(a: &PodStatus, b: &PodStatus) -> bool {
+    let strip = |s: &PodStatus| {
+        let mut s = s.clone();
+        for c in s.conditions.iter_mut().flatten() {
+            c.last_transition_time = None;
+            c.last_probe_time = None;
+        }
+        s.start_time = None;
+        serde_json::to_value(&s).unwrap_or_default()
+    };
+    strip(a) != strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::observed::Sandbox;
+    use super::*;
+
+    fn pod(policy: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "uid": "u"},
+            "spec": {"restartPolicy": policy, "containers": [{"name": "app", "image": "img"}]},
+        }))
+        .unwrap()
+    }
+
+    fn c(id: &str, attempt: u32, state: State, exit_code: i32) -> Container {
+        Container {
+            id: id.into(),
+            sandbox_id: "s".into(),
+            name: "app".into(),
+            attempt,
+            init: false,
+            state,
+            created_at: 10 + i64::from(attempt),
+            started_at: 1_700_000_000_000_000_000,
+            finished_at: if state == State::Exited {
+                1_700_000_001_000_000_000
+            } else {
+                0
+            },
+            exit_code,
+            reason: String::new(),
+            message: String::new(),
+            hash: String::new(),
+            image: "img".into(),
+            image_ref: "sha256:abc".into(),
+            log_path: String::new(),
+            grace_period: None,
+        }
+    }
+
+    fn runtime(containers: Vec<Container>) -> PodRuntime {
+        PodRuntime {
+            sandboxes: vec![Sandbox {
+                id: "s".into(),
+                ready: true,
+                attempt: 0,
+                created_at: 1,
+                ip: Some("10.244.1.9".into()),
+            }],
+            containers,
+        }
+    }
+
+    fn cond<'a>(s: &'a PodStatus, kind: &str) -> &'a PodCondition {
+        s.conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == kind)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_new_pod_is_pending_and_creating() {
+        let s = compute(
+            &pod("Always"),
+            &PodRuntime::default(),
+            &Extra::default(),
+            Timestamp::now(),
+        );
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        let cs = &s.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(
+            cs.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("ContainerCreating")
+        );
+        assert_eq!(cond(&s, "Ready").status, "False");
+        assert_eq!(cond(&s, "PodScheduled").status, "True");
+        assert!(s.pod_ip.is_none());
+    }
+
+    #[test]
+    fn readiness_drives_ready_and_the_ip_is_reported() {
+        let rt = runtime(vec![c("c1", 0, State::Running, 0)]);
+        let mut extra = Extra {
+            host_ip: "172.28.1.11".into(),
+            ..Extra::default()
+        };
+        let s = compute(&pod("Always"), &rt, &extra, Timestamp::now());
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(s.pod_ip.as_deref(), Some("10.244.1.9"));
+        assert_eq!(s.host_ip.as_deref(), Some("172.28.1.11"));
+        assert_eq!(cond(&s, "Ready").status, "False");
+        assert_eq!(
+            cond(&s, "ContainersReady").message.as_deref(),
+            Some("containers with unready status: [app]")
+        );
+        extra.ready.insert("c1".into(), true);
+        let s = compute(&pod("Always"), &rt, &extra, Timestamp::now());
+        assert_eq!(cond(&s, "Ready").status, "True");
+        let cs = &s.container_statuses.as_ref().unwrap()[0];
+        assert!(cs.ready);
+        assert_eq!(cs.container_id.as_deref(), Some("containerd://c1"));
+    }
+
+    #[test]
+    fn a_crash_looping_container_waits_with_its_last_state() {
+        let rt = runtime(vec![
+            c("c2", 2, State::Exited, 1),
+            c("c1", 1, State::Exited, 1),
+        ]);
+        let extra = Extra {
+            waiting: HashMap::from([(
+                "app".into(),
+                (
+                    "CrashLoopBackOff".into(),
+                    "back-off 20s restarting failed container=app".into(),
+                ),
+            )]),
+            ..Extra::default()
+        };
+        let s = compute(&pod("Always"), &rt, &extra, Timestamp::now());
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        let cs = &s.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(cs.restart_count, 2);
+        assert_eq!(
+            cs.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("CrashLoopBackOff")
+        );
+        let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
+    }
+
+    #[test]
+    fn phases_of_finished_pods() {
+        let done = runtime(vec![c("c1", 0, State::Exited, 0)]);
+        let failed = runtime(vec![c("c1", 0, State::Exited, 2)]);
+        assert_eq!(phase(&pod("Never"), &done), "Succeeded");
+        assert_eq!(phase(&pod("Never"), &failed), "Failed");
+        assert_eq!(phase(&pod("OnFailure"), &done), "Succeeded");
+        assert_eq!(phase(&pod("OnFailure"), &failed), "Running");
+        assert_eq!(phase(&pod("Always"), &done), "Running");
+        let s = compute(&pod("Never"), &done, &Extra::default(), Timestamp::now());
+        assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("PodCompleted"));
+        let term = s.container_statuses.unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+            .terminated
+            .unwrap();
+        assert_eq!(term.reason.as_deref(), Some("Completed"));
+    }
+
+    #[test]
+    fn unchanged_conditions_keep_their_transition_times() {
+        let rt = runtime(vec![c("c1", 0, State::Running, 0)]);
+        let mut p = pod("Always");
+        let first = compute(
+            &p,
+            &rt,
+            &Extra::default(),
+            Timestamp::from_second(1000).unwrap(),
+        );
+        p.status = Some(first.clone());
+        let second = compute(
+            &p,
+            &rt,
+            &Extra::default(),
+            Timestamp::from_second(2000).unwrap(),
+        );
+        assert_eq!(first.conditions, second.conditions);
+        assert!(!differs(&first, &second));
+    }
+}

@@ -1,0 +1,949 @@
+//! One pod's sync: read what the runtime has of it, decide
+//! ([`actions::compute`]), act through CRI (sandbox, images, containers,
+//! kills with preStop hooks and grace periods), keep its probes running,
+//! and write its status. Deleted pods are terminated gracefully and then
+//! removed from the API with grace 0, as the kubelet does.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container as SpecContainer, LifecycleHandler, Pod, Secret,
+};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use tokio::sync::Notify;
+
+use super::actions::{self, PodActions};
+use super::events::Kind;
+use super::observed::{Container, PodRuntime, State};
+use super::probes;
+use super::spec::{self, ContainerInputs};
+use super::status::{self, Extra};
+use super::{Context, KubeletError, env, volumes};
+use crate::cri::api as cri;
+use crate::cri::labels;
+
+/// The minimum time a container gets to stop (the kubelet's).
+const MIN_GRACE: Duration = Duration::from_secs(2);
+/// How often configMap/secret/downward volumes are refreshed.
+const VOLUME_REFRESH: Duration = Duration::from_secs(5);
+
+/// What a worker keeps between syncs of its pod.
+#[derive(Debug)]
+pub struct WorkerState {
+    pub notify: Arc<Notify>,
+    pub failures_tx: tokio::sync::mpsc::UnboundedSender<probes::Failure>,
+    pub failures_rx: tokio::sync::mpsc::UnboundedReceiver<probes::Failure>,
+    waiting: HashMap<String, (String, String)>,
+    last_volume_refresh: Option<Instant>,
+    volume_paths: HashMap<String, PathBuf>,
+    /// Containers whose probes this worker started.
+    probed: HashSet<String>,
+    last_status: Option<k8s_openapi::api::core::v1::PodStatus>,
+    /// Set once the pod has been terminated and removed.
+    pub finished: bool,
+}
+
+impl WorkerState {
+    #[must_use]
+    pub fn new() -> Self {
+        let (failures_tx, failures_rx) = tokio::sync::mpsc::unbounded_channel();
+        Self {
+            notify: Arc::new(Notify::new()),
+            failures_tx,
+            failures_rx,
+            waiting: HashMap::new(),
+            last_volume_refresh: None,
+            volume_paths: HashMap::new(),
+            probed: HashSet::new(),
+            last_status: None,
+            finished: false,
+        }
+    }
+}
+
+impl Default for WorkerState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Reads the runtime state of pod `uid` from CRI.
+pub async fn observe(ctx: &Context, uid: &str) -> Result<PodRuntime, KubeletError> {
+    let selector = HashMap::from([(labels::POD_UID.to_owned(), uid.to_owned())]);
+    let sandboxes = ctx
+        .cri
+        .list_pod_sandboxes(Some(cri::PodSandboxFilter {
+            label_selector: selector.clone(),
+            ..Default::default()
+        }))
+        .await?;
+    let mut ips = HashMap::new();
+    for s in &sandboxes {
+        if s.state == cri::PodSandboxState::SandboxReady as i32
+            && let Ok(status) = ctx.cri.pod_sandbox_status(&s.id).await
+            && let Some(net) = status.network
+        {
+            ips.insert(s.id.clone(), net.ip);
+        }
+    }
+    let listed = ctx
+        .cri
+        .list_containers(Some(cri::ContainerFilter {
+            label_selector: selector,
+            ..Default::default()
+        }))
+        .await?;
+    let mut containers = Vec::with_capacity(listed.len());
+    for c in listed {
+        match ctx.cri.container_status(&c.id).await {
+            Ok(status) => containers.push((status, c.pod_sandbox_id.clone())),
+            Err(err) if err.is_not_found() => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let mut grouped = PodRuntime::group(&sandboxes, &ips, &containers);
+    Ok(grouped.remove(uid).unwrap_or_default())
+}
+
+fn spec_container<'a>(pod: &'a Pod, name: &str) -> Option<(&'a SpecContainer, bool)> {
+    let spec = pod.spec.as_ref()?;
+    spec.init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == name)
+        .map(|c| (c, true))
+        .or_else(|| {
+            spec.containers
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| (c, false))
+        })
+}
+
+/// Syncs `pod` once.
+pub async fn sync(ctx: &Context, pod: &Pod, state: &mut WorkerState) -> Result<(), KubeletError> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    // Probe failures since the last sync become `Unhealthy` events.
+    while let Ok(f) = state.failures_rx.try_recv() {
+        ctx.recorder
+            .record(
+                pod,
+                Some(&f.container),
+                Kind::Warning,
+                "Unhealthy",
+                &format!("{} probe failed: {}", f.kind.as_str(), f.message),
+            )
+            .await;
+    }
+    let runtime = observe(ctx, &uid).await?;
+    if pod.metadata.deletion_timestamp.is_some() {
+        terminate(ctx, pod, &runtime, state, Some(spec::grace_seconds(pod))).await?;
+        write_status(ctx, pod, &observe(ctx, &uid).await?, state).await?;
+        let api: Api<Pod> = Api::namespaced(
+            ctx.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api
+            .delete(pod.metadata.name.as_deref().unwrap_or_default(), &params)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(err) => return Err(KubeletError::api("delete pod")(err)),
+        }
+        state.finished = true;
+        return Ok(());
+    }
+
+    let phase = status::phase(pod, &runtime);
+    let failed = ctx.failed_probes(&runtime);
+    let plan = actions::compute(pod, &runtime, status::is_terminal(phase), &failed);
+    execute(ctx, pod, &runtime, &plan, state).await?;
+    let runtime = if plan == PodActions::default() {
+        runtime
+    } else {
+        observe(ctx, &uid).await?
+    };
+    if !status::is_terminal(phase) {
+        refresh_volumes(ctx, pod, &runtime, state).await;
+    }
+    keep_probes(ctx, pod, &runtime, state);
+    write_status(ctx, pod, &runtime, state).await
+}
+
+async fn execute(
+    ctx: &Context,
+    pod: &Pod,
+    runtime: &PodRuntime,
+    plan: &PodActions,
+    state: &mut WorkerState,
+) -> Result<(), KubeletError> {
+    let grace = spec::grace_seconds(pod);
+    let ip = runtime
+        .sandbox()
+        .and_then(|s| s.ip.clone())
+        .unwrap_or_default();
+    for k in &plan.kill {
+        kill_container(ctx, pod, &k.id, &k.name, &ip, grace, &k.message).await?;
+        ctx.forget_probes(&k.id);
+    }
+    if plan.kill_pod {
+        stop_all(ctx, pod, runtime, Some(grace), &ip).await?;
+    }
+    for id in &plan.remove_containers {
+        match ctx.cri.remove_container(id).await {
+            Err(err) if !err.is_not_found() => return Err(err.into()),
+            _ => {}
+        }
+    }
+    for id in &plan.remove_sandboxes {
+        for c in runtime.containers.iter().filter(|c| &c.sandbox_id == id) {
+            let _ = ctx.cri.remove_container(&c.id).await;
+        }
+        ctx.cri.stop_pod_sandbox(id).await?;
+        ctx.cri.remove_pod_sandbox(id).await?;
+    }
+    let mut sandbox = runtime
+        .sandbox()
+        .filter(|s| s.ready)
+        .map(|s| (s.id.clone(), s.ip.clone().unwrap_or_default()));
+    if plan.create_sandbox {
+        sandbox = Some(create_sandbox(ctx, pod, plan.sandbox_attempt, state).await?);
+    }
+    let Some((sandbox_id, pod_ip)) = sandbox else {
+        return Ok(());
+    };
+    let sandbox_config = spec::sandbox_config(
+        pod,
+        plan.sandbox_attempt
+            .max(runtime.sandbox().map_or(0, |s| s.attempt)),
+        &ctx.log_dir(pod),
+        &ctx.settings,
+    );
+    state.waiting.clear();
+    for start in &plan.start {
+        let Some((c, init)) = spec_container(pod, &start.name) else {
+            continue;
+        };
+        if let Some(ran_for) = start.restart_after {
+            let delay = ctx
+                .backoff
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .try_start(&uid_of(pod), &c.name, Some(ran_for), Instant::now());
+            if let Some(delay) = delay {
+                let message = format!(
+                    "back-off {}s restarting failed container={} pod={}_{}({})",
+                    delay.as_secs().max(1),
+                    c.name,
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                    pod.metadata.namespace.as_deref().unwrap_or_default(),
+                    uid_of(pod)
+                );
+                state
+                    .waiting
+                    .insert(c.name.clone(), ("CrashLoopBackOff".into(), message));
+                ctx.recorder
+                    .record(
+                        pod,
+                        Some(&c.name),
+                        Kind::Warning,
+                        "BackOff",
+                        &format!(
+                            "Back-off restarting failed container {} in pod {}",
+                            c.name,
+                            pod.metadata.name.as_deref().unwrap_or_default()
+                        ),
+                    )
+                    .await;
+                if init {
+                    break;
+                }
+                continue;
+            }
+        } else {
+            // A first start also opens the backoff record.
+            let _ = ctx
+                .backoff
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .try_start(&uid_of(pod), &c.name, None, Instant::now());
+        }
+        if let Err(err) = start_container(
+            ctx,
+            pod,
+            c,
+            init,
+            start.attempt,
+            &sandbox_id,
+            &pod_ip,
+            &sandbox_config,
+            state,
+        )
+        .await
+        {
+            tracing::warn!(pod = %pod_name(pod), container = %c.name, %err, "could not start container");
+            if init {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn uid_of(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+fn pod_name(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+async fn create_sandbox(
+    ctx: &Context,
+    pod: &Pod,
+    attempt: u32,
+    state: &mut WorkerState,
+) -> Result<(String, String), KubeletError> {
+    let paths = match ctx.volumes.setup(pod, "", &ctx.host_ip).await {
+        Ok(paths) => paths,
+        Err(err) => {
+            ctx.recorder
+                .record(
+                    pod,
+                    None,
+                    Kind::Warning,
+                    "FailedMount",
+                    &format!("MountVolume.SetUp failed: {err}"),
+                )
+                .await;
+            return Err(err.into());
+        }
+    };
+    state.volume_paths = paths;
+    state.last_volume_refresh = Some(Instant::now());
+    let log_dir = ctx.log_dir(pod);
+    std::fs::create_dir_all(&log_dir).map_err(|source| KubeletError::Io {
+        action: "creating",
+        path: log_dir.clone(),
+        source,
+    })?;
+    let config = spec::sandbox_config(pod, attempt, &log_dir, &ctx.settings);
+    let id = match ctx.cri.run_pod_sandbox(config).await {
+        Ok(id) => id,
+        Err(err) => {
+            ctx.recorder
+                .record(
+                    pod,
+                    None,
+                    Kind::Warning,
+                    "FailedCreatePodSandBox",
+                    &format!("Failed to create pod sandbox: {err}"),
+                )
+                .await;
+            return Err(err.into());
+        }
+    };
+    let ip = ctx
+        .cri
+        .pod_sandbox_status(&id)
+        .await?
+        .network
+        .map(|n| n.ip)
+        .unwrap_or_default();
+    tracing::info!(pod = %pod_name(pod), sandbox = %id, %ip, "sandbox running");
+    Ok((id, ip))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_container(
+    ctx: &Context,
+    pod: &Pod,
+    c: &SpecContainer,
+    init: bool,
+    attempt: u32,
+    sandbox_id: &str,
+    pod_ip: &str,
+    sandbox_config: &cri::PodSandboxConfig,
+    state: &mut WorkerState,
+) -> Result<(), KubeletError> {
+    let image = c.image.clone().unwrap_or_default();
+    if let Err(err) = ensure_image(ctx, pod, c, &image, sandbox_config).await {
+        state
+            .waiting
+            .insert(c.name.clone(), ("ErrImagePull".into(), err.to_string()));
+        return Err(err);
+    }
+    let env = match resolve_env(ctx, pod, c, pod_ip).await {
+        Ok(env) => env,
+        Err(err) => {
+            state.waiting.insert(
+                c.name.clone(),
+                ("CreateContainerConfigError".into(), err.to_string()),
+            );
+            ctx.recorder
+                .record(
+                    pod,
+                    Some(&c.name),
+                    Kind::Warning,
+                    "Failed",
+                    &format!("Error: {err}"),
+                )
+                .await;
+            return Err(err);
+        }
+    };
+    if state.volume_paths.is_empty()
+        && pod
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.volumes.as_ref().is_some_and(|v| !v.is_empty()))
+    {
+        state.volume_paths = ctx.volumes.setup(pod, pod_ip, &ctx.host_ip).await?;
+    }
+    let mut mounts = volumes::mounts(c, &state.volume_paths)?;
+    // The termination message file, as the kubelet provides it.
+    let term_dir = ctx
+        .volumes
+        .pod_dir(&uid_of(pod))
+        .join("containers")
+        .join(&c.name);
+    std::fs::create_dir_all(&term_dir).map_err(|source| KubeletError::Io {
+        action: "creating",
+        path: term_dir.clone(),
+        source,
+    })?;
+    let term_file = term_dir.join(format!("{attempt}"));
+    std::fs::write(&term_file, b"").map_err(|source| KubeletError::Io {
+        action: "creating",
+        path: term_file.clone(),
+        source,
+    })?;
+    mounts.push(cri::Mount {
+        container_path: c
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into()),
+        host_path: term_file.display().to_string(),
+        ..Default::default()
+    });
+    let inputs = ContainerInputs {
+        attempt,
+        init,
+        envs: env,
+        mounts,
+        image: image.clone(),
+    };
+    let config = spec::container_config(pod, c, &inputs);
+    let id = match ctx
+        .cri
+        .create_container(sandbox_id, config, sandbox_config.clone())
+        .await
+    {
+        Ok(id) => id,
+        Err(err) => {
+            state.waiting.insert(
+                c.name.clone(),
+                ("CreateContainerError".into(), err.to_string()),
+            );
+            ctx.recorder
+                .record(
+                    pod,
+                    Some(&c.name),
+                    Kind::Warning,
+                    "Failed",
+                    &format!("Error: {err}"),
+                )
+                .await;
+            return Err(err.into());
+        }
+    };
+    ctx.recorder
+        .record(
+            pod,
+            Some(&c.name),
+            Kind::Normal,
+            "Created",
+            &format!("Created container {}", c.name),
+        )
+        .await;
+    if let Err(err) = ctx.cri.start_container(&id).await {
+        ctx.recorder
+            .record(
+                pod,
+                Some(&c.name),
+                Kind::Warning,
+                "Failed",
+                &format!("Error: {err}"),
+            )
+            .await;
+        return Err(err.into());
+    }
+    ctx.recorder
+        .record(
+            pod,
+            Some(&c.name),
+            Kind::Normal,
+            "Started",
+            &format!("Started container {}", c.name),
+        )
+        .await;
+    if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref())
+        && let Err(message) = run_hook(ctx, &id, pod_ip, handler, Duration::from_secs(30)).await
+    {
+        ctx.recorder
+            .record(
+                pod,
+                Some(&c.name),
+                Kind::Warning,
+                "FailedPostStartHook",
+                &message,
+            )
+            .await;
+        kill_container(
+            ctx,
+            pod,
+            &id,
+            &c.name,
+            pod_ip,
+            spec::grace_seconds(pod),
+            "FailedPostStartHook",
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn ensure_image(
+    ctx: &Context,
+    pod: &Pod,
+    c: &SpecContainer,
+    image: &str,
+    sandbox_config: &cri::PodSandboxConfig,
+) -> Result<(), KubeletError> {
+    let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
+        if image.ends_with(":latest") || !image.rsplit('/').next().unwrap_or(image).contains(':') {
+            "Always".into()
+        } else {
+            "IfNotPresent".into()
+        }
+    });
+    let present = ctx.cri.image_status(image).await?.is_some();
+    match policy.as_str() {
+        "Never" if !present => {
+            let message =
+                format!("Container image \"{image}\" is not present with pull policy of Never");
+            ctx.recorder
+                .record(
+                    pod,
+                    Some(&c.name),
+                    Kind::Warning,
+                    "ErrImageNeverPull",
+                    &message,
+                )
+                .await;
+            return Err(KubeletError::Image {
+                image: image.to_owned(),
+                message,
+            });
+        }
+        "IfNotPresent" | "Never" if present => {
+            ctx.recorder
+                .record(
+                    pod,
+                    Some(&c.name),
+                    Kind::Normal,
+                    "Pulled",
+                    &format!("Container image \"{image}\" already present on machine"),
+                )
+                .await;
+            return Ok(());
+        }
+        _ => {}
+    }
+    ctx.recorder
+        .record(
+            pod,
+            Some(&c.name),
+            Kind::Normal,
+            "Pulling",
+            &format!("Pulling image \"{image}\""),
+        )
+        .await;
+    let started = Instant::now();
+    match ctx
+        .cri
+        .pull_image(image, None, Some(sandbox_config.clone()))
+        .await
+    {
+        Ok(_) => {
+            ctx.recorder
+                .record(
+                    pod,
+                    Some(&c.name),
+                    Kind::Normal,
+                    "Pulled",
+                    &format!(
+                        "Successfully pulled image \"{image}\" in {:.3}s",
+                        started.elapsed().as_secs_f64()
+                    ),
+                )
+                .await;
+            Ok(())
+        }
+        Err(err) => {
+            ctx.recorder
+                .record(
+                    pod,
+                    Some(&c.name),
+                    Kind::Warning,
+                    "Failed",
+                    &format!("Failed to pull image \"{image}\": {err}"),
+                )
+                .await;
+            Err(err.into())
+        }
+    }
+}
+
+async fn resolve_env(
+    ctx: &Context,
+    pod: &Pod,
+    c: &SpecContainer,
+    pod_ip: &str,
+) -> Result<Vec<(String, String)>, KubeletError> {
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let (cm_names, secret_names) = env::referenced(pod);
+    let mut sources = env::Sources {
+        pod_ip: pod_ip.to_owned(),
+        host_ip: ctx.host_ip.clone(),
+        node_cpu_millis: i64::try_from(
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        )
+        .unwrap_or(1)
+            * 1000,
+        node_memory_bytes: super::node::memory_capacity_bytes(),
+        master_service: ctx.master_service.clone(),
+        ..Default::default()
+    };
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    for name in cm_names {
+        if let Some(cm) = cms
+            .get_opt(&name)
+            .await
+            .map_err(KubeletError::api("get configmap"))?
+        {
+            sources.config_maps.insert(name, cm);
+        }
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    for name in secret_names {
+        if let Some(s) = secrets
+            .get_opt(&name)
+            .await
+            .map_err(KubeletError::api("get secret"))?
+        {
+            sources.secrets.insert(name, s);
+        }
+    }
+    env::resolve(pod, c, &sources).map_err(KubeletError::Env)
+}
+
+/// Runs a lifecycle hook; `Err` carries the event message.
+async fn run_hook(
+    ctx: &Context,
+    container_id: &str,
+    pod_ip: &str,
+    handler: &LifecycleHandler,
+    timeout: Duration,
+) -> Result<(), String> {
+    if let Some(exec) = &handler.exec {
+        let cmd = exec.command.clone().unwrap_or_default();
+        return match ctx.cri.exec_sync(container_id, cmd.clone(), timeout).await {
+            Ok(out) if out.exit_code == 0 => Ok(()),
+            Ok(out) => Err(format!(
+                "Exec lifecycle hook ({cmd:?}) for Container in Pod failed - error: command exited with {}, message: {}",
+                out.exit_code,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(err) => Err(format!(
+                "Exec lifecycle hook ({cmd:?}) failed - error: {err}"
+            )),
+        };
+    }
+    if let Some(http) = &handler.http_get {
+        let probe = k8s_openapi::api::core::v1::Probe {
+            http_get: Some(http.clone()),
+            ..Default::default()
+        };
+        return match probes::run_once(&ctx.cri, container_id, pod_ip, &probe, timeout).await {
+            probes::Outcome::Success => Ok(()),
+            probes::Outcome::Failure(m) => Err(format!(
+                "HTTP lifecycle hook ({}) failed - error: {m}",
+                http.path.as_deref().unwrap_or("/")
+            )),
+        };
+    }
+    if let Some(sleep) = &handler.sleep {
+        tokio::time::sleep(
+            Duration::from_secs(u64::try_from(sleep.seconds.max(0)).unwrap_or(0)).min(timeout),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Stops one container: `Killing` event, its preStop hook, then CRI stop
+/// with what is left of the grace period (at least 2 s).
+async fn kill_container(
+    ctx: &Context,
+    pod: &Pod,
+    id: &str,
+    name: &str,
+    pod_ip: &str,
+    grace: i64,
+    message: &str,
+) -> Result<(), KubeletError> {
+    let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+    let started = Instant::now();
+    ctx.recorder
+        .record(
+            pod,
+            Some(name),
+            Kind::Normal,
+            "Killing",
+            &if message.is_empty() {
+                format!("Stopping container {name}")
+            } else {
+                message.to_owned()
+            },
+        )
+        .await;
+    if let Some(handler) =
+        spec_container(pod, name).and_then(|(c, _)| c.lifecycle.as_ref()?.pre_stop.clone())
+        && !grace.is_zero()
+        && let Err(m) = run_hook(ctx, id, pod_ip, &handler, grace).await
+    {
+        ctx.recorder
+            .record(pod, Some(name), Kind::Warning, "FailedPreStopHook", &m)
+            .await;
+    }
+    let left = grace.saturating_sub(started.elapsed()).max(MIN_GRACE);
+    match ctx.cri.stop_container(id, left).await {
+        Err(err) if !err.is_not_found() => Err(err.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Stops every running container (app containers, then init) and the
+/// sandboxes of a pod; `grace` `None` uses what the containers recorded.
+async fn stop_all(
+    ctx: &Context,
+    pod: &Pod,
+    runtime: &PodRuntime,
+    grace: Option<i64>,
+    pod_ip: &str,
+) -> Result<(), KubeletError> {
+    let running: Vec<&Container> = runtime
+        .containers
+        .iter()
+        .filter(|c| c.state == State::Running)
+        .collect();
+    let kills = running.iter().map(|c| {
+        let g = grace
+            .or(c.grace_period)
+            .unwrap_or(spec::DEFAULT_GRACE_SECONDS);
+        kill_container(ctx, pod, &c.id, &c.name, pod_ip, g, "")
+    });
+    for result in futures::future::join_all(kills).await {
+        result?;
+    }
+    for s in runtime.sandboxes.iter().filter(|s| s.ready) {
+        ctx.cri.stop_pod_sandbox(&s.id).await?;
+    }
+    Ok(())
+}
+
+/// Stops and removes everything of a pod and its volumes.
+pub async fn terminate(
+    ctx: &Context,
+    pod: &Pod,
+    runtime: &PodRuntime,
+    state: &mut WorkerState,
+    grace: Option<i64>,
+) -> Result<(), KubeletError> {
+    let ip = runtime
+        .sandbox()
+        .and_then(|s| s.ip.clone())
+        .unwrap_or_default();
+    stop_all(ctx, pod, runtime, grace, &ip).await?;
+    let ids: HashSet<String> = runtime.containers.iter().map(|c| c.id.clone()).collect();
+    ctx.prober.retain(&HashSet::new(), &ids);
+    state.probed.clear();
+    for c in &runtime.containers {
+        match ctx.cri.remove_container(&c.id).await {
+            Err(err) if !err.is_not_found() => return Err(err.into()),
+            _ => {}
+        }
+    }
+    for s in &runtime.sandboxes {
+        ctx.cri.stop_pod_sandbox(&s.id).await?;
+        ctx.cri.remove_pod_sandbox(&s.id).await?;
+    }
+    let uid = uid_of(pod);
+    ctx.volumes.teardown(&uid)?;
+    let log_dir = ctx.log_dir(pod);
+    let _ = std::fs::remove_dir_all(&log_dir);
+    ctx.backoff
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .forget_pod(&uid);
+    Ok(())
+}
+
+async fn refresh_volumes(ctx: &Context, pod: &Pod, runtime: &PodRuntime, state: &mut WorkerState) {
+    let Some(sandbox) = runtime.sandbox().filter(|s| s.ready) else {
+        return;
+    };
+    if state
+        .last_volume_refresh
+        .is_some_and(|t| t.elapsed() < VOLUME_REFRESH)
+    {
+        return;
+    }
+    state.last_volume_refresh = Some(Instant::now());
+    match ctx
+        .volumes
+        .setup(pod, sandbox.ip.as_deref().unwrap_or_default(), &ctx.host_ip)
+        .await
+    {
+        Ok(paths) => state.volume_paths = paths,
+        Err(err) => tracing::warn!(pod = %pod_name(pod), %err, "refreshing volumes"),
+    }
+}
+
+fn keep_probes(ctx: &Context, pod: &Pod, runtime: &PodRuntime, state: &mut WorkerState) {
+    let ip = runtime
+        .sandbox()
+        .and_then(|s| s.ip.clone())
+        .unwrap_or_default();
+    let mut keep = HashSet::new();
+    for c in runtime
+        .containers
+        .iter()
+        .filter(|c| c.state == State::Running && !c.init)
+    {
+        if runtime.latest(&c.name).map(|l| &l.id) != Some(&c.id) {
+            continue;
+        }
+        let Some((spec_c, _)) = spec_container(pod, &c.name) else {
+            continue;
+        };
+        keep.insert(c.id.clone());
+        for (kind, probe) in [
+            (probes::Kind::Startup, &spec_c.startup_probe),
+            (probes::Kind::Liveness, &spec_c.liveness_probe),
+            (probes::Kind::Readiness, &spec_c.readiness_probe),
+        ] {
+            if let Some(probe) = probe {
+                ctx.prober.ensure(
+                    &ctx.cri,
+                    &c.id,
+                    &c.name,
+                    &ip,
+                    kind,
+                    probe,
+                    Arc::clone(&state.notify),
+                    state.failures_tx.clone(),
+                );
+            }
+        }
+        if spec_c.readiness_probe.is_none() {
+            // No readiness probe: ready once running (and started).
+            ctx.prober
+                .results
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .ready
+                .insert(c.id.clone(), true);
+        }
+        state.probed.insert(c.id.clone());
+    }
+    let gone: HashSet<String> = state.probed.difference(&keep).cloned().collect();
+    if !gone.is_empty() {
+        ctx.prober.retain(&keep, &gone);
+        state.probed.retain(|id| keep.contains(id));
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    pod: &Pod,
+    runtime: &PodRuntime,
+    state: &mut WorkerState,
+) -> Result<(), KubeletError> {
+    let extra = {
+        let r = ctx
+            .prober
+            .results
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Extra {
+            host_ip: ctx.host_ip.clone(),
+            ready: r.ready.clone(),
+            started: r.started.clone(),
+            waiting: state.waiting.clone(),
+        }
+    };
+    let mut current = pod.clone();
+    if let Some(last) = &state.last_status {
+        // The cache may lag our own last write.
+        current.status = Some(last.clone());
+    }
+    let new = status::compute(&current, runtime, &extra, Timestamp::now());
+    if let Some(old) = current.status.as_ref()
+        && !status::differs(old, &new)
+    {
+        return Ok(());
+    }
+    let api: Api<Pod> = Api::namespaced(
+        ctx.client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+    );
+    let patch = serde_json::json!({ "status": new });
+    match api
+        .patch_status(
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => {
+            state.last_status = Some(new);
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(err) => Err(KubeletError::api("update pod status")(err)),
+    }
+}
