@@ -36,6 +36,14 @@ pub enum ControlPlaneError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("issuing a kubeconfig for {user}: {source}")]
+    IssueKubeconfig { user: String, source: CommandError },
+    #[error("{component} did not take its leader Lease within {timeout:?}: {last}")]
+    NotLeading {
+        component: &'static str,
+        timeout: Duration,
+        last: String,
+    },
     #[error("the API server at {server} was not ready within {timeout:?}: {last}")]
     NotReady {
         server: String,
@@ -47,6 +55,8 @@ pub enum ControlPlaneError {
 /// Where the control plane keeps its files and how to reach it.
 #[derive(Debug, Clone)]
 pub struct ControlPlane {
+    /// Everything below: certificates, etcd data, component kubeconfigs.
+    pub state_dir: PathBuf,
     /// `https://<control address>:6443`
     pub server: String,
     /// The admin kubeconfig the API server wrote.
@@ -62,6 +72,7 @@ impl ControlPlane {
     /// `kubeconfig`.
     pub fn layout(cluster: &Cluster, state_dir: &Path, kubeconfig: PathBuf) -> Self {
         Self {
+            state_dir: state_dir.to_path_buf(),
             server: format!("https://{}:{APISERVER_PORT}", cluster.control().address()),
             kubeconfig,
             cert_dir: state_dir.join("pki"),
@@ -166,6 +177,146 @@ pub fn ensure_apiserver(
     };
     wait_ready(plane, START_TIMEOUT)?;
     Ok(ensured)
+}
+
+/// Issues a client certificate from the cluster CA for `user` in `groups`
+/// and writes a kubeconfig for it to `out` (`baton-control kubeconfig`,
+/// like `kubeadm kubeconfig user`). Kept if `out` exists.
+pub fn issue_kubeconfig(
+    binaries: &Binaries,
+    plane: &ControlPlane,
+    user: &str,
+    groups: &[&str],
+    out: &Path,
+) -> Result<(), ControlPlaneError> {
+    if out.is_file() {
+        return Ok(());
+    }
+    let mut cmd = Command::new(binaries.path("baton-control")?);
+    cmd.arg("kubeconfig")
+        .arg("--cert-dir")
+        .arg(&plane.cert_dir)
+        .args(["--server", &plane.server, "--user", user]);
+    for group in groups {
+        cmd.args(["--group", group]);
+    }
+    cmd.arg("--out").arg(out);
+    exec::run(&mut cmd, Duration::from_secs(30))
+        .and_then(exec::Output::check)
+        .map_err(|source| ControlPlaneError::IssueKubeconfig {
+            user: user.to_owned(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// A control-plane component other than the API server, run as its own
+/// process with its own credentials, as kube-scheduler and
+/// kube-controller-manager are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    Scheduler,
+    Controllers,
+}
+
+impl Component {
+    /// Its process name and `baton-control` subcommand.
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Scheduler => "scheduler",
+            Component::Controllers => "controllers",
+        }
+    }
+
+    /// The user its certificate names, as Kubernetes' own components.
+    fn user(self) -> &'static str {
+        match self {
+            Component::Scheduler => "system:kube-scheduler",
+            Component::Controllers => "system:kube-controller-manager",
+        }
+    }
+
+    /// The kube-system Lease it leads through.
+    fn lease(self) -> &'static str {
+        match self {
+            Component::Scheduler => "kube-scheduler",
+            Component::Controllers => "kube-controller-manager",
+        }
+    }
+
+    fn args(self) -> Vec<String> {
+        match self {
+            Component::Scheduler => Vec::new(),
+            Component::Controllers => vec![
+                format!("--cluster-cidr={}", addressing::pod_cidr()),
+                "--allocate-node-cidrs".to_owned(),
+            ],
+        }
+    }
+}
+
+/// Starts `component` in the control namespace unless it runs, with a
+/// kubeconfig of its own, and waits until it holds its leader Lease.
+pub fn ensure_component(
+    cluster: &Cluster,
+    binaries: &Binaries,
+    plane: &ControlPlane,
+    component: Component,
+) -> Result<Ensured, ControlPlaneError> {
+    let name = component.name();
+    let ensured = match running(cluster, name) {
+        Some(pid) => Ensured::AlreadyRunning { pid },
+        None => {
+            let kubeconfig = plane.state_dir.join(format!("{name}.kubeconfig"));
+            issue_kubeconfig(binaries, plane, component.user(), &[], &kubeconfig)?;
+            let spec = ProcessSpec::new(name, binaries.path("baton-control")?)
+                .arg(name)
+                .arg(format!("--kubeconfig={}", kubeconfig.display()))
+                .args(component.args())
+                .env("RUST_LOG", "info,kube_runtime=warn,kube_client=warn");
+            Ensured::Started {
+                pid: cluster.spawn(cluster.control().netns(), spec)?.pid,
+            }
+        }
+    };
+    wait_leading(cluster, plane, component, START_TIMEOUT)?;
+    Ok(ensured)
+}
+
+/// Waits until the component's Lease names a holder and the process runs.
+fn wait_leading(
+    cluster: &Cluster,
+    plane: &ControlPlane,
+    component: Component,
+    timeout: Duration,
+) -> Result<(), ControlPlaneError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match exec::run(
+            plane.kubectl().args([
+                "get",
+                "lease",
+                "-n",
+                "kube-system",
+                component.lease(),
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ]),
+            Duration::from_secs(10),
+        ) {
+            Ok(out) if out.success() && !out.stdout.trim().is_empty() => return Ok(()),
+            Ok(out) => out.stderr.trim().to_owned(),
+            Err(err) => err.to_string(),
+        };
+        if running(cluster, component.name()).is_none() || Instant::now() >= deadline {
+            return Err(ControlPlaneError::NotLeading {
+                component: component.name(),
+                timeout,
+                last,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Polls `/readyz` with the real kubectl until it answers `ok`.

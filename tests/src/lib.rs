@@ -18,19 +18,26 @@
 pub mod addressing;
 pub mod binaries;
 mod cluster;
+pub mod containerd;
 pub mod control_plane;
 pub mod exec;
 pub mod host;
+pub mod images;
 pub mod iproute;
 mod leftovers;
 pub mod netns;
+pub mod netns_pods;
+pub mod node_cgroup;
+pub mod nodes;
 mod owner;
 mod persistent;
+pub mod probe;
 pub mod process;
 pub mod ready;
 mod registry;
 pub mod safety;
 pub mod snapshot;
+pub mod stack;
 mod topology;
 
 pub use addressing::Addressing;
@@ -46,4 +53,5 @@ pub use persistent::{ClusterStatus, DownReport, ProcessStatus, StateError, UpOut
 pub use process::{ProcessRecord, ProcessSpec};
 pub use registry::DEFAULT_RUN_ROOT;
 pub use snapshot::HostSnapshot;
+pub use stack::Stack;
 pub use topology::{FABRIC_BRIDGE, UPLINK};

@@ -3,9 +3,11 @@
 //! `baton-client`), its state in `target/baton/`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use baton_e2e::control_plane::{self, ControlPlane};
+use baton_e2e::control_plane::{self, Component, ControlPlane};
+use baton_e2e::nodes;
 use baton_e2e::{Binaries, Cluster, ClusterSpec, UpOutcome};
 use clap::Args;
 
@@ -33,10 +35,13 @@ fn kubeconfig() -> PathBuf {
 
 pub fn up(args: &UpArgs) -> Result<()> {
     crate::privileges::require("up")?;
-    let mut steps = Steps::new(5);
+    let mut steps = Steps::new(8);
     steps.step("set up this machine", crate::setup::run)?;
     let binaries = steps.step("build", || crate::build::run(&args.build))?;
     let binaries = Binaries::in_dir(binaries);
+    let archives = steps.step("container images", || {
+        crate::images::run(&crate::images::ImagesArgs::default())
+    })?;
     let state = state_dir();
     let cluster = steps.step("network namespaces", || {
         let spec = ClusterSpec::new(args.nodes).logs_dir(state.join("logs"));
@@ -61,6 +66,27 @@ pub fn up(args: &UpArgs) -> Result<()> {
         note(format!("baton-control apiserver {ensured}; /readyz ok"));
         Ok(())
     })?;
+    steps.step("scheduler and controllers", || {
+        for component in [Component::Scheduler, Component::Controllers] {
+            let ensured = control_plane::ensure_component(&cluster, &binaries, &plane, component)?;
+            note(format!(
+                "baton-control {} {ensured}; leading",
+                component.name()
+            ));
+        }
+        Ok(())
+    })?;
+    steps.step("nodes (containerd, baton-node)", || {
+        for node in cluster.nodes() {
+            let (containerd, ensured) = nodes::ensure_containerd(&cluster, node, &archives)?;
+            note(format!("{}: containerd {ensured}", node.name()));
+            let ensured = nodes::ensure_agent(&cluster, &binaries, &plane, node, &containerd)?;
+            note(format!("{}: baton-node {ensured}", node.name()));
+        }
+        nodes::wait_nodes_ready(&plane, args.nodes, Duration::from_secs(120))?;
+        note(format!("{} nodes Ready", args.nodes));
+        Ok(())
+    })?;
     println!("cluster is up: API server {}", plane.server);
     println!("logs in {}", cluster.logs_dir().display());
     println!("export KUBECONFIG={}", plane.kubeconfig.display());
@@ -70,6 +96,11 @@ pub fn up(args: &UpArgs) -> Result<()> {
 pub fn down() -> Result<()> {
     crate::privileges::require("down")?;
     let state = state_dir();
+    if let Some(cluster) = Cluster::open(&state)? {
+        println!("removing pods");
+        let plane = ControlPlane::layout(&cluster, &state, kubeconfig());
+        nodes::drain(&cluster, &plane, Duration::from_secs(60));
+    }
     let report = Cluster::down(&state).context("tearing the cluster down")?;
     if !report.had_state {
         println!("no cluster state in {}, nothing to stop", state.display());

@@ -1,8 +1,10 @@
 //! `cargo xtask`: the one entry point for developers, CI and users —
 //! machine set-up, builds, the local namespace cluster, tests and benchmarks.
 
+mod bench;
 mod build;
 mod cluster;
+mod images;
 mod privileges;
 mod progress;
 mod run;
@@ -26,6 +28,11 @@ enum Command {
     Setup,
     /// Build the eBPF objects (nightly) and the userspace binaries (stable).
     Build(build::BuildArgs),
+    /// Build the cluster's container images (pause, echo) as OCI archives.
+    Images(images::ImagesArgs),
+    /// Run a benchmark and record its results.
+    #[command(subcommand)]
+    Bench(bench::Bench),
     /// Start the local cluster in network namespaces (root); idempotent.
     Up(cluster::UpArgs),
     /// Stop the local cluster and remove its namespaces, routes and files.
@@ -44,6 +51,11 @@ fn main() -> Result<()> {
             setup::run()?;
             build::run(&args).map(|_| ())
         }
+        Command::Images(args) => {
+            setup::run()?;
+            images::run(&args).map(|_| ())
+        }
+        Command::Bench(bench) => bench::run(bench),
         Command::Up(args) => cluster::up(&args),
         Command::Down => cluster::down(),
         Command::Status => cluster::status(),

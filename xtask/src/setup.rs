@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use baton_e2e::images::IMAGE_TARGET;
 
 use crate::progress::{Steps, note};
 use crate::run::{output, status, succeeds};
@@ -26,15 +27,19 @@ const APT_PACKAGES: &[&str] = &[
     "conntrack",
     // etcd-client's and the CRI client's code generation need `protoc`.
     "protobuf-compiler",
+    // A local registry for the image-pull test, and HTTP checks in tests.
+    "docker-registry",
+    "curl",
 ];
 
 /// The bpf-linker release baton's eBPF build is known to work with.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn run() -> Result<()> {
-    let mut steps = Steps::new(3);
+    let mut steps = Steps::new(4);
     steps.step("apt packages", apt_packages)?;
     steps.step("nightly toolchain with rust-src", nightly_rust_src)?;
+    steps.step("musl target for container images", musl_target)?;
     steps.step("bpf-linker", bpf_linker)?;
     Ok(())
 }
@@ -102,6 +107,17 @@ fn nightly_rust_src() -> Result<()> {
     }
     note("adding rust-src to nightly");
     status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+/// The container images' binaries are static musl executables.
+fn musl_target() -> Result<()> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|l| l.trim() == IMAGE_TARGET) {
+        note(format!("{IMAGE_TARGET} present, skipping"));
+        return Ok(());
+    }
+    note(format!("adding {IMAGE_TARGET}"));
+    status(Command::new("rustup").args(["target", "add", IMAGE_TARGET]))
 }
 
 /// The nightly toolchain's sysroot and LLVM major version.

@@ -36,7 +36,9 @@ pub fn run(args: &TestArgs) -> Result<()> {
     })?;
     steps.step("unit, eBPF and end-to-end tests", || {
         let mut cmd = cargo();
-        cmd.args(["test", "--workspace"]);
+        // Every test binary runs even after one fails, so one run shows
+        // every failure.
+        cmd.args(["test", "--workspace", "--no-fail-fast"]);
         if let Some(filter) = &args.filter {
             cmd.arg(filter);
         }

@@ -1,0 +1,231 @@
+//! The node agents of a harness cluster: per node, a containerd with the
+//! project's images and `baton-node run`, inside the node's namespace.
+//! Used by `cargo xtask up` (where a second run keeps what runs) and by
+//! end-to-end tests.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::binaries::{Binaries, MissingBinary};
+use crate::cluster::{Cluster, ClusterError, Node};
+use crate::containerd::{self, Containerd, ContainerdError};
+use crate::control_plane::{self, ControlPlane, ControlPlaneError, Ensured};
+use crate::exec;
+use crate::process::ProcessSpec;
+
+/// The kubelet's port (logs/exec server), as the real kubelet's default.
+pub const KUBELET_PORT: u16 = 10250;
+
+/// Why a node agent did not come up.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeAgentError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    ControlPlane(#[from] ControlPlaneError),
+    #[error(transparent)]
+    Containerd(#[from] ContainerdError),
+    #[error(transparent)]
+    MissingBinary(#[from] MissingBinary),
+    #[error("nodes not Ready within {timeout:?}: {last}")]
+    NotReady { timeout: Duration, last: String },
+}
+
+/// Where a node agent keeps its files.
+#[derive(Debug, Clone)]
+pub struct NodeAgentPaths {
+    pub kubeconfig: PathBuf,
+    /// The kubelet's root: volumes, logs, IPAM state.
+    pub root_dir: PathBuf,
+    /// The node's own bpffs, where the dataplane pins its maps and links.
+    pub pin_dir: PathBuf,
+}
+
+impl NodeAgentPaths {
+    pub fn for_node(node: &Node) -> Self {
+        Self {
+            kubeconfig: node.dir().join("kubeconfig"),
+            root_dir: node.dir().join("kubelet"),
+            pin_dir: node.dir().join("bpf"),
+        }
+    }
+}
+
+/// Starts containerd of `node` unless it runs (importing the image
+/// `archives` into a fresh one).
+pub fn ensure_containerd(
+    cluster: &Cluster,
+    node: &Node,
+    archives: &[PathBuf],
+) -> Result<(Containerd, Ensured), NodeAgentError> {
+    if let Some(running) = containerd::running(cluster, node) {
+        let pid = running.process.pid;
+        return Ok((running, Ensured::AlreadyRunning { pid }));
+    }
+    let started = containerd::start(cluster, node)?;
+    started.import(archives)?;
+    let pid = started.process.pid;
+    Ok((started, Ensured::Started { pid }))
+}
+
+/// The process name of `node`'s agent.
+pub fn agent_name(node: &Node) -> String {
+    format!("baton-node-{}", node.index())
+}
+
+/// Starts `baton-node run` of `node` unless it runs, with a kubeconfig of
+/// its own (`system:node:<name>` in `system:nodes`, as a kubelet's).
+pub fn ensure_agent(
+    cluster: &Cluster,
+    binaries: &Binaries,
+    plane: &ControlPlane,
+    node: &Node,
+    containerd: &Containerd,
+) -> Result<Ensured, NodeAgentError> {
+    let name = agent_name(node);
+    if let Some(record) = cluster.process(&name).filter(|p| p.is_running()) {
+        return Ok(Ensured::AlreadyRunning { pid: record.pid });
+    }
+    let paths = NodeAgentPaths::for_node(node);
+    let pin_dir = cluster.mount_bpffs(node.index())?;
+    debug_assert_eq!(pin_dir, paths.pin_dir);
+    control_plane::issue_kubeconfig(
+        binaries,
+        plane,
+        &format!("system:node:{}", node.name()),
+        &["system:nodes"],
+        &paths.kubeconfig,
+    )?;
+    let spec = agent_spec(binaries, plane, node, containerd, &paths)?;
+    let record = cluster.spawn(node.netns(), spec)?;
+    Ok(Ensured::Started { pid: record.pid })
+}
+
+/// The command line of `baton-node run` for `node`.
+pub fn agent_spec(
+    binaries: &Binaries,
+    plane: &ControlPlane,
+    node: &Node,
+    containerd: &Containerd,
+    paths: &NodeAgentPaths,
+) -> Result<ProcessSpec, NodeAgentError> {
+    let cd = &containerd.paths;
+    Ok(
+        ProcessSpec::new(agent_name(node), binaries.path("baton-node")?)
+            .arg("run")
+            .arg(format!("--node-name={}", node.name()))
+            .arg(format!("--node-ip={}", node.address()))
+            .arg(format!("--kubeconfig={}", paths.kubeconfig.display()))
+            .arg(format!("--containerd-socket={}", cd.socket.display()))
+            .arg(format!("--root-dir={}", paths.root_dir.display()))
+            .arg(format!("--cni-bin-dir={}", cd.cni_bin_dir.display()))
+            .arg(format!("--cni-conf-dir={}", cd.cni_conf_dir.display()))
+            // Node i registers with 10.244.i.0/24, which the node IPAM keeps.
+            .arg(format!("--pod-cidr={}", node.pod_cidr()))
+            .arg(format!("--cgroup-root={}", cd.cgroup_parent))
+            .arg(format!("--port={KUBELET_PORT}"))
+            .arg(format!("--ca-cert={}", ca_file(plane, "ca.crt").display()))
+            .arg(format!("--ca-key={}", ca_file(plane, "ca.key").display()))
+            // The eBPF dataplane: pod routing, service proxy, routes to the
+            // other nodes' podCIDRs; socket LB on the pods' cgroup subtree.
+            .arg(format!("--pin-dir={}", paths.pin_dir.display()))
+            .env("RUST_LOG", "info,kube_runtime=warn,kube_client=warn"),
+    )
+}
+
+fn ca_file(plane: &ControlPlane, name: &str) -> PathBuf {
+    plane.cert_dir.join(name)
+}
+
+/// Waits until `count` Node objects report Ready=True.
+pub fn wait_nodes_ready(
+    plane: &ControlPlane,
+    count: usize,
+    timeout: Duration,
+) -> Result<(), NodeAgentError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match exec::run(
+            plane.kubectl().args([
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+            ]),
+            Duration::from_secs(10),
+        ) {
+            Ok(out) if out.success() => {
+                let ready = out.stdout.lines().filter(|l| l.ends_with("=True")).count();
+                if ready == count {
+                    return Ok(());
+                }
+                format!("{ready}/{count} Ready: {}", out.stdout.trim().replace('\n', ", "))
+            }
+            Ok(out) => out.stderr.trim().to_owned(),
+            Err(err) => err.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(NodeAgentError::NotReady { timeout, last });
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Removes every pod the way a user would (through the API, so kubelets
+/// stop sandboxes through CRI and CNI releases their addresses, veths and
+/// network namespaces), waits up to `timeout` for the nodes' containerds
+/// to hold no container, then SIGKILLs whatever is left in the nodes'
+/// container cgroups. Used before tearing a cluster down.
+pub fn drain(cluster: &Cluster, plane: &ControlPlane, timeout: Duration) {
+    if plane.kubeconfig.is_file() {
+        let _ = exec::run(
+            plane.kubectl().args([
+                "delete",
+                "pods",
+                "--all",
+                "--all-namespaces",
+                "--grace-period=1",
+                "--wait=false",
+            ]),
+            Duration::from_secs(30),
+        );
+    }
+    let deadline = Instant::now() + timeout;
+    for node in cluster.nodes() {
+        let Some(cd) = containerd::running(cluster, node) else {
+            continue;
+        };
+        while !runtime_containers(&cd).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    for node in cluster.nodes() {
+        let paths = containerd::ContainerdPaths::for_node(cluster, node);
+        if let Err(err) = containerd::kill_cgroup_tree(&paths.cgroup_parent) {
+            tracing::warn!(node = %node.name(), %err, "killing leftover containers");
+        }
+    }
+}
+
+/// Container and sandbox IDs a containerd holds (`ctr`).
+pub fn runtime_containers(cd: &Containerd) -> Vec<String> {
+    let mut cmd = std::process::Command::new("ctr");
+    cmd.arg("--address").arg(&cd.paths.socket).args([
+        "--namespace",
+        "k8s.io",
+        "containers",
+        "ls",
+        "-q",
+    ]);
+    let mut ids: Vec<String> = exec::run(&mut cmd, Duration::from_secs(10))
+        .map(|out| out.stdout.lines().map(str::to_owned).collect())
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// The images every node needs, built if missing.
+pub fn standard_images() -> Result<Vec<PathBuf>, NodeAgentError> {
+    crate::images::ensure_standard()
+        .map_err(|err| NodeAgentError::Containerd(ContainerdError::Images(Box::new(err))))
+}

@@ -1,0 +1,486 @@
+//! `kubectl logs`, `exec` and `attach` end to end: the real kubectl 1.33
+//! against the API server, which proxies `pods/log|exec|attach` to the
+//! node's kubelet over HTTPS (websocket `v5.channel.k8s.io` sessions
+//! translated to SPDY, SPDY passed through), down to containerd's
+//! streaming server. One cluster serves every scenario, run in sequence.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use baton_e2e::Stack;
+
+/// How kubectl reaches exec and attach: websockets first (its default,
+/// falling back to SPDY), or SPDY only.
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    Websocket,
+    Spdy,
+}
+
+fn kubectl(c: &Stack, transport: Transport, args: &[&str]) -> Command {
+    let mut cmd = Command::new("kubectl");
+    cmd.arg("--kubeconfig").arg(&c.kubeconfig).args(args);
+    // kubectl's switch for its websocket remote-command client.
+    cmd.env(
+        "KUBECTL_REMOTE_COMMAND_WEBSOCKETS",
+        match transport {
+            Transport::Websocket => "true",
+            Transport::Spdy => "false",
+        },
+    );
+    cmd
+}
+
+/// Runs kubectl to completion (killed after `within`), feeding `stdin`.
+fn run(c: &Stack, transport: Transport, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = kubectl(c, transport, args);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("kubectl is installed");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("piped");
+        pipe.write_all(input.as_bytes()).expect("kubectl's stdin");
+        // Dropping the pipe closes kubectl's stdin: end of input.
+    }
+    let guard = Killer(child.id());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("kubectl {args:?} ({transport:?}) did not finish in 60s"))
+        .expect("kubectl output");
+    std::mem::forget(guard);
+    out
+}
+
+/// Kills a kubectl this test started (by PID) if the test gives up on it.
+struct Killer(u32);
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(c: &Stack, transport: Transport, args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(c, transport, args, stdin);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} ({transport:?}) failed: {}",
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// A long-running kubectl whose stdout lines arrive on a channel.
+struct Streaming {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Streaming {
+    fn start(c: &Stack, transport: Transport, args: &[&str]) -> Self {
+        let mut child = kubectl(c, transport, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl is installed");
+        let out = child.stdout.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Streaming { child, lines }
+    }
+
+    /// Waits for a line containing `text`; returns the lines seen.
+    fn expect(&self, text: &str, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no line with {text:?} within {within:?}; saw {seen:?}");
+    }
+
+    /// Whether kubectl is still running.
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data: {key: value-from-the-configmap}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  nodeName: baton-node-1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: baton.local/echo:1
+    command:
+    - sh
+    - -c
+    - |
+      echo hello 1; echo hello 2; echo hello 3
+      while [ ! -f /tmp/go ]; do sleep 0.2; done
+      echo late line
+      while true; do echo tick; sleep 0.5; done
+    volumeMounts: [{name: cfg, mountPath: /etc/cfg}]
+  volumes:
+  - name: cfg
+    configMap: {name: cfg}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: restarter}
+spec:
+  nodeName: baton-node-1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: baton.local/echo:1
+    command:
+    - sh
+    - -c
+    - |
+      if [ ! -f /data/ran ]; then touch /data/ran; echo first run; exit 1; fi
+      echo second run; exec sleep 3600
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes:
+  - name: data
+    emptyDir: {}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pair}
+spec:
+  nodeName: baton-node-1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: a, image: baton.local/echo:1, command: [sleep, "3600"]}
+  - {name: b, image: baton.local/echo:1, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unscheduled}
+spec:
+  nodeSelector: {no-such-label: "true"}
+  containers:
+  - {name: app, image: baton.local/echo:1}
+"#;
+
+/// A Node whose kubelet cannot be reached (nothing listens on its port),
+/// and a pod bound to it.
+const GHOST: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: ghost}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: haunted}
+spec:
+  nodeName: ghost
+  containers:
+  - {name: app, image: baton.local/echo:1}
+"#;
+
+#[test]
+fn kubectl_logs_exec_and_attach_reach_the_containers() {
+    let c = Stack::start(1);
+    c.apply(PODS);
+    c.apply(GHOST);
+    // The ghost's address: loopback of the API server's namespace, where
+    // nothing listens on port 1.
+    c.kubectl_ok(&[
+        "patch",
+        "node",
+        "ghost",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}],"daemonEndpoints":{"kubeletEndpoint":{"Port":1}}}}"#,
+    ]);
+    for pod in ["talker", "pair"] {
+        c.wait(Duration::from_secs(90), &format!("{pod} running"), |c| {
+            c.get("pod", pod, "{.status.phase}") == "Running"
+        });
+    }
+
+    // logs: everything, then the tail.
+    c.wait(Duration::from_secs(20), "talker's first lines", |c| {
+        ok(c, Transport::Websocket, &["logs", "talker"], None) == "hello 1\nhello 2\nhello 3\n"
+    });
+    assert_eq!(
+        ok(
+            &c,
+            Transport::Websocket,
+            &["logs", "talker", "--tail=1"],
+            None
+        ),
+        "hello 3\n"
+    );
+    let stamped = ok(
+        &c,
+        Transport::Websocket,
+        &["logs", "talker", "--timestamps"],
+        None,
+    );
+    assert!(
+        stamped.lines().count() == 3 && stamped.lines().all(|l| l.contains("Z hello ")),
+        "{stamped}"
+    );
+    assert_eq!(
+        ok(
+            &c,
+            Transport::Websocket,
+            &["logs", "talker", "--limit-bytes=7"],
+            None
+        ),
+        "hello 1"
+    );
+
+    // logs -f: a line written after the call started arrives while it runs.
+    let mut follow = Streaming::start(&c, Transport::Websocket, &["logs", "-f", "talker"]);
+    follow.expect("hello 3", Duration::from_secs(20));
+    // exec (kubectl's default: a websocket the API server translates).
+    ok(
+        &c,
+        Transport::Websocket,
+        &["exec", "talker", "--", "touch", "/tmp/go"],
+        None,
+    );
+    follow.expect("late line", Duration::from_secs(20));
+    follow.expect("tick", Duration::from_secs(20));
+    assert!(follow.running(), "logs -f ended while the container runs");
+    drop(follow);
+
+    // kubectl's websocket session is served (translated to SPDY towards
+    // the node), not refused into its SPDY fallback.
+    let verbose = run(
+        &c,
+        Transport::Websocket,
+        &["exec", "-v=4", "-i", "talker", "--", "cat"],
+        Some("x"),
+    );
+    assert!(verbose.status.success(), "{}", stderr(&verbose));
+    assert!(
+        stderr(&verbose).contains("The subprotocol is v5.channel.k8s.io")
+            && !stderr(&verbose).contains("fallback"),
+        "{}",
+        stderr(&verbose)
+    );
+
+    for transport in [Transport::Websocket, Transport::Spdy] {
+        // A file of the mounted ConfigMap.
+        assert_eq!(
+            ok(
+                &c,
+                transport,
+                &["exec", "talker", "--", "cat", "/etc/cfg/key"],
+                None
+            ),
+            "value-from-the-configmap",
+            "{transport:?}"
+        );
+        // stdin piped into the container, and its end reaching `cat`.
+        let data = format!("piped through {transport:?}\nsecond line\n");
+        assert_eq!(
+            ok(
+                &c,
+                transport,
+                &["exec", "-i", "talker", "--", "cat"],
+                Some(&data)
+            ),
+            data
+        );
+        // stdout and stderr kept apart.
+        let out = run(
+            &c,
+            transport,
+            &["exec", "talker", "--", "sh", "-c", "echo out; echo err >&2"],
+            None,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "out\n");
+        assert!(stderr(&out).contains("err\n"), "{}", stderr(&out));
+        // The command's exit code is kubectl's.
+        let failed = run(
+            &c,
+            transport,
+            &["exec", "talker", "--", "sh", "-c", "exit 3"],
+            None,
+        );
+        assert_eq!(
+            failed.status.code(),
+            Some(3),
+            "{transport:?}: {}",
+            stderr(&failed)
+        );
+        // A container of a multi-container pod, by name.
+        assert_eq!(
+            ok(
+                &c,
+                transport,
+                &["exec", "pair", "-c", "b", "--", "echo", "from b"],
+                None
+            ),
+            "from b\n"
+        );
+    }
+
+    // attach: the running container's output streams to kubectl.
+    for transport in [Transport::Websocket, Transport::Spdy] {
+        let attach = Streaming::start(&c, transport, &["attach", "talker", "-c", "app"]);
+        attach.expect("tick", Duration::from_secs(20));
+    }
+
+    // logs --previous: the attempt before the restart.
+    c.wait(Duration::from_secs(90), "restarter restarted", |c| {
+        c.get(
+            "pod",
+            "restarter",
+            "{.status.containerStatuses[0].restartCount}",
+        )
+        .parse::<u32>()
+        .is_ok_and(|n| n >= 1)
+            && c.get("pod", "restarter", "{.status.phase}") == "Running"
+    });
+    c.wait(Duration::from_secs(20), "the second run's log", |c| {
+        ok(c, Transport::Websocket, &["logs", "restarter"], None) == "second run\n"
+    });
+    assert_eq!(
+        ok(
+            &c,
+            Transport::Websocket,
+            &["logs", "restarter", "--previous"],
+            None
+        ),
+        "first run\n"
+    );
+
+    // Errors as kube-apiserver words them.
+    let raw = run(
+        &c,
+        Transport::Websocket,
+        &["get", "--raw", "/api/v1/namespaces/default/pods/pair/log"],
+        None,
+    );
+    assert!(
+        stderr(&raw)
+            .contains("a container name must be specified for pod pair, choose one of: [a b]"),
+        "{}",
+        stderr(&raw)
+    );
+    let missing = run(
+        &c,
+        Transport::Websocket,
+        &["logs", "pair", "-c", "zzz"],
+        None,
+    );
+    assert!(
+        stderr(&missing).contains("container zzz is not valid for pod pair"),
+        "{}",
+        stderr(&missing)
+    );
+    let gone = run(&c, Transport::Websocket, &["logs", "nobody"], None);
+    assert!(
+        stderr(&gone).contains("pods \"nobody\" not found"),
+        "{}",
+        stderr(&gone)
+    );
+    // (kubectl itself refuses --tail below -1; a raw request reaches the server.)
+    let invalid = run(
+        &c,
+        Transport::Websocket,
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/pods/talker/log?tailLines=-2",
+        ],
+        None,
+    );
+    assert!(
+        stderr(&invalid).contains("must be greater than or equal to 0"),
+        "{}",
+        stderr(&invalid)
+    );
+    for transport in [Transport::Websocket, Transport::Spdy] {
+        let pending = run(&c, transport, &["exec", "unscheduled", "--", "true"], None);
+        assert!(
+            stderr(&pending).contains("pod unscheduled does not have a host assigned"),
+            "{transport:?}: {}",
+            stderr(&pending)
+        );
+    }
+    let unreachable = run(&c, Transport::Websocket, &["logs", "haunted"], None);
+    assert!(!unreachable.status.success());
+    assert!(
+        stderr(&unreachable).contains("dial tcp 127.0.0.1:1: connect: connection refused"),
+        "{}",
+        stderr(&unreachable)
+    );
+    let unreachable = run(
+        &c,
+        Transport::Spdy,
+        &["exec", "haunted", "--", "true"],
+        None,
+    );
+    assert!(
+        stderr(&unreachable).contains("error dialing backend"),
+        "{}",
+        stderr(&unreachable)
+    );
+    c.kubectl_ok(&["delete", "pod", "haunted", "--grace-period=0", "--force"]);
+}

@@ -1,0 +1,672 @@
+//! The node agent end to end: real etcd, API server, containerd, runc,
+//! baton-node and kubectl in a namespace cluster. Pods are bound to nodes
+//! with `spec.nodeName` (no scheduler needed).
+
+use std::time::Duration;
+
+use baton_e2e::Stack;
+
+fn echo_pod(name: &str, node: &str, extra_spec: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {{app: echo}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 5
+  {extra_spec}
+  containers:
+  - name: echo
+    image: baton.local/echo:1
+    imagePullPolicy: IfNotPresent
+    env:
+    - name: POD_IP
+      valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}
+    readinessProbe:
+      httpGet: {{path: /healthz, port: 8080}}
+      periodSeconds: 1
+"#
+    )
+}
+
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let ip: std::net::Ipv4Addr = ip.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let net: ipnet::Ipv4Net = cidr.parse().unwrap();
+    net.contains(&ip)
+}
+
+#[test]
+fn nodes_register_and_pods_run_with_addresses_from_their_pod_cidr() {
+    let c = Stack::start(2);
+    // The Node objects as the kubelet registers them.
+    for node in c.cluster.nodes() {
+        let name = node.name();
+        let json = c.kubectl_ok(&["get", "node", name, "-o", "json"]);
+        assert!(json.contains("\"kubeletEndpoint\""), "{json}");
+        assert_eq!(
+            c.get("node", name, "{.metadata.labels.kubernetes\\.io/hostname}"),
+            name
+        );
+        assert_eq!(
+            c.get("node", name, "{.metadata.labels.kubernetes\\.io/os}"),
+            "linux"
+        );
+        assert_eq!(
+            c.get(
+                "node",
+                name,
+                "{.status.addresses[?(@.type==\"InternalIP\")].address}"
+            ),
+            node.address().to_string()
+        );
+        assert_eq!(c.get("node", name, "{.status.capacity.pods}"), "110");
+        assert_eq!(
+            c.get(
+                "node",
+                name,
+                "{.status.daemonEndpoints.kubeletEndpoint.Port}"
+            ),
+            "10250"
+        );
+        assert_eq!(
+            c.get("node", name, "{.spec.podCIDR}"),
+            node.pod_cidr().to_string()
+        );
+        assert!(
+            c.get("node", name, "{.status.nodeInfo.containerRuntimeVersion}")
+                .starts_with("containerd://")
+        );
+        let holder = c.kubectl_ok(&[
+            "-n",
+            "kube-node-lease",
+            "get",
+            "lease",
+            name,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]);
+        assert_eq!(holder, name);
+    }
+    c.apply(&echo_pod("echo-1", "baton-node-1", ""));
+    c.apply(&echo_pod("echo-2", "baton-node-2", ""));
+    let ip1 = c.wait_ready("echo-1", Duration::from_secs(60));
+    let ip2 = c.wait_ready("echo-2", Duration::from_secs(60));
+    assert!(in_cidr(&ip1, "10.244.1.0/24"), "{ip1}");
+    assert!(in_cidr(&ip2, "10.244.2.0/24"), "{ip2}");
+    assert_eq!(
+        c.get("pod", "echo-1", "{.status.hostIP}"),
+        c.cluster.node(1).unwrap().address().to_string()
+    );
+    assert_eq!(c.get("pod", "echo-1", "{.status.phase}"), "Running");
+    assert_eq!(
+        c.get("pod", "echo-1", "{.status.containerStatuses[0].ready}"),
+        "true"
+    );
+    assert!(
+        c.get(
+            "pod",
+            "echo-1",
+            "{.status.containerStatuses[0].containerID}"
+        )
+        .starts_with("containerd://")
+    );
+    // Events in the kubelet's format.
+    let reasons = c.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=echo-1",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    for reason in ["Pulled", "Created", "Started"] {
+        assert!(reasons.contains(reason), "events of echo-1: {reasons}");
+    }
+    // The node reaches its pod over the pod's veth: the echo server saw the
+    // node's own address as the client, and the pod's IP as its own.
+    let node1 = c.cluster.node(1).unwrap();
+    let body = baton_e2e::stack::http_get(node1.netns(), &format!("{ip1}:8080"), "/")
+        .expect("GET from the node");
+    assert!(body.contains(&format!("\"podIP\":\"{ip1}\"")), "{body}");
+    assert!(body.contains("\"hostname\":\"echo-1\""), "{body}");
+    assert!(
+        body.contains(&format!("\"client\":\"{}:", node1.address())),
+        "{body}"
+    );
+    // No bridge and no iptables/nft rules of ours in the node namespaces.
+    for node in c.cluster.nodes() {
+        let links = node
+            .netns()
+            .run_ok(
+                "ip",
+                ["-o", "link", "show", "type", "bridge"],
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        assert!(
+            links.stdout.trim().is_empty(),
+            "bridge in {}: {}",
+            node.netns(),
+            links.stdout
+        );
+        let save = node
+            .netns()
+            .run("iptables-save", Vec::<&str>::new(), Duration::from_secs(5))
+            .unwrap();
+        assert!(
+            !save.stdout.contains("-A "),
+            "iptables rules in {}: {}",
+            node.netns(),
+            save.stdout
+        );
+        let nft = node
+            .netns()
+            .run("nft", ["list", "ruleset"], Duration::from_secs(5))
+            .unwrap();
+        assert!(
+            !nft.stdout.contains("rule") && !nft.stdout.contains("chain"),
+            "nft in {}: {}",
+            node.netns(),
+            nft.stdout
+        );
+    }
+}
+
+#[test]
+fn config_map_volumes_follow_updates_and_probes_drive_readiness_and_restarts() {
+    let c = Stack::start(1);
+    c.apply(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data: {key: first}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: cfg-reader}
+spec:
+  nodeName: baton-node-1
+  containers:
+  - name: echo
+    image: baton.local/echo:1
+    volumeMounts: [{name: cfg, mountPath: /etc/cfg}]
+    env:
+    - name: KEY
+      valueFrom: {configMapKeyRef: {name: cfg, key: key}}
+  volumes:
+  - name: cfg
+    configMap: {name: cfg}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: flaky}
+spec:
+  nodeName: baton-node-1
+  containers:
+  - name: echo
+    image: baton.local/echo:1
+    command: ["sh", "-c", "(sleep 4; touch /tmp/unhealthy) & exec /echo"]
+    livenessProbe:
+      httpGet: {path: /healthz, port: 8080}
+      periodSeconds: 1
+      failureThreshold: 2
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: never-ready}
+spec:
+  nodeName: baton-node-1
+  containers:
+  - name: echo
+    image: baton.local/echo:1
+    readinessProbe:
+      exec: {command: ["cat", "/tmp/ready"]}
+      periodSeconds: 1
+"#,
+    );
+    c.wait_ready("cfg-reader", Duration::from_secs(60));
+    let uid = c.get("pod", "cfg-reader", "{.metadata.uid}");
+    let file = c.cluster.node(1).unwrap().dir().join(format!(
+        "kubelet/pods/{uid}/volumes/kubernetes.io~configmap/cfg/key"
+    ));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "first");
+    c.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "cfg",
+        "-p",
+        r#"{"data":{"key":"second"}}"#,
+    ]);
+    c.wait(
+        Duration::from_secs(30),
+        "the ConfigMap update in the volume",
+        |_| std::fs::read_to_string(&file).is_ok_and(|t| t == "second"),
+    );
+
+    // A failing liveness probe restarts the container and counts it.
+    c.wait(Duration::from_secs(60), "flaky restarted", |c| {
+        c.get(
+            "pod",
+            "flaky",
+            "{.status.containerStatuses[0].restartCount}",
+        )
+        .parse::<u32>()
+        .is_ok_and(|n| n >= 1)
+    });
+    let reasons = c.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=flaky",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(
+        reasons.contains("Unhealthy") && reasons.contains("Killing"),
+        "{reasons}"
+    );
+
+    // A failing readiness probe keeps the pod running but not Ready.
+    c.wait(Duration::from_secs(30), "never-ready running", |c| {
+        c.get("pod", "never-ready", "{.status.phase}") == "Running"
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        c.get(
+            "pod",
+            "never-ready",
+            "{.status.conditions[?(@.type==\"Ready\")].status}"
+        ),
+        "False"
+    );
+    assert_eq!(
+        c.get(
+            "pod",
+            "never-ready",
+            "{.status.conditions[?(@.type==\"ContainersReady\")].reason}"
+        ),
+        "ContainersNotReady"
+    );
+}
+
+#[test]
+fn a_killed_node_agent_recovers_without_restarting_containers_and_cleans_up_deleted_pods() {
+    let c = Stack::start(1);
+    c.apply(&echo_pod("keep", "baton-node-1", ""));
+    c.apply(&echo_pod("gone", "baton-node-1", ""));
+    c.wait_ready("keep", Duration::from_secs(60));
+    let gone_ip = c.wait_ready("gone", Duration::from_secs(60));
+    let keep_id = c.get("pod", "keep", "{.status.containerStatuses[0].containerID}");
+    let before = c.runtime_containers(1);
+
+    c.kill_node(1);
+    // Deleted while the node agent is down: the pod waits for its kubelet.
+    c.kubectl_ok(&["delete", "pod", "gone", "--wait=false"]);
+    c.start_node(1);
+    c.wait(Duration::from_secs(60), "the deleted pod removed", |c| {
+        !c.kubectl(&["get", "pod", "gone"]).status.success()
+    });
+    c.wait(Duration::from_secs(30), "its containers removed", |c| {
+        c.runtime_containers(1).len() == before.len() - 2
+    });
+    // The healthy container kept running: same ID, no restart.
+    assert_eq!(
+        c.get("pod", "keep", "{.status.containerStatuses[0].containerID}"),
+        keep_id
+    );
+    assert_eq!(
+        c.get("pod", "keep", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+    let after = c.runtime_containers(1);
+    assert!(
+        before.iter().filter(|id| after.contains(id)).count() == after.len(),
+        "{before:?} -> {after:?}"
+    );
+    assert!(
+        !c.allocated_ips(1).contains(&gone_ip),
+        "{:?}",
+        c.allocated_ips(1)
+    );
+}
+
+#[test]
+fn deletion_is_graceful_and_create_delete_cycles_leak_nothing() {
+    let c = Stack::start(1);
+    let node = c.cluster.node(1).unwrap().clone();
+    let marks = node.dir().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: graceful}}
+spec:
+  nodeName: baton-node-1
+  terminationGracePeriodSeconds: 10
+  containers:
+  - name: sh
+    image: baton.local/echo:1
+    command: ["sh", "-c", "trap 'echo term >> /marks/log; exit 0' TERM; while true; do sleep 0.2; done"]
+    lifecycle:
+      preStop:
+        exec: {{command: ["sh", "-c", "echo prestop >> /marks/log"]}}
+    volumeMounts: [{{name: marks, mountPath: /marks}}]
+  volumes:
+  - name: marks
+    hostPath: {{path: {}, type: Directory}}
+"#,
+        marks.display()
+    ));
+    c.wait(Duration::from_secs(60), "graceful running", |c| {
+        c.get("pod", "graceful", "{.status.phase}") == "Running"
+    });
+    c.kubectl_ok(&["delete", "pod", "graceful", "--wait=true", "--timeout=60s"]);
+    let log = std::fs::read_to_string(marks.join("log")).unwrap_or_default();
+    assert_eq!(log, "prestop\nterm\n", "preStop runs before SIGTERM");
+    assert!(c.allocated_ips(1).is_empty(), "{:?}", c.allocated_ips(1));
+
+    for i in 0..30 {
+        let name = format!("cycle-{i}");
+        c.apply(&echo_pod(&name, "baton-node-1", ""));
+        c.wait_ready(&name, Duration::from_secs(60));
+        c.kubectl_ok(&["delete", "pod", &name, "--wait=true", "--timeout=60s"]);
+    }
+    assert!(
+        c.allocated_ips(1).is_empty(),
+        "leaked addresses: {:?}",
+        c.allocated_ips(1)
+    );
+    assert!(
+        c.runtime_containers(1).is_empty(),
+        "leaked containers: {:?}",
+        c.runtime_containers(1)
+    );
+    let veths = node
+        .netns()
+        .run_ok(
+            "ip",
+            ["-o", "link", "show", "type", "veth"],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert!(
+        !veths.stdout.contains("lxc"),
+        "leaked veths: {}",
+        veths.stdout
+    );
+    let pods_dir = node.dir().join("kubelet/pods");
+    let left: Vec<_> = std::fs::read_dir(&pods_dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "leaked pod directories: {left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&pods_dir.display().to_string()),
+        "leaked mounts under {}",
+        pods_dir.display()
+    );
+    let records = baton_node_endpoint_netns(&node.dir().join("kubelet/cni"));
+    assert!(records.is_empty(), "endpoint records left: {records:?}");
+}
+
+/// Endpoint records baton-cni left (each names a pod network namespace).
+fn baton_node_endpoint_netns(data_dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(data_dir.join("endpoints"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A client certificate of the cluster CA (as the API server's kubelet
+/// client certificate would be), written as PEM files; returns (cert, key).
+fn client_cert(c: &Stack) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = c.cluster.run_dir().join("client");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    let status =
+        std::process::Command::new(baton_e2e::images::target_dir().join("debug/baton-control"))
+            .arg("kubeconfig")
+            .arg("--cert-dir")
+            .arg(&c.pki)
+            .args([
+                "--server",
+                "https://127.0.0.1:6443",
+                "--user",
+                "kube-apiserver-kubelet-client",
+                "--group",
+                "system:masters",
+            ])
+            .arg("--out")
+            .arg(&kubeconfig)
+            .status()
+            .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    let field = |name: &str| {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap();
+        let b64 = line.split_once(':').unwrap().1.trim().to_owned();
+        let out = std::process::Command::new("base64")
+            .arg("-d")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write as _;
+                child.stdin.take().unwrap().write_all(b64.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        out.stdout
+    };
+    let (cert, key) = (dir.join("client.crt"), dir.join("client.key"));
+    std::fs::write(&cert, field("client-certificate-data")).unwrap();
+    std::fs::write(&key, field("client-key-data")).unwrap();
+    (cert, key)
+}
+
+#[test]
+fn the_node_serves_container_logs_to_clients_of_the_cluster_ca() {
+    let c = Stack::start(1);
+    c.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  nodeName: baton-node-1
+  containers:
+  - name: sh
+    image: baton.local/echo:1
+    command: ["sh", "-c", "for i in 1 2 3; do echo line $i; done; exec sleep 3600"]
+"#,
+    );
+    c.wait(Duration::from_secs(60), "talker running", |c| {
+        c.get("pod", "talker", "{.status.phase}") == "Running"
+    });
+    let (cert, key) = client_cert(&c);
+    let node = c.cluster.node(1).unwrap();
+    let base = format!(
+        "https://{}:10250/containerLogs/default/talker/sh",
+        node.address()
+    );
+    let curl = |query: &str, with_cert: bool| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(c.pki.join("ca.crt"));
+        if with_cert {
+            cmd.arg("--cert").arg(&cert).arg("--key").arg(&key);
+        }
+        cmd.arg(format!("{base}{query}"));
+        cmd.output().unwrap()
+    };
+    c.wait(Duration::from_secs(10), "three log lines", |_| {
+        String::from_utf8_lossy(&curl("", true).stdout) == "line 1\nline 2\nline 3\n"
+    });
+    assert_eq!(
+        String::from_utf8_lossy(&curl("?tailLines=1", true).stdout),
+        "line 3\n"
+    );
+    let stamped = String::from_utf8_lossy(&curl("?timestamps=true", true).stdout).into_owned();
+    assert!(stamped.lines().all(|l| l.contains("Z line ")), "{stamped}");
+    let previous = String::from_utf8_lossy(&curl("?previous=true", true).stdout).into_owned();
+    assert!(
+        previous.contains("previous terminated container"),
+        "{previous}"
+    );
+    // Without a client certificate of the cluster CA: refused.
+    let anonymous = curl("", false);
+    assert!(
+        !anonymous.status.success() || anonymous.stdout.is_empty(),
+        "{anonymous:?}"
+    );
+}
+
+/// Runs `command` in container `sh` of pod `talker` through the node's
+/// `/exec` endpoint over a websocket (`v4.channel.k8s.io`, as the API
+/// server's proxy would speak it); returns stdout and the status message.
+async fn exec_over_websocket(
+    node_ip: std::net::Ipv4Addr,
+    ca: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    command: &[&str],
+) -> (String, String) {
+    use futures::StreamExt as _;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
+
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut std::fs::read(ca).unwrap().as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = rustls_pemfile::certs(&mut std::fs::read(cert).unwrap().as_slice())
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
+        .unwrap()
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect((node_ip, 10250))
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::V4(node_ip).into()),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let encode = |arg: &str| -> String {
+        arg.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let query: String = command
+        .iter()
+        .map(|c| format!("command={}&", encode(c)))
+        .collect();
+    let url = format!("wss://{node_ip}:10250/exec/default/talker/sh?{query}stdout=1&stderr=1");
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v4.channel.k8s.io".parse().unwrap(),
+    );
+    let (mut ws, response) = tokio_tungstenite::client_async(request, tls)
+        .await
+        .expect("websocket upgrade");
+    assert_eq!(
+        response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| v.to_str().unwrap()),
+        Some("v4.channel.k8s.io")
+    );
+    let (mut stdout, mut status) = (String::new(), String::new());
+    while let Some(Ok(message)) = ws.next().await {
+        match message {
+            Message::Binary(data) if !data.is_empty() => match data[0] {
+                1 => stdout.push_str(&String::from_utf8_lossy(&data[1..])),
+                3 => status.push_str(&String::from_utf8_lossy(&data[1..])),
+                _ => {}
+            },
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    let _ = ws.close(None).await;
+    (stdout, status)
+}
+
+#[test]
+fn the_node_runs_exec_sessions_over_websockets() {
+    let c = Stack::start(1);
+    c.apply(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data: {key: secret-sauce}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  nodeName: baton-node-1
+  containers:
+  - name: sh
+    image: baton.local/echo:1
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: cfg, mountPath: /etc/cfg}]
+  volumes:
+  - name: cfg
+    configMap: {name: cfg}
+"#,
+    );
+    c.wait(Duration::from_secs(60), "talker running", |c| {
+        c.get("pod", "talker", "{.status.phase}") == "Running"
+    });
+    let (cert, key) = client_cert(&c);
+    let node_ip = c.cluster.node(1).unwrap().address();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stdout, status) = runtime.block_on(exec_over_websocket(
+        node_ip,
+        &c.pki.join("ca.crt"),
+        &cert,
+        &key,
+        &["cat", "/etc/cfg/key"],
+    ));
+    assert_eq!(stdout, "secret-sauce");
+    assert!(status.contains("Success"), "{status}");
+    let (_, status) = runtime.block_on(exec_over_websocket(
+        node_ip,
+        &c.pki.join("ca.crt"),
+        &cert,
+        &key,
+        &["sh", "-c", "exit 3"],
+    ));
+    assert!(
+        status.contains("NonZeroExitCode") && status.contains("\"3\""),
+        "{status}"
+    );
+}
