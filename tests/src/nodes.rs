@@ -96,41 +96,46 @@ pub fn ensure_agent(
         &["system:nodes"],
         &paths.kubeconfig,
     )?;
-    let spec = agent_spec(binaries, plane, node, containerd, &paths)?;
+    let spec = agent_spec(binaries, plane, node, containerd, &paths, true)?;
     let record = cluster.spawn(node.netns(), spec)?;
     Ok(Ensured::Started { pid: record.pid })
 }
 
-/// The command line of `baton-node run` for `node`.
+/// The command line of `baton-node run` for `node`; with `dataplane`, the
+/// eBPF dataplane (pins in `paths.pin_dir`, which must be a mounted bpffs):
+/// pod routing, the service proxy, the routes to the other nodes' podCIDRs,
+/// socket LB on the pods' cgroup subtree. Without it the node has the
+/// kubelet and CNI only (plain kernel routing).
 pub fn agent_spec(
     binaries: &Binaries,
     plane: &ControlPlane,
     node: &Node,
     containerd: &Containerd,
     paths: &NodeAgentPaths,
+    dataplane: bool,
 ) -> Result<ProcessSpec, NodeAgentError> {
     let cd = &containerd.paths;
-    Ok(
-        ProcessSpec::new(agent_name(node), binaries.path("baton-node")?)
-            .arg("run")
-            .arg(format!("--node-name={}", node.name()))
-            .arg(format!("--node-ip={}", node.address()))
-            .arg(format!("--kubeconfig={}", paths.kubeconfig.display()))
-            .arg(format!("--containerd-socket={}", cd.socket.display()))
-            .arg(format!("--root-dir={}", paths.root_dir.display()))
-            .arg(format!("--cni-bin-dir={}", cd.cni_bin_dir.display()))
-            .arg(format!("--cni-conf-dir={}", cd.cni_conf_dir.display()))
-            // Node i registers with 10.244.i.0/24, which the node IPAM keeps.
-            .arg(format!("--pod-cidr={}", node.pod_cidr()))
-            .arg(format!("--cgroup-root={}", cd.cgroup_parent))
-            .arg(format!("--port={KUBELET_PORT}"))
-            .arg(format!("--ca-cert={}", ca_file(plane, "ca.crt").display()))
-            .arg(format!("--ca-key={}", ca_file(plane, "ca.key").display()))
-            // The eBPF dataplane: pod routing, service proxy, routes to the
-            // other nodes' podCIDRs; socket LB on the pods' cgroup subtree.
-            .arg(format!("--pin-dir={}", paths.pin_dir.display()))
-            .env("RUST_LOG", "info,kube_runtime=warn,kube_client=warn"),
-    )
+    let spec = ProcessSpec::new(agent_name(node), binaries.path("baton-node")?)
+        .arg("run")
+        .arg(format!("--node-name={}", node.name()))
+        .arg(format!("--node-ip={}", node.address()))
+        .arg(format!("--kubeconfig={}", paths.kubeconfig.display()))
+        .arg(format!("--containerd-socket={}", cd.socket.display()))
+        .arg(format!("--root-dir={}", paths.root_dir.display()))
+        .arg(format!("--cni-bin-dir={}", cd.cni_bin_dir.display()))
+        .arg(format!("--cni-conf-dir={}", cd.cni_conf_dir.display()))
+        // Node i registers with 10.244.i.0/24, which the node IPAM keeps.
+        .arg(format!("--pod-cidr={}", node.pod_cidr()))
+        .arg(format!("--cgroup-root={}", cd.cgroup_parent))
+        .arg(format!("--port={KUBELET_PORT}"))
+        .arg(format!("--ca-cert={}", ca_file(plane, "ca.crt").display()))
+        .arg(format!("--ca-key={}", ca_file(plane, "ca.key").display()))
+        .env("RUST_LOG", "info,kube_runtime=warn,kube_client=warn");
+    Ok(if dataplane {
+        spec.arg(format!("--pin-dir={}", paths.pin_dir.display()))
+    } else {
+        spec
+    })
 }
 
 fn ca_file(plane: &ControlPlane, name: &str) -> PathBuf {

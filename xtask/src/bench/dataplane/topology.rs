@@ -112,10 +112,15 @@ impl BenchCluster {
                 &["system:nodes"],
                 &paths.kubeconfig,
             )?;
-            let mut spec = nodes::agent_spec(&binaries, &plane, node, &cd, &paths)?;
-            if node.index() == BATON {
+            let baton = node.index() == BATON;
+            let mut spec = nodes::agent_spec(&binaries, &plane, node, &cd, &paths, baton)?;
+            if baton {
+                ensure!(
+                    paths.pin_dir == pin_dir,
+                    "the pins belong in {}",
+                    pin_dir.display()
+                );
                 spec = spec
-                    .arg(format!("--pin-dir={}", pin_dir.display()))
                     .arg(format!(
                         "--socket-lb-cgroup={}",
                         node_cgroup2_dir(&cluster, node).display()
