@@ -294,6 +294,35 @@ mod tests {
     }
 
     #[test]
+    fn a_port_applied_without_protocol_is_the_stored_tcp_port() {
+        let mut cfg = deploy(3, "nginx:1");
+        cfg["spec"]["template"]["spec"]["containers"][0]["ports"] =
+            json!([{"name": "http", "containerPort": 8080}]);
+        // As stored after a client-side apply: defaulted, with protocol.
+        let mut live = apply(
+            None,
+            &cfg,
+            "kubectl-client-side-apply",
+            false,
+            "apps/v1",
+            None,
+        )
+        .unwrap();
+        live["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"] = json!("TCP");
+        let merged = apply(Some(&live), &cfg, "kubectl", true, "apps/v1", None).unwrap();
+        let ports = &merged["spec"]["template"]["spec"]["containers"][0]["ports"];
+        assert_eq!(
+            ports,
+            &json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}])
+        );
+        let fields = serde_json::to_string(&merged["metadata"]["managedFields"]).unwrap();
+        assert!(
+            fields.contains(r#"k:{\"containerPort\":8080,\"protocol\":\"TCP\"}"#),
+            "{fields}"
+        );
+    }
+
+    #[test]
     fn fields_no_longer_applied_are_removed() {
         let mut cfg = deploy(3, "nginx:1");
         cfg["metadata"]["labels"] = json!({"team": "a"});

@@ -47,12 +47,26 @@ fn ignored(path: &[Step]) -> bool {
     }
 }
 
+/// Key fields the built-in schemas give a default: `protocol` of container,
+/// service and endpoint ports (`default: "TCP"` in Kubernetes' OpenAPI). As
+/// structured-merge-diff does, a missing key field counts as its default,
+/// so `{containerPort: 80}` applied over a stored
+/// `{containerPort: 80, protocol: TCP}` is the same item, and managedFields
+/// name it `k:{"containerPort":80,"protocol":"TCP"}`.
+const KEY_DEFAULTS: &[(&str, &str)] = &[("protocol", "TCP")];
+
 /// JSON of an associative list item's key fields.
 pub fn item_key(item: &Value, keys: &[&str]) -> String {
     let mut m = Map::new();
     for k in keys {
-        if let Some(v) = item.get(*k) {
-            m.insert((*k).to_string(), v.clone());
+        let value = item.get(*k).cloned().or_else(|| {
+            KEY_DEFAULTS
+                .iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, default)| Value::from(*default))
+        });
+        if let Some(v) = value {
+            m.insert((*k).to_string(), v);
         }
     }
     Value::Object(m).to_string()
