@@ -35,7 +35,7 @@ pub async fn delete(
     rr: &ResourceRequest,
     r: &Req,
 ) -> Result<Response<Body>, ApiError> {
-    let accept = accept(r)?;
+    let accept = accept(rr, r)?;
     let opts = options(r)?;
     let res = storage_resource(rr.resource);
     let v = match api
@@ -61,7 +61,7 @@ pub async fn delete_collection(
     rr: &ResourceRequest,
     r: &Req,
 ) -> Result<Response<Body>, ApiError> {
-    let accept = accept(r)?;
+    let accept = accept(rr, r)?;
     let opts = options(r)?;
     let filter = Filter::from_request(rr, r)?;
     let res = storage_resource(rr.resource);

@@ -18,9 +18,27 @@ use crate::storage::keys::{self, ContinueToken};
 use crate::storage::object::decode;
 use crate::storage::{CachedObject, StorageError};
 
-/// Negotiates a read's representation.
-pub fn accept(r: &Req) -> Result<Accept, ApiError> {
-    content::negotiate(r.header("accept"), true, false)
+/// Negotiates the representation of a resource request's response:
+/// protobuf is offered when the kind it returns (the subresource's, for
+/// `deployments/scale`) has a protobuf message.
+pub fn accept(rr: &ResourceRequest, r: &Req) -> Result<Accept, ApiError> {
+    let res = rr.resource;
+    let or = |own: &'static str, parent: &'static str| if own.is_empty() { parent } else { own };
+    let (group, version, kind) = match rr.subresource.as_deref().and_then(|s| res.subresource(s)) {
+        Some(s) => (or(s.group, res.group), or(s.version, res.version), s.kind),
+        None => (res.group, res.version, res.kind),
+    };
+    let api_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    let offers = content::Offers {
+        tables: true,
+        discovery: false,
+        protobuf: crate::apiserver::protobuf::serves(&api_version, kind),
+    };
+    content::negotiate_offers(r.header("accept"), offers)
 }
 
 pub fn include_object(r: &Req) -> Result<IncludeObject, ApiError> {
@@ -38,7 +56,7 @@ pub async fn get(
     rr: &ResourceRequest,
     r: &Req,
 ) -> Result<Response<Body>, ApiError> {
-    let accept = accept(r)?;
+    let accept = accept(rr, r)?;
     let include = include_object(r)?;
     let storage_res = storage_resource(rr.resource);
     if accept == Accept::Json && !output::converts(rr.resource) {
@@ -139,7 +157,7 @@ pub async fn list(
     rr: &ResourceRequest,
     r: &Req,
 ) -> Result<Response<Body>, ApiError> {
-    let accept = accept(r)?;
+    let accept = accept(rr, r)?;
     let include = include_object(r)?;
     let filter = Filter::from_request(rr, r)?;
     let res = storage_resource(rr.resource);

@@ -98,9 +98,19 @@ pub fn respond(code: u16, content_type: &str, body: impl Into<Bytes>) -> Respons
     r
 }
 
+/// A response value in the negotiated representation. Protobuf is encoded
+/// from the value's apiVersion and kind; a value without a protobuf form
+/// is sent as JSON, as kube-apiserver sends kinds it cannot encode.
 pub fn respond_json(code: u16, accept: &Accept, v: &serde_json::Value) -> Response<Body> {
     let ct = match accept {
         Accept::Yaml => content::YAML,
+        Accept::Protobuf => match super::protobuf::encode(v) {
+            Ok(bytes) => return respond(code, super::protobuf::MEDIA_TYPE, bytes),
+            Err(e) => {
+                tracing::warn!(kind = %v["kind"], error = %e, "response not encodable as protobuf, sending JSON");
+                content::JSON
+            }
+        },
         _ => content::JSON,
     };
     respond(code, ct, content::encode(accept, v))
@@ -112,6 +122,20 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
         content::JSON,
         serde_json::to_vec(&e.to_status()).unwrap_or_default(),
     )
+}
+
+/// An error Status in the representation the request's Accept header
+/// prefers: protobuf when it comes first (as kube-apiserver encodes errors
+/// with the negotiated serializer), JSON otherwise.
+pub fn error_response_for(e: &ApiError, accept: Option<&str>) -> Response<Body> {
+    let offers = content::Offers {
+        protobuf: true,
+        ..Default::default()
+    };
+    match content::negotiate_offers(accept, offers) {
+        Ok(a @ Accept::Protobuf) if e.code != 406 => respond_json(e.code, &a, &e.to_status()),
+        _ => error_response(e),
+    }
 }
 
 fn is_public(route: &Route) -> bool {
@@ -176,7 +200,7 @@ pub async fn handle(
             let kind = request_kind(&rr);
             let resp = match resource(&api, &rr, &r, &kind).await {
                 Ok(resp) => resp,
-                Err(e) => error_response(&e),
+                Err(e) => error_response_for(&e, r.header("accept")),
             };
             (kind, resp)
         }

@@ -115,7 +115,9 @@ async fn bind(api: &Arc<Api>, rr: &ResourceRequest, r: &Req) -> Result<Response<
         })
         .await?;
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
-    Ok(respond_json(201, &content::Accept::Json, &status))
+    // The Status in the representation asked for (protobuf from client-go).
+    let accept = accept(rr, r).unwrap_or(content::Accept::Json);
+    Ok(respond_json(201, &accept, &status))
 }
 
 /// Evicts a pod: a graceful delete (no PodDisruptionBudgets are served).
@@ -133,7 +135,9 @@ async fn evict(api: &Arc<Api>, rr: &ResourceRequest, r: &Req) -> Result<Response
         Deleted::Gone(_) | Deleted::Pending(_) => {}
     }
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
-    Ok(respond_json(201, &content::Accept::Json, &status))
+    // The Status in the representation asked for (protobuf from client-go).
+    let accept = accept(rr, r).unwrap_or(content::Accept::Json);
+    Ok(respond_json(201, &accept, &status))
 }
 
 fn scale_of(obj: &Value) -> Value {
@@ -171,7 +175,7 @@ async fn scale_get(
     rr: &ResourceRequest,
     r: &Req,
 ) -> Result<Response<Body>, ApiError> {
-    let accept = accept(r)?;
+    let accept = accept(rr, r)?;
     let obj = api
         .registry
         .get(rr.resource, rr.namespace(), rr.name())
@@ -184,7 +188,7 @@ async fn scale_write(
     rr: &ResourceRequest,
     r: &Req,
 ) -> Result<Response<Body>, ApiError> {
-    let accept = accept(r)?;
+    let accept = accept(rr, r)?;
     let res = rr.resource;
     let name = rr.name().to_string();
     let verb = rr.verb;

@@ -1,5 +1,5 @@
-//! WATCH: a chunked stream of `{"type":…,"object":…}` lines from the watch
-//! cache (or etcd's history for revisions older than the cache window),
+//! WATCH: a chunked stream of `{"type":…,"object":…}` lines (or
+//! length-prefixed protobuf WatchEvents) from the watch cache (or etcd's history for revisions older than the cache window),
 //! with selector transitions, bookmarks, timeouts, initial events, Table
 //! rows, and a 410 Expired ERROR event for compacted revisions.
 
@@ -19,6 +19,7 @@ use super::output::{self, IncludeObject};
 use super::{Api, Body, Req};
 use crate::apiserver::content::Accept;
 use crate::apiserver::metrics::{LongRunning, RequestKind};
+use crate::apiserver::protobuf;
 use crate::apiserver::resources::Resource;
 use crate::apiserver::router::ResourceRequest;
 use crate::apiserver::status::ApiError;
@@ -37,9 +38,29 @@ struct Encoder {
     headers_sent: bool,
 }
 
+/// A protobuf watch frame: the 4-byte big-endian length, then a
+/// `meta.v1.WatchEvent` without envelope whose object is the object's own
+/// protobuf (`k8s\0` + Unknown) — client-go's LengthDelimitedFramer around
+/// its raw protobuf stream serializer.
+fn protobuf_frame(kind: &str, object: &Value) -> Bytes {
+    let (kind, encoded) = match protobuf::encode(object) {
+        Ok(b) => (kind, b),
+        Err(e) => {
+            tracing::warn!(kind = %object["kind"], error = %e, "watch object not encodable as protobuf");
+            let status =
+                ApiError::internal(format!("encoding {}: {e}", object["kind"])).to_status();
+            ("ERROR", protobuf::encode(&status).unwrap_or_default())
+        }
+    };
+    Bytes::from(protobuf::frame(&protobuf::watch_event(kind, &encoded)))
+}
+
 impl Encoder {
     fn event(&mut self, kind: &str, obj: &crate::storage::CachedObject) -> Bytes {
         match &self.accept {
+            Accept::Protobuf => {
+                protobuf_frame(kind, &output::convert_out(self.resource, obj.value()))
+            }
             Accept::Json if !output::converts(self.resource) => {
                 let mut out = Vec::with_capacity(obj.json.len() + 32);
                 out.extend_from_slice(b"{\"type\":\"");
@@ -58,6 +79,7 @@ impl Encoder {
 
     fn value(&mut self, kind: &str, v: Value) -> Bytes {
         let object = match &self.accept {
+            Accept::Protobuf => return protobuf_frame(kind, &v),
             Accept::Table { version } => {
                 let rv = v
                     .pointer("/metadata/resourceVersion")
@@ -93,6 +115,9 @@ impl Encoder {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let obj = json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": meta});
+        if self.accept == Accept::Protobuf {
+            return protobuf_frame("BOOKMARK", &obj);
+        }
         let mut line =
             serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
         line.push(b'\n');
@@ -100,6 +125,9 @@ impl Encoder {
     }
 
     fn error(&mut self, e: &ApiError) -> Bytes {
+        if self.accept == Accept::Protobuf {
+            return protobuf_frame("ERROR", &e.to_status());
+        }
         let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()}))
             .unwrap_or_default();
         line.push(b'\n');
@@ -144,7 +172,7 @@ pub async fn watch(
     r: &Req,
     kind: &RequestKind,
 ) -> Result<Response<Body>, ApiError> {
-    let accept = accept(r)?;
+    let accept = accept(rr, r)?;
     let include = include_object(r)?;
     let filter = Filter::from_request(rr, r)?;
     let res = storage_resource(rr.resource);
@@ -332,6 +360,7 @@ pub async fn watch(
     *resp.status_mut() = StatusCode::OK;
     let ct = match &accept {
         Accept::Json | Accept::Yaml => "application/json".to_string(),
+        Accept::Protobuf => format!("{};stream=watch", protobuf::MEDIA_TYPE),
         other => other.content_type(),
     };
     if let Ok(v) = HeaderValue::from_str(&ct) {

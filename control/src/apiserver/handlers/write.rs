@@ -200,7 +200,7 @@ pub async fn create(
     r: &Req,
 ) -> Result<Response<Body>, ApiError> {
     let res = rr.resource;
-    let accept = accept(r)?;
+    let accept = accept(rr, r)?;
     if rr.name.is_some() {
         return Err(ApiError::method_not_supported(res, "create"));
     }
@@ -225,7 +225,7 @@ pub async fn update(
     r: &Req,
 ) -> Result<Response<Body>, ApiError> {
     let res = rr.resource;
-    let accept = accept(r)?;
+    let accept = accept(rr, r)?;
     let (mut obj, warnings) = decode_object(res, r, res.kind, res.group, res.version)?;
     metadata::check_identity(res, &mut obj, rr.namespace(), rr.name.as_deref())?;
     let want_rv = resource_version(&obj);
@@ -269,7 +269,7 @@ pub async fn patch(
     r: &Req,
 ) -> Result<Response<Body>, ApiError> {
     let res = rr.resource;
-    let accept = accept(r)?;
+    let accept = accept(rr, r)?;
     let pt = PatchType::from_content_type(r.header("content-type"))?;
     let sub = rr.subresource.as_deref();
     let name = rr.name().to_string();

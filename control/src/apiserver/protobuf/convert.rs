@@ -7,7 +7,7 @@
 //! `omitempty` JSON encoding leaves them out.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -31,6 +31,14 @@ pub enum ProtobufError {
     WireType(u8),
     #[error("no protobuf message {0} is served")]
     UnknownMessage(String),
+    #[error("object has no apiVersion and kind to encode as protobuf")]
+    MissingKind,
+    #[error("field {field} of {message}: {problem}")]
+    Field {
+        message: String,
+        field: String,
+        problem: String,
+    },
 }
 
 const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
@@ -62,7 +70,19 @@ fn camel(s: &str) -> String {
 static NAMES: LazyLock<Mutex<HashMap<String, HashMap<String, String>>>> =
     LazyLock::new(Default::default);
 
-fn json_name(message: &str, field: &str) -> String {
+/// How a field of a message appears in JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum JsonField {
+    /// Under its JSON name.
+    Named(String),
+    /// A Go embedded struct (`Probe.handler`, `Volume.volumeSource`): the
+    /// message's fields sit in the parent's JSON object, so the schema has
+    /// no field of that name.
+    Inline,
+}
+
+/// The message's schema field names, by normalised name.
+fn with_names<R>(message: &str, f: impl FnOnce(&HashMap<String, String>) -> R) -> R {
     let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
     let map = names.entry(message.to_string()).or_insert_with(|| {
         // prost renames some types (AWSElasticBlockStoreVolumeSource →
@@ -79,9 +99,79 @@ fn json_name(message: &str, field: &str) -> String {
             .map(|n| n.field_names().map(|f| (norm(f), f.to_string())).collect())
             .unwrap_or_default()
     });
-    map.get(&norm(field))
-        .cloned()
-        .unwrap_or_else(|| camel(field))
+    f(map)
+}
+
+fn json_field(message: &str, field: &Field) -> JsonField {
+    let key = norm(&field.name);
+    let (known, parent) = with_names(message, |m| {
+        (
+            m.get(&key).cloned(),
+            m.keys().cloned().collect::<std::collections::HashSet<_>>(),
+        )
+    });
+    if let Some(name) = known {
+        return JsonField::Named(name);
+    }
+    // A field the schema lacks is an embedded struct when the parent's
+    // schema has the embedded message's fields (all of its own schema's,
+    // or most of its table fields when OpenAPI flattened it away, as it
+    // does ProbeHandler and VolumeSource, and the table may be newer);
+    // otherwise the field is newer than the schema and keeps its
+    // camelCase name.
+    if let (Kind::Message(sub), Cardinality::Single) = (&field.kind, field.cardinality) {
+        let own: Vec<String> = with_names(sub, |m| m.keys().cloned().collect());
+        let embedded = if own.is_empty() {
+            let table: Vec<String> = TABLE
+                .fields(sub)
+                .unwrap_or_default()
+                .iter()
+                .map(|f| norm(&f.name))
+                .collect();
+            let present = table.iter().filter(|k| parent.contains(*k)).count();
+            present * 2 > table.len()
+        } else {
+            own.iter().all(|k| parent.contains(k))
+        };
+        if embedded && !parent.is_empty() {
+            return JsonField::Inline;
+        }
+    }
+    JsonField::Named(camel(&field.name))
+}
+
+/// A message's fields in tag order, each with its JSON form.
+pub(super) type Plan = Arc<Vec<(Field, JsonField)>>;
+
+/// Plans by message, computed once.
+static PLANS: LazyLock<Mutex<HashMap<String, Plan>>> = LazyLock::new(Default::default);
+
+/// A message's fields in tag order with how each appears in JSON.
+pub(super) fn plan(message: &str) -> Option<Plan> {
+    if let Some(p) = PLANS.lock().unwrap_or_else(|e| e.into_inner()).get(message) {
+        return Some(p.clone());
+    }
+    let mut fields: Vec<Field> = TABLE.fields(message)?.to_vec();
+    fields.sort_by_key(|f| f.tag);
+    let p: Plan = Arc::new(
+        fields
+            .into_iter()
+            .map(|f| {
+                let j = json_field(message, &f);
+                (f, j)
+            })
+            .collect(),
+    );
+    PLANS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(message.to_string(), p.clone());
+    Some(p)
+}
+
+#[cfg(test)]
+fn json_name(message: &str, field: &str) -> String {
+    with_names(message, |m| m.get(&norm(field)).cloned()).unwrap_or_else(|| camel(field))
 }
 
 fn time(secs: i64, nanos: i64, micro: bool) -> Option<Value> {
@@ -97,7 +187,7 @@ fn time(secs: i64, nanos: i64, micro: bool) -> Option<Value> {
     Some(Value::String(s))
 }
 
-fn go_duration(ns: i64) -> String {
+pub(super) fn go_duration(ns: i64) -> String {
     if ns == 0 {
         return "0s".into();
     }
@@ -231,15 +321,23 @@ fn map_entry(field: &Field, b: &[u8]) -> Result<Option<(String, Value)>, Protobu
 
 /// Decodes one message of the table into JSON.
 pub fn decode_message(message: &str, bytes: &[u8]) -> Result<Value, ProtobufError> {
-    if !TABLE.has(message) {
-        return Err(ProtobufError::UnknownMessage(message.to_string()));
-    }
+    let plan = plan(message).ok_or_else(|| ProtobufError::UnknownMessage(message.to_string()))?;
     let mut out = Map::new();
     for (tag, v) in wire::fields(bytes)? {
-        let Some(field) = TABLE.field(message, tag) else {
+        let Some((field, json)) = plan.iter().find(|(f, _)| f.tag == tag) else {
             continue;
         };
-        let name = json_name(message, &field.name);
+        let name = match json {
+            JsonField::Named(n) => n.clone(),
+            JsonField::Inline => {
+                if let (Kind::Message(m), Wire::Bytes(b)) = (&field.kind, v)
+                    && let Value::Object(inner) = decode_message(m, b)?
+                {
+                    out.extend(inner);
+                }
+                continue;
+            }
+        };
         match field.cardinality {
             Cardinality::Single => {
                 if let Some(val) = scalar(&field.kind, v)? {

@@ -1,20 +1,25 @@
-//! Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`),
-//! as typed clients — kubectl's `create deployment` and `expose`, real
-//! kube-proxy or kube-scheduler — send them: the `k8s\0` magic, a
+//! Kubernetes protobuf (`application/vnd.kubernetes.protobuf`), as typed
+//! clients — kubectl's `create deployment` and `expose`, real kube-proxy or
+//! kube-scheduler — send and accept it: the `k8s\0` magic, a
 //! `runtime.Unknown` envelope naming apiVersion and kind, and the object's
-//! message, decoded generically into the JSON the rest of the server works
-//! on with the field table in `table` and the JSON names of the schemas.
+//! message. Request bodies are decoded generically into the JSON the rest
+//! of the server works on, and responses encoded back from it, with the
+//! field table in `table` and the JSON names of the schemas.
 
 mod convert;
+mod encode;
 pub mod table;
 mod wire;
 
+#[cfg(test)]
+mod encode_tests;
 #[cfg(test)]
 mod generate_tests;
 
 use serde_json::Value;
 
 pub use convert::{ProtobufError, decode_message};
+pub use encode::{encode_message, envelope, frame, watch_event};
 
 /// The media type.
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
@@ -59,26 +64,52 @@ pub fn unwrap(body: &[u8]) -> Result<Unknown<'_>, ProtobufError> {
     Ok(out)
 }
 
-/// Decodes a protobuf payload of a served kind into its JSON object.
-pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
-    let u = unwrap(body)?;
-    let (group, version) = u
-        .api_version
-        .split_once('/')
-        .unwrap_or(("", u.api_version.as_str()));
+/// The full proto name of the message of `kind` in `api_version`:
+/// `io.k8s.api.<group's first label>.<version>.<kind>`, or the meta.k8s.io
+/// message for kinds every group shares (Status, DeleteOptions, …).
+pub fn message_name(api_version: &str, kind: &str) -> String {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let package = if group.is_empty() {
         format!("io.k8s.api.core.{version}")
     } else {
         let short = group.split('.').next().unwrap_or(group);
         format!("io.k8s.api.{short}.{version}")
     };
-    let message = format!("{package}.{}", u.kind);
+    let api = format!("{package}.{kind}");
+    let meta = format!("io.k8s.apimachinery.pkg.apis.meta.{version}.{kind}");
+    if !table::TABLE.has(&api) && table::TABLE.has(&meta) {
+        meta
+    } else {
+        api
+    }
+}
+
+/// Whether objects of `kind` in `api_version` have a protobuf form.
+pub fn serves(api_version: &str, kind: &str) -> bool {
+    table::TABLE.has(&message_name(api_version, kind))
+}
+
+/// Decodes a protobuf payload of a served kind into its JSON object.
+pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
+    let u = unwrap(body)?;
+    let message = message_name(&u.api_version, &u.kind);
     let mut v = decode_message(&message, u.raw)?;
     if let Some(m) = v.as_object_mut() {
         m.insert("apiVersion".into(), Value::String(u.api_version.clone()));
         m.insert("kind".into(), Value::String(u.kind.clone()));
     }
     Ok(v)
+}
+
+/// Encodes a JSON object of a served kind (named by its apiVersion and
+/// kind) as a protobuf payload, envelope included.
+pub fn encode(v: &Value) -> Result<Vec<u8>, ProtobufError> {
+    let field = |k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let (Some(api_version), Some(kind)) = (field("apiVersion"), field("kind")) else {
+        return Err(ProtobufError::MissingKind);
+    };
+    let raw = encode_message(&message_name(api_version, kind), v)?;
+    Ok(envelope(api_version, kind, &raw))
 }
 
 #[cfg(test)]

@@ -93,6 +93,16 @@ impl Table {
         self.messages.get(message)?.iter().find(|f| f.tag == tag)
     }
 
+    /// Every field of a message, in table order.
+    pub fn fields(&self, message: &str) -> Option<&[Field]> {
+        self.messages.get(message).map(Vec::as_slice)
+    }
+
+    /// Every message's name.
+    pub fn message_names(&self) -> impl Iterator<Item = &String> {
+        self.messages.keys()
+    }
+
     pub fn has(&self, message: &str) -> bool {
         self.messages.contains_key(message)
     }

@@ -69,3 +69,39 @@ pub fn packed(buf: &[u8]) -> Result<Vec<u64>, ProtobufError> {
     }
     Ok(out)
 }
+
+/// Wire type of varint fields.
+pub const VARINT: u8 = 0;
+/// Wire type of 64-bit fields.
+pub const FIXED64: u8 = 1;
+/// Wire type of length-delimited fields.
+pub const LEN: u8 = 2;
+/// Wire type of 32-bit fields.
+pub const FIXED32: u8 = 5;
+
+/// Appends a varint.
+pub fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Appends a field key.
+pub fn put_key(out: &mut Vec<u8>, tag: u32, wire_type: u8) {
+    put_varint(out, (u64::from(tag) << 3) | u64::from(wire_type));
+}
+
+/// Appends a length-delimited field.
+pub fn put_bytes(out: &mut Vec<u8>, tag: u32, b: &[u8]) {
+    put_key(out, tag, LEN);
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+/// Appends a varint field.
+pub fn put_varint_field(out: &mut Vec<u8>, tag: u32, n: u64) {
+    put_key(out, tag, VARINT);
+    put_varint(out, n);
+}
