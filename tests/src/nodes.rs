@@ -176,24 +176,27 @@ pub fn wait_nodes_ready(
     }
 }
 
-/// Removes every pod the way a user would (through the API, so kubelets
+/// Removes every workload and pod the way a user would (through the API, so kubelets
 /// stop sandboxes through CRI and CNI releases their addresses, veths and
 /// network namespaces), waits up to `timeout` for the nodes' containerds
 /// to hold no container, then SIGKILLs whatever is left in the nodes'
 /// container cgroups. Used before tearing a cluster down.
 pub fn drain(cluster: &Cluster, plane: &ControlPlane, timeout: Duration) {
     if plane.kubeconfig.is_file() {
-        let _ = exec::run(
-            plane.kubectl().args([
-                "delete",
-                "pods",
-                "--all",
-                "--all-namespaces",
-                "--grace-period=1",
-                "--wait=false",
-            ]),
-            Duration::from_secs(30),
-        );
+        // Owners first, or their controllers would replace the pods.
+        for kinds in ["deployments,replicasets", "pods"] {
+            let _ = exec::run(
+                plane.kubectl().args([
+                    "delete",
+                    kinds,
+                    "--all",
+                    "--all-namespaces",
+                    "--grace-period=1",
+                    "--wait=false",
+                ]),
+                Duration::from_secs(30),
+            );
+        }
     }
     let deadline = Instant::now() + timeout;
     for node in cluster.nodes() {

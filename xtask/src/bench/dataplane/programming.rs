@@ -81,13 +81,19 @@ impl Poller {
         let handle = std::thread::spawn(move || -> Result<Samples> {
             Ok(netns.enter(move || {
                 let mut samples = Vec::new();
-                while !flag.load(Ordering::Relaxed) {
+                loop {
+                    // Read before sampling: the sample taken after the stop
+                    // is the one that sees what the caller waited for.
+                    let stopping = flag.load(Ordering::Relaxed);
                     let at = Instant::now();
                     if let Some(v) = scrape_once()
                         .ok()
                         .and_then(|text| sample(&text, PROGRAMMED, &[]))
                     {
                         samples.push((at, v));
+                    }
+                    if stopping {
+                        break;
                     }
                     std::thread::sleep(every.saturating_sub(at.elapsed()));
                 }

@@ -23,7 +23,7 @@ use anyhow::{Context, Result, ensure};
 use baton_e2e::control_plane::{self, Component, ControlPlane};
 use baton_e2e::node_cgroup::{NodeCgroups, cgroup_exec_args, node_cgroup2_dir};
 use baton_e2e::nodes::{self, NodeAgentPaths};
-use baton_e2e::{Binaries, Cluster, ClusterSpec, Node, Stack};
+use baton_e2e::{Binaries, Cluster, ClusterSpec, Node, Route, Stack, addressing};
 
 /// The node with baton's dataplane.
 pub const BATON: usize = 1;
@@ -156,6 +156,18 @@ impl BenchCluster {
             &bench.node(IPTABLES).netns().path(),
             &["net.ipv4.ip_forward=1"],
         )?;
+        // A kube-proxy node reaches ClusterIPs from its host namespace
+        // through its default route: the route lookup of a local connect
+        // comes before the OUTPUT chain's DNAT. The node namespaces have no
+        // default route, so the baseline node gets one for the service range
+        // via the host's fabric address, where the host's safety route drops
+        // anything that escaped translation.
+        let via = bench.cluster().addressing().host_address();
+        bench
+            .node(IPTABLES)
+            .netns()
+            .add_route(&Route::via(addressing::service_cidr(), via))
+            .context("service route on the baseline node")?;
         for path in [
             bench.cluster().client().netns().path(),
             bench.node(BATON).netns().path(),
