@@ -114,6 +114,37 @@ impl Stack {
             .expect("forgetting the process");
     }
 
+    /// Asserts that no node namespace has a bridge, an iptables rule or an
+    /// nftables chain: baton's networking is eBPF and routes only.
+    pub fn assert_no_bridge_or_netfilter_rules(&self) {
+        let timeout = Duration::from_secs(5);
+        for node in self.cluster.nodes() {
+            let netns = node.netns();
+            let bridges = netns
+                .run_ok("ip", ["-o", "link", "show", "type", "bridge"], timeout)
+                .expect("ip link");
+            assert!(
+                bridges.stdout.trim().is_empty(),
+                "bridge in {netns}: {}",
+                bridges.stdout
+            );
+            let save = netns
+                .run("iptables-save", Vec::<&str>::new(), timeout)
+                .expect("iptables-save");
+            assert!(
+                !save.stdout.contains("-A "),
+                "iptables rules in {netns}: {}",
+                save.stdout
+            );
+            let nft = netns.run("nft", ["list", "ruleset"], timeout).expect("nft");
+            assert!(
+                !nft.stdout.contains("rule") && !nft.stdout.contains("chain"),
+                "nft in {netns}: {}",
+                nft.stdout
+            );
+        }
+    }
+
     /// The last lines of every component's log.
     #[must_use]
     pub fn logs(&self) -> String {

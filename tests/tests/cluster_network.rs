@@ -130,40 +130,6 @@ fn exec(c: &Stack, pod: &str, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn assert_nothing_of_ours_in_netfilter(c: &Stack) {
-    for node in c.cluster.nodes() {
-        let ipt = node
-            .netns()
-            .run("iptables-save", Vec::<&str>::new(), Duration::from_secs(5))
-            .expect("iptables-save");
-        assert!(
-            !ipt.stdout.contains("-A "),
-            "iptables rules in {}: {}",
-            node.name(),
-            ipt.stdout
-        );
-        let nft = node
-            .netns()
-            .run("nft", ["list", "ruleset"], Duration::from_secs(5))
-            .expect("nft");
-        assert!(
-            !nft.stdout.contains("chain"),
-            "nft in {}: {}",
-            node.name(),
-            nft.stdout
-        );
-        let bridges = node
-            .netns()
-            .run(
-                "ip",
-                ["-o", "link", "show", "type", "bridge"],
-                Duration::from_secs(5),
-            )
-            .expect("ip link");
-        assert!(bridges.stdout.trim().is_empty(), "{}", bridges.stdout);
-    }
-}
-
 #[test]
 fn pods_and_services_work_across_nodes_with_real_pods() {
     let c = Stack::start(3);
@@ -313,5 +279,5 @@ fn pods_and_services_work_across_nodes_with_real_pods() {
         "unready pod still served: {bodies}"
     );
 
-    assert_nothing_of_ours_in_netfilter(&c);
+    c.assert_no_bridge_or_netfilter_rules();
 }

@@ -137,42 +137,7 @@ fn nodes_register_and_pods_run_with_addresses_from_their_pod_cidr() {
         "{body}"
     );
     // No bridge and no iptables/nft rules of ours in the node namespaces.
-    for node in c.cluster.nodes() {
-        let links = node
-            .netns()
-            .run_ok(
-                "ip",
-                ["-o", "link", "show", "type", "bridge"],
-                Duration::from_secs(5),
-            )
-            .unwrap();
-        assert!(
-            links.stdout.trim().is_empty(),
-            "bridge in {}: {}",
-            node.netns(),
-            links.stdout
-        );
-        let save = node
-            .netns()
-            .run("iptables-save", Vec::<&str>::new(), Duration::from_secs(5))
-            .unwrap();
-        assert!(
-            !save.stdout.contains("-A "),
-            "iptables rules in {}: {}",
-            node.netns(),
-            save.stdout
-        );
-        let nft = node
-            .netns()
-            .run("nft", ["list", "ruleset"], Duration::from_secs(5))
-            .unwrap();
-        assert!(
-            !nft.stdout.contains("rule") && !nft.stdout.contains("chain"),
-            "nft in {}: {}",
-            node.netns(),
-            nft.stdout
-        );
-    }
+    c.assert_no_bridge_or_netfilter_rules();
 }
 
 #[test]

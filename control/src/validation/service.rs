@@ -226,27 +226,28 @@ pub fn normalize_cluster_ips(new: &mut Value, old: Option<&Value>) {
     }
 }
 
+/// Service fixtures shared with `service_validation`'s tests.
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::validation::field::Cause;
     use crate::validation::service_validation::validate_service;
 
-    fn defaulted(v: Value) -> Value {
+    pub(crate) fn defaulted(v: Value) -> Value {
         let mut v = v;
         default_service(v.as_object_mut().unwrap());
         normalize_cluster_ips(&mut v, None);
         v
     }
 
-    fn check(v: &Value) -> Vec<String> {
+    pub(crate) fn check(v: &Value) -> Vec<String> {
         validate_service(&serde_json::from_value(v.clone()).unwrap())
             .iter()
             .map(Cause::error_string)
             .collect()
     }
 
-    fn svc() -> Value {
+    pub(crate) fn svc() -> Value {
         defaulted(
             json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}], "clusterIP": "10.96.0.10"}}),
         )

@@ -660,30 +660,10 @@ pub fn validate_service_status_update(new: &Service, old: &Service) -> Vec<Cause
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validation::service::{default_service, normalize_cluster_ips};
-    use serde_json::{Value, json};
+    use crate::validation::service::normalize_cluster_ips;
+    use crate::validation::service::tests::{check, svc};
+    use serde_json::json;
 
-    fn defaulted(v: Value) -> Value {
-        let mut v = v;
-        default_service(v.as_object_mut().unwrap());
-        normalize_cluster_ips(&mut v, None);
-        v
-    }
-
-    fn check(v: &Value) -> Vec<String> {
-        validate_service(&serde_json::from_value(v.clone()).unwrap())
-            .iter()
-            .map(Cause::error_string)
-            .collect()
-    }
-
-    fn svc() -> Value {
-        defaulted(
-            json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}], "clusterIP": "10.96.0.10"}}),
-        )
-    }
-
-    // SetDefaults_Service.
     // ValidateService: ports, names, types, nodePort on ClusterIP, affinity timeout.
     #[test]
     fn spec_rules() {
