@@ -396,23 +396,26 @@ fn client_cert(c: &Stack) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = c.cluster.run_dir().join("client");
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
-    let status =
-        std::process::Command::new(baton_e2e::images::target_dir().join("debug/baton-control"))
-            .arg("kubeconfig")
-            .arg("--cert-dir")
-            .arg(&c.pki)
-            .args([
-                "--server",
-                "https://127.0.0.1:6443",
-                "--user",
-                "kube-apiserver-kubelet-client",
-                "--group",
-                "system:masters",
-            ])
-            .arg("--out")
-            .arg(&kubeconfig)
-            .status()
-            .unwrap();
+    let status = std::process::Command::new(
+        c.binaries
+            .path("baton-control")
+            .expect("baton-control built"),
+    )
+    .arg("kubeconfig")
+    .arg("--cert-dir")
+    .arg(&c.pki)
+    .args([
+        "--server",
+        "https://127.0.0.1:6443",
+        "--user",
+        "kube-apiserver-kubelet-client",
+        "--group",
+        "system:masters",
+    ])
+    .arg("--out")
+    .arg(&kubeconfig)
+    .status()
+    .unwrap();
     assert!(status.success());
     let text = std::fs::read_to_string(&kubeconfig).unwrap();
     let field = |name: &str| {

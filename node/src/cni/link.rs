@@ -7,7 +7,10 @@
 //! has: the plugin is a short-lived process doing a handful of link
 //! operations, and `ip` entering the pod namespace by path
 //! (`nsenter --net=<path>`) keeps every namespace switch out of this
-//! process. The commands of each side run as one `ip -batch` process.
+//! process. The commands of each side run as one `ip -batch` process, so
+//! an ADD is two processes: the veth's MACs are chosen here (derived from
+//! its name, locally administered) instead of read back, and the host
+//! link's existence and index come from `if_nametoindex`, not from `ip`.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -84,6 +87,22 @@ pub fn host_ifname(container_id: &str, ifname: &str) -> String {
     format!("{HOST_VETH_PREFIX}{}", &hex::encode(digest)[..12])
 }
 
+/// The MAC of one end (`side`) of the veth named `host_ifname`: six bytes
+/// of SHA-256(name/side), locally administered and unicast, so a retried
+/// ADD builds the same pair and nothing has to be read back.
+#[must_use]
+pub fn veth_mac(host_ifname: &str, side: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let digest = Sha256::digest(format!("{host_ifname}/{side}"));
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&digest[..6]);
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// The real implementation over iproute2.
 #[derive(Debug, Clone, Default)]
 pub struct IpRoute;
@@ -91,9 +110,6 @@ pub struct IpRoute;
 #[derive(Deserialize)]
 struct LinkInfo {
     ifname: String,
-    ifindex: u32,
-    #[serde(default)]
-    address: String,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +140,12 @@ impl IpRoute {
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
             })
         }
+    }
+
+    /// The index of a link of this process's namespace, `None` when there
+    /// is no such link (an ioctl, no process).
+    fn index(name: &str) -> Option<u32> {
+        nix::net::if_::if_nametoindex(name).ok()
     }
 
     fn ip(args: &[&str]) -> Result<String, LinkError> {
@@ -179,82 +201,50 @@ impl IpRoute {
                 .args(args),
         )
     }
-
-    fn link(netns: Option<&Path>, name: &str) -> Result<LinkInfo, LinkError> {
-        let args = ["-j", "link", "show", "dev", name];
-        let out = match netns {
-            Some(ns) => Self::ip_in(ns, &args)?,
-            None => Self::ip(&args)?,
-        };
-        let mut links: Vec<LinkInfo> =
-            serde_json::from_str(&out).map_err(|err| LinkError::Parse {
-                command: format!("ip {}", args.join(" ")),
-                detail: err.to_string(),
-            })?;
-        links.pop().ok_or_else(|| LinkError::Parse {
-            command: format!("ip {}", args.join(" ")),
-            detail: format!("no link {name}"),
-        })
-    }
 }
 
 impl PodLinks for IpRoute {
     fn setup(&self, req: &SetupRequest) -> Result<Endpoint, LinkError> {
         // A retried ADD may find its earlier, half-configured pair.
         self.teardown(&req.host_ifname)?;
-        let netns = req.netns.display().to_string();
-        let mtu = req.mtu.to_string();
-        // Created with its peer directly inside the pod namespace (iproute2
-        // takes a path as `netns`), so no foreign interface ever appears
-        // in the node namespace under the pod's name.
-        Self::ip(&[
-            "link",
-            "add",
-            &req.host_ifname,
-            "mtu",
-            &mtu,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &req.pod_ifname,
-            "mtu",
-            &mtu,
-            "netns",
-            &netns,
-        ])?;
+        let (host, pod) = (&req.host_ifname, &req.pod_ifname);
+        let (address, gateway, mtu) = (req.address, req.gateway, req.mtu);
+        let host_mac = veth_mac(host, "host");
+        let pod_mac = veth_mac(host, "pod");
         let result = (|| {
-            let host = Self::link(None, &req.host_ifname)?;
-            let (pod, gateway, address) = (&req.pod_ifname, req.gateway, req.address);
+            // Created with its peer directly inside the pod namespace
+            // (iproute2 takes a path as `netns`), so no foreign interface
+            // ever appears in the node namespace under the pod's name.
+            Self::batch(
+                None,
+                &[
+                    format!(
+                        "link add {host} mtu {mtu} address {host_mac} type veth peer name {pod} mtu {mtu} address {pod_mac} netns {}",
+                        req.netns.display()
+                    ),
+                    format!("link set dev {host} up"),
+                    format!("route replace {address}/32 dev {host} scope link"),
+                ],
+            )?;
+            let host_ifindex = Self::index(host).ok_or_else(|| LinkError::Parse {
+                command: format!("if_nametoindex({host})"),
+                detail: "the new host veth is missing".into(),
+            })?;
             Self::batch(
                 Some(&req.netns),
                 &[
                     format!("addr add {address}/32 dev {pod}"),
                     format!("link set dev {pod} up"),
-                    format!(
-                        "neigh replace {gateway} lladdr {} dev {pod} nud permanent",
-                        host.address
-                    ),
+                    format!("neigh replace {gateway} lladdr {host_mac} dev {pod} nud permanent"),
                     format!("route replace {gateway} dev {pod} scope link"),
                     format!("route replace default via {gateway} dev {pod}"),
                 ],
             )?;
-            let pod = Self::link(Some(&req.netns), &req.pod_ifname)?;
-            Self::batch(
-                None,
-                &[
-                    format!("link set dev {} up", req.host_ifname),
-                    format!(
-                        "route replace {address}/32 dev {} scope link",
-                        req.host_ifname
-                    ),
-                ],
-            )?;
             Ok(Endpoint {
-                host_ifname: host.ifname,
-                host_ifindex: host.ifindex,
-                host_mac: host.address,
-                pod_mac: pod.address,
+                host_ifname: host.clone(),
+                host_ifindex,
+                host_mac: host_mac.clone(),
+                pod_mac: pod_mac.clone(),
             })
         })();
         if result.is_err() {
@@ -290,7 +280,7 @@ impl PodLinks for IpRoute {
     }
 
     fn host_link_exists(&self, host_ifname: &str) -> Result<bool, LinkError> {
-        Ok(self.host_links()?.iter().any(|l| l == host_ifname))
+        Ok(Self::index(host_ifname).is_some())
     }
 
     fn host_links(&self) -> Result<Vec<String>, LinkError> {
@@ -391,5 +381,21 @@ mod tests {
         assert!(a.starts_with("lxc") && a.len() == 15, "{a}");
         assert_ne!(a, b);
         assert_eq!(a, host_ifname("0123456789abcdef", "eth0"));
+    }
+
+    #[test]
+    fn veth_macs_are_local_unicast_and_differ_per_side() {
+        let host = veth_mac("lxc0123456789ab", "host");
+        let pod = veth_mac("lxc0123456789ab", "pod");
+        assert_ne!(host, pod);
+        assert_eq!(host, veth_mac("lxc0123456789ab", "host"));
+        for mac in [&host, &pod] {
+            let bytes: Vec<u8> = mac
+                .split(':')
+                .map(|b| u8::from_str_radix(b, 16).unwrap())
+                .collect();
+            assert_eq!(bytes.len(), 6, "{mac}");
+            assert_eq!(bytes[0] & 0x03, 0x02, "locally administered unicast: {mac}");
+        }
     }
 }

@@ -160,6 +160,19 @@ impl Context {
             .collect()
     }
 
+    /// Whether the readiness probe of container `id` has passed.
+    #[must_use]
+    pub fn is_ready(&self, id: &str) -> bool {
+        self.prober
+            .results
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .ready
+            .get(id)
+            .copied()
+            .unwrap_or(false)
+    }
+
     /// Drops the probes and results of a killed container.
     pub fn forget_probes(&self, id: &str) {
         self.prober

@@ -24,6 +24,8 @@ use crate::cri::labels::{self, PodRef};
 /// How often every pod is synced without a change (the kubelet's PLEG
 /// relist is 1 s).
 pub const RESYNC: Duration = Duration::from_secs(1);
+/// How often the runtime is searched for pods the API no longer has.
+pub const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// Runs until the watch stream ends (it retries on errors itself).
 pub async fn run(ctx: Arc<Context>) -> Result<(), KubeletError> {
@@ -56,18 +58,25 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), KubeletError> {
     let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
     let mut cleaning: HashSet<String> = HashSet::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let tick = tokio::select! {
+            () = changes.notified() => false,
+            _ = housekeeping.tick() => true,
+        };
         dispatch(&ctx, &store, &mut workers, &done_tx).await;
         while let Ok(uid) = done_rx.try_recv() {
             workers.remove(&uid);
             cleaning.remove(&uid);
         }
-        if let Err(err) = clean_orphans(&ctx, &store, &workers, &mut cleaning, &done_tx).await {
+        // Orphans are looked for on the housekeeping period, not on every
+        // pod event: a burst of status updates would otherwise list every
+        // sandbox of the node once per event.
+        if tick
+            && let Err(err) = clean_orphans(&ctx, &store, &workers, &mut cleaning, &done_tx).await
+        {
             tracing::warn!(%err, "cleaning up pods the API no longer has");
-        }
-        tokio::select! {
-            () = changes.notified() => {}
-            () = tokio::time::sleep(RESYNC) => {}
         }
     }
 }
@@ -97,7 +106,18 @@ async fn dispatch(
         };
         match workers.get(&uid) {
             Some(tx) => {
-                let _ = tx.send(Some(Arc::clone(&pod)));
+                // Only a change of this pod wakes its worker (as the
+                // kubelet's UpdatePod per pod): waking every worker on any
+                // pod's event multiplies the CRI calls by the pod count.
+                tx.send_if_modified(|current| {
+                    let changed = current.as_ref().is_none_or(|c| {
+                        c.metadata.resource_version != pod.metadata.resource_version
+                    });
+                    if changed {
+                        *current = Some(Arc::clone(&pod));
+                    }
+                    changed
+                });
             }
             None => {
                 let (tx, rx) = watch::channel(Some(Arc::clone(&pod)));
@@ -127,11 +147,11 @@ async fn pod_worker(
             break;
         }
         let notify = Arc::clone(&state.notify);
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { break },
-            () = notify.notified() => {}
-            () = tokio::time::sleep(RESYNC) => {}
-        }
+        state.changed = tokio::select! {
+            changed = rx.changed() => if changed.is_err() { break } else { true },
+            () = notify.notified() => true,
+            () = tokio::time::sleep(RESYNC) => false,
+        };
     }
     let _ = done.send(uid);
 }

@@ -241,17 +241,25 @@ async fn http_get(http: &HTTPGetAction, pod_ip: &str) -> Outcome {
     }
 }
 
+/// A running probe task and the way to make it probe at once.
+#[derive(Debug)]
+struct Task {
+    handle: JoinHandle<()>,
+    trigger: Arc<Notify>,
+}
+
 /// The probe tasks of one node.
 #[derive(Debug, Default)]
 pub struct Prober {
     pub results: Arc<Mutex<Results>>,
-    tasks: Mutex<HashMap<(String, Kind), JoinHandle<()>>>,
+    tasks: Mutex<HashMap<(String, Kind), Task>>,
 }
 
 impl Prober {
-    /// Starts the probe `kind` of a running container unless it runs.
-    /// `notify` wakes the pod's worker on a change; `failures` gets
-    /// every failed run (for `Unhealthy` events).
+    /// Starts the probe `kind` of a running container unless it runs;
+    /// returns whether it started it (its first run is at once, after
+    /// `initialDelaySeconds`). `notify` wakes the pod's worker on a
+    /// change; `failures` gets every failed run (for `Unhealthy` events).
     #[allow(clippy::too_many_arguments)]
     pub fn ensure(
         &self,
@@ -263,15 +271,17 @@ impl Prober {
         probe: &Probe,
         notify: Arc<Notify>,
         failures: tokio::sync::mpsc::UnboundedSender<Failure>,
-    ) {
+    ) -> bool {
         let key = (container_id.to_owned(), kind);
         let mut tasks = self
             .tasks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if tasks.get(&key).is_some_and(|t| !t.is_finished()) {
-            return;
+        if tasks.get(&key).is_some_and(|t| !t.handle.is_finished()) {
+            return false;
         }
+        let trigger = Arc::new(Notify::new());
+        let triggered = Arc::clone(&trigger);
         let timing = Timing::of(probe);
         let results = Arc::clone(&self.results);
         let (cri, id, name, ip, probe) = (
@@ -289,6 +299,14 @@ impl Prober {
             };
             let mut tracker = Tracker::new(timing.clone(), initial);
             tokio::time::sleep(timing.initial_delay).await;
+            // Runs every period on a ticker; a trigger runs it in between
+            // without moving the ticks (`manualTriggerCh` of the kubelet's
+            // prober worker).
+            let mut ticker = tokio::time::interval_at(
+                tokio::time::Instant::now() + timing.period,
+                timing.period,
+            );
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 // Liveness and readiness wait for the startup probe.
                 let gated = kind != Kind::Startup && {
@@ -334,10 +352,19 @@ impl Prober {
                         }
                     }
                 }
-                tokio::time::sleep(timing.period).await;
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = triggered.notified() => {}
+                }
             }
         });
-        tasks.insert(key, task);
+        tasks.insert(
+            key,
+            Task {
+                handle: task,
+                trigger,
+            },
+        );
         if kind == Kind::Startup {
             self.results
                 .lock()
@@ -345,6 +372,20 @@ impl Prober {
                 .started
                 .entry(container_id.to_owned())
                 .or_insert(false);
+        }
+        true
+    }
+
+    /// Runs the probe `kind` of a container now (if it has one running),
+    /// without waiting for its period; a run already asked for and not yet
+    /// begun is not doubled.
+    pub fn trigger(&self, container_id: &str, kind: Kind) {
+        let tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(task) = tasks.get(&(container_id.to_owned(), kind)) {
+            task.trigger.notify_one();
         }
     }
 
@@ -357,7 +398,7 @@ impl Prober {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         tasks.retain(|(id, _), task| {
             if of.contains(id) && !keep.contains(id) {
-                task.abort();
+                task.handle.abort();
                 false
             } else {
                 true

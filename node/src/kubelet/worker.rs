@@ -45,6 +45,9 @@ pub struct WorkerState {
     last_status: Option<k8s_openapi::api::core::v1::PodStatus>,
     /// Set once the pod has been terminated and removed.
     pub finished: bool,
+    /// Whether this sync was caused by a change (of the pod in the API or
+    /// of a probe result) rather than by the periodic resync.
+    pub changed: bool,
 }
 
 impl WorkerState {
@@ -61,6 +64,7 @@ impl WorkerState {
             probed: HashSet::new(),
             last_status: None,
             finished: false,
+            changed: true,
         }
     }
 }
@@ -495,6 +499,7 @@ async fn start_container(
             .await;
         return Err(err.into());
     }
+    tracing::info!(pod = %pod_name(pod), container = %c.name, %id, "container started");
     ctx.recorder
         .record(
             pod,
@@ -866,7 +871,7 @@ fn keep_probes(ctx: &Context, pod: &Pod, runtime: &PodRuntime, state: &mut Worke
             (probes::Kind::Readiness, &spec_c.readiness_probe),
         ] {
             if let Some(probe) = probe {
-                ctx.prober.ensure(
+                let started = ctx.prober.ensure(
                     &ctx.cri,
                     &c.id,
                     &c.name,
@@ -876,6 +881,20 @@ fn keep_probes(ctx: &Context, pod: &Pod, runtime: &PodRuntime, state: &mut Worke
                     Arc::clone(&state.notify),
                     state.failures_tx.clone(),
                 );
+                // A running container not yet ready is probed again when
+                // its pod changes, not only every period, as the kubelet's
+                // UpdatePodStatus triggers its readiness worker on each
+                // pod sync: Ready follows the container's first listen
+                // closely. The periodic resync (our PLEG relist) does not
+                // trigger, so a pod that stays unready is probed at its
+                // period.
+                if kind == probes::Kind::Readiness
+                    && state.changed
+                    && !started
+                    && !ctx.is_ready(&c.id)
+                {
+                    ctx.prober.trigger(&c.id, kind);
+                }
             }
         }
         if spec_c.readiness_probe.is_none() {
@@ -926,6 +945,13 @@ async fn write_status(
     {
         return Ok(());
     }
+    let ready = |s: Option<&k8s_openapi::api::core::v1::PodStatus>| {
+        s.and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "True")
+    };
+    let became_ready =
+        (ready(Some(&new)) != ready(current.status.as_ref())).then(|| ready(Some(&new)));
     let api: Api<Pod> = Api::namespaced(
         ctx.client.clone(),
         pod.metadata.namespace.as_deref().unwrap_or("default"),
@@ -940,6 +966,9 @@ async fn write_status(
         .await
     {
         Ok(_) => {
+            if let Some(ready) = became_ready {
+                tracing::info!(pod = %pod_name(pod), ready, "pod status written");
+            }
             state.last_status = Some(new);
             Ok(())
         }
