@@ -38,7 +38,7 @@ spec:
         - {name: http, containerPort: 8080}
         - {name: dns, containerPort: 5353, protocol: UDP}
         readinessProbe:
-          httpGet: {path: /healthz, port: 8080}
+          httpGet: {path: /healthz, port: http}
           periodSeconds: 1
 ---
 apiVersion: v1

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{HTTPGetAction, Probe};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -160,7 +160,7 @@ pub async fn run_once(
     if let Some(tcp) = &probe.tcp_socket {
         let host = tcp.host.clone().unwrap_or_else(|| pod_ip.to_owned());
         let Some(port) = port_of(&tcp.port) else {
-            return Outcome::Failure(format!("unsupported named port {:?}", tcp.port));
+            return Outcome::Failure(format!("couldn't find port: {:?}", tcp.port));
         };
         return match tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port))).await
         {
@@ -181,6 +181,33 @@ pub async fn run_once(
     Outcome::Failure("probe has no handler".into())
 }
 
+/// `probe` with its named ports (`port: http`) replaced by the number of
+/// the container's port of that name, as the kubelet's prober resolves them
+/// (`findPortByName`). A name no port has is left for the run to report.
+#[must_use]
+pub fn with_named_ports(probe: &Probe, container: &Container) -> Probe {
+    let resolve = |port: &mut IntOrString| {
+        if let IntOrString::String(name) = port
+            && name.parse::<u16>().is_err()
+            && let Some(p) = container
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+        {
+            *port = IntOrString::Int(p.container_port);
+        }
+    };
+    let mut probe = probe.clone();
+    if let Some(tcp) = &mut probe.tcp_socket {
+        resolve(&mut tcp.port);
+    }
+    if let Some(http) = &mut probe.http_get {
+        resolve(&mut http.port);
+    }
+    probe
+}
+
 fn port_of(port: &IntOrString) -> Option<u16> {
     match port {
         IntOrString::Int(p) => u16::try_from(*p).ok(),
@@ -198,7 +225,7 @@ async fn http_get(http: &HTTPGetAction, pod_ip: &str) -> Outcome {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| pod_ip.to_owned());
     let Some(port) = port_of(&http.port) else {
-        return Outcome::Failure(format!("unsupported named port {:?}", http.port));
+        return Outcome::Failure(format!("couldn't find port: {:?}", http.port));
     };
     let path = http.path.clone().unwrap_or_else(|| "/".into());
     let url = format!("http://{host}:{port}{path}");
@@ -419,6 +446,33 @@ impl Prober {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_probe_ports_resolve_to_the_container_port_of_that_name() {
+        let container: Container = serde_json::from_value(serde_json::json!({
+            "name": "web",
+            "ports": [{"name": "metrics", "containerPort": 9090}, {"name": "http", "containerPort": 8080}],
+        }))
+        .unwrap();
+        let probe: Probe = serde_json::from_value(serde_json::json!({
+            "httpGet": {"path": "/healthz", "port": "http"},
+        }))
+        .unwrap();
+        let resolved = with_named_ports(&probe, &container);
+        assert_eq!(resolved.http_get.unwrap().port, IntOrString::Int(8080));
+        let tcp: Probe =
+            serde_json::from_value(serde_json::json!({"tcpSocket": {"port": "metrics"}})).unwrap();
+        let resolved = with_named_ports(&tcp, &container);
+        assert_eq!(resolved.tcp_socket.unwrap().port, IntOrString::Int(9090));
+        // Numbers stay; an unknown name is left for the run to report.
+        let other: Probe =
+            serde_json::from_value(serde_json::json!({"tcpSocket": {"port": "grpc"}})).unwrap();
+        let resolved = with_named_ports(&other, &container);
+        assert_eq!(
+            resolved.tcp_socket.unwrap().port,
+            IntOrString::String("grpc".into())
+        );
+    }
 
     fn timing(success: u32, failure: u32) -> Timing {
         Timing {

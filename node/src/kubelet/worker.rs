@@ -871,13 +871,14 @@ fn keep_probes(ctx: &Context, pod: &Pod, runtime: &PodRuntime, state: &mut Worke
             (probes::Kind::Readiness, &spec_c.readiness_probe),
         ] {
             if let Some(probe) = probe {
+                let probe = probes::with_named_ports(probe, spec_c);
                 let started = ctx.prober.ensure(
                     &ctx.cri,
                     &c.id,
                     &c.name,
                     &ip,
                     kind,
-                    probe,
+                    &probe,
                     Arc::clone(&state.notify),
                     state.failures_tx.clone(),
                 );
