@@ -181,7 +181,8 @@ pub fn ensure_apiserver(
 
 /// Issues a client certificate from the cluster CA for `user` in `groups`
 /// and writes a kubeconfig for it to `out` (`baton-control kubeconfig`,
-/// like `kubeadm kubeconfig user`). Kept if `out` exists.
+/// like `kubeadm kubeconfig user`). Kept if `out` was issued under the
+/// current CA.
 pub fn issue_kubeconfig(
     binaries: &Binaries,
     plane: &ControlPlane,
@@ -189,7 +190,12 @@ pub fn issue_kubeconfig(
     groups: &[&str],
     out: &Path,
 ) -> Result<(), ControlPlaneError> {
-    if out.is_file() {
+    // Kept only if issued under the current CA: a cluster brought down and
+    // up again has a new one, and old credentials would fail TLS.
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(issued), Some(ca)) = (modified(out), modified(&plane.cert_dir.join("ca.crt")))
+        && issued >= ca
+    {
         return Ok(());
     }
     let mut cmd = Command::new(binaries.path("baton-control")?);

@@ -109,7 +109,13 @@ pub fn down() -> Result<()> {
         println!("stopped {name}");
     }
     // Everything but the logs: a later `up` starts from a clean slate.
-    for leftover in ["etcd", "pki", "kubeconfig"] {
+    for leftover in [
+        "etcd",
+        "pki",
+        "kubeconfig",
+        "scheduler.kubeconfig",
+        "controllers.kubeconfig",
+    ] {
         let path = state.join(leftover);
         let removed = if path.is_dir() {
             std::fs::remove_dir_all(&path)
