@@ -23,9 +23,90 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Starts `pods` echo pods spread over `nodes` nodes and returns each
-/// pod's creation → Ready latency in seconds.
-fn measure(nodes: usize, pods: usize) -> Vec<f64> {
+/// Which part of the node's software a process is, by its command name
+/// (`None`: not counted).
+fn component(comm: &str) -> Option<&'static str> {
+    Some(match comm {
+        "containerd" => "containerd (with the CNI plugins it runs)",
+        c if c.starts_with("containerd-shim") => "containerd shims (with their runc runs)",
+        "baton-node" => "baton-node",
+        "baton-control" => "baton-control (API server, scheduler, controllers)",
+        "etcd" => "etcd",
+        "echo" | "pause" => "the pods' own processes",
+        _ => return None,
+    })
+}
+
+/// CPU time used so far by every process of a counted component: pid →
+/// (component, seconds), the process's own time plus that of its reaped
+/// children (a shim's `runc` runs, containerd's CNI plugins).
+fn cpu_snapshot() -> HashMap<u32, (&'static str, f64)> {
+    // /proc/<pid>/stat counts in USER_HZ, which is 100 on Linux.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let mut out = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let Some(component) = component(&stat[open + 1..close]) else {
+            continue;
+        };
+        // After the command: state, ppid, …; utime, stime, cutime and
+        // cstime are the 12th to 15th fields.
+        let ticks: u64 = stat[close + 1..]
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .filter_map(|f| f.parse::<u64>().ok())
+            .sum();
+        out.insert(pid, (component, ticks as f64 / TICKS_PER_SECOND));
+    }
+    out
+}
+
+/// CPU seconds per component between two snapshots (a process that
+/// started in between counts from zero).
+fn cpu_between(
+    before: &HashMap<u32, (&'static str, f64)>,
+    after: &HashMap<u32, (&'static str, f64)>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut seconds: std::collections::BTreeMap<&str, f64> = Default::default();
+    for (pid, (component, now)) in after {
+        let then = before
+            .get(pid)
+            .filter(|(c, _)| c == component)
+            .map_or(0.0, |(_, t)| *t);
+        *seconds.entry(component).or_default() += (now - then).max(0.0);
+    }
+    seconds
+        .into_iter()
+        .map(|(c, s)| (c.to_owned(), serde_json::json!((s * 100.0).round() / 100.0)))
+        .collect()
+}
+
+/// What one run measured.
+struct Run {
+    /// Each pod's creation → Ready latency in seconds, sorted.
+    latencies: Vec<f64>,
+    /// CPU seconds per component from the `kubectl apply` to the last pod
+    /// Ready.
+    cpu: serde_json::Map<String, serde_json::Value>,
+    /// Wall-clock seconds of that window.
+    window: f64,
+}
+
+/// Starts `pods` echo pods spread over `nodes` nodes and measures each
+/// pod's creation → Ready latency and what the node software spent on it.
+fn measure(nodes: usize, pods: usize) -> Run {
     let c = Stack::start(nodes);
     let mut watch = Command::new("kubectl")
         .arg("--kubeconfig")
@@ -72,6 +153,8 @@ fn measure(nodes: usize, pods: usize) -> Vec<f64> {
             )
         })
         .collect();
+    let cpu_before = cpu_snapshot();
+    let window_start = Instant::now();
     c.apply(&manifest);
     let mut created: HashMap<String, Instant> = HashMap::new();
     let mut ready: HashMap<String, Instant> = HashMap::new();
@@ -85,6 +168,8 @@ fn measure(nodes: usize, pods: usize) -> Vec<f64> {
             ready.entry(name).or_insert(at);
         }
     }
+    let window = window_start.elapsed().as_secs_f64();
+    let cpu = cpu_between(&cpu_before, &cpu_snapshot());
     let _ = watch.kill();
     let _ = watch.wait();
     assert_eq!(ready.len(), pods, "not every pod became Ready within 300 s");
@@ -93,7 +178,11 @@ fn measure(nodes: usize, pods: usize) -> Vec<f64> {
         .map(|(name, r)| r.duration_since(created[name]).as_secs_f64())
         .collect();
     latencies.sort_by(f64::total_cmp);
-    latencies
+    Run {
+        latencies,
+        cpu,
+        window,
+    }
 }
 
 #[test]
@@ -101,11 +190,16 @@ fn measure(nodes: usize, pods: usize) -> Vec<f64> {
 fn pod_startup_latency() {
     let mut results = Vec::new();
     for (nodes, pods) in [(1, 30), (3, 90)] {
-        let samples = measure(nodes, pods);
-        let (p50, p99) = (percentile(&samples, 50.0), percentile(&samples, 99.0));
+        let run = measure(nodes, pods);
+        let samples = &run.latencies;
+        let (p50, p99) = (percentile(samples, 50.0), percentile(samples, 99.0));
         println!(
             "{pods} pods on {nodes} node(s): p50 {p50:.3} s, p99 {p99:.3} s, max {:.3} s",
             samples.last().unwrap()
+        );
+        println!(
+            "CPU seconds in the {:.2} s from apply to the last Ready: {:?}",
+            run.window, run.cpu
         );
         results.push(serde_json::json!({
             "nodes": nodes,
@@ -114,6 +208,9 @@ fn pod_startup_latency() {
             "p99_seconds": p99,
             "max_seconds": samples.last(),
             "samples_seconds": samples,
+            "window_seconds": (run.window * 100.0).round() / 100.0,
+            "cpu_seconds": run.cpu,
+            "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         }));
     }
     if let Some(out) = std::env::var_os("BATON_BENCH_PODS_OUT") {
@@ -123,6 +220,24 @@ fn pod_startup_latency() {
         )
         .unwrap();
     }
+}
+
+#[test]
+fn cpu_is_counted_per_component_from_the_first_snapshot() {
+    let before = HashMap::from([(1, ("etcd", 2.0)), (2, ("baton-node", 1.0))]);
+    let after = HashMap::from([
+        (1, ("etcd", 2.5)),
+        (2, ("baton-node", 1.25)),
+        (3, ("baton-node", 0.5)),
+    ]);
+    let cpu = cpu_between(&before, &after);
+    assert_eq!(cpu["etcd"], 0.5);
+    assert_eq!(cpu["baton-node"], 0.75);
+    assert_eq!(
+        component("containerd-shim"),
+        component("containerd-shim-runc-v2")
+    );
+    assert_eq!(component("kubectl"), None);
 }
 
 #[test]

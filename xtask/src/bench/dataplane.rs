@@ -416,7 +416,7 @@ fn measure_on(
         }
 
         // The baseline: the same services as kube-proxy's rules on node 2.
-        let ports = rt.block_on(services::service_ports(&client))?;
+        let mut ports = rt.block_on(services::service_ports(&client))?;
         let measured_ipt = ports
             .iter()
             .find(|p| p.name == "bench-iptables")
@@ -426,6 +426,7 @@ fn measure_on(
             "bench-iptables has endpoints {:?}",
             measured_ipt.endpoints
         );
+        iptables::place_in_middle(&mut ports, "bench-iptables");
         let rules = iptables::render(&ports, CLUSTER_CIDR);
         let loaded =
             iptables::LoadedRules::load(bench.node(IPTABLES).netns(), args.iptables, &rules)?;
@@ -457,7 +458,12 @@ fn measure_on(
         let mut runs: std::collections::BTreeMap<(&str, Mode), Vec<WrkResult>> = Default::default();
         let mut packet_path: std::collections::BTreeMap<&str, f64> = Default::default();
         for rep in 0..args.repeats {
-            for path in &paths {
+            // Each repeat starts at another path, so no path always runs
+            // right after the same neighbour.
+            let mut rotated = paths.clone();
+            let shift = rep % rotated.len().max(1);
+            rotated.rotate_left(shift);
+            for path in &rotated {
                 for mode in [Mode::KeepAlive, Mode::NewConnections] {
                     let before = path.baton_service.then(|| packets(&node1)).flatten();
                     let result = run_path(bench, &wrk, path, mode, None)?;
@@ -574,7 +580,12 @@ fn run_path(
         None => wrk,
     };
     let cmd = bench.command_at(&path.place, "wrk", &wrk.args(&path.url, mode))?;
-    wrk.run(cmd).with_context(|| format!("path {}", path.id))
+    let retransmits_before = bench.syn_retransmits(&path.place)?;
+    let mut result = wrk.run(cmd).with_context(|| format!("path {}", path.id))?;
+    result.syn_retransmits = bench
+        .syn_retransmits(&path.place)?
+        .saturating_sub(retransmits_before);
+    Ok(result)
 }
 
 /// Per-program BPF run time on the baton paths (3 s runs, statistics on).

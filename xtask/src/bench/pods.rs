@@ -66,6 +66,84 @@ fn render(report: &serde_json::Value) -> String {
             run["max_seconds"].as_f64().unwrap_or(f64::NAN),
         ));
     }
+    text.push_str(&cpu_table(report));
     text.push_str("\nRaw samples: `target/baton/bench/pods.json`.\n");
     text
+}
+
+/// Where the CPU went from the `kubectl apply` to the last pod Ready, by
+/// component, against what the cores could give in that window.
+fn cpu_table(report: &serde_json::Value) -> String {
+    let runs: Vec<&serde_json::Value> = report["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["cpu_seconds"].is_object())
+        .collect();
+    let Some(first) = runs.first() else {
+        return String::new();
+    };
+    let mut text = format!(
+        "\nCPU seconds used from the `kubectl apply` to the last pod Ready (each process's own \
+         time and its reaped children's, from /proc), per pod in brackets; the cores could give \
+         {} × the window:\n\n| component |",
+        first["cores"]
+    );
+    let mut sep = String::from("| --- |");
+    for run in &runs {
+        text.push_str(&format!(
+            " {} node(s), {} pods |",
+            run["nodes"], run["pods"]
+        ));
+        sep.push_str(" ---: |");
+    }
+    text.push('\n');
+    text.push_str(&sep);
+    text.push('\n');
+    let mut components: Vec<&String> = runs
+        .iter()
+        .filter_map(|r| r["cpu_seconds"].as_object())
+        .flat_map(|m| m.keys())
+        .collect();
+    components.sort();
+    components.dedup();
+    let cell =
+        |seconds: f64, pods: f64| format!(" {seconds:.2} s ({:.0} ms) |", seconds / pods * 1e3);
+    for component in components {
+        text.push_str(&format!("| {component} |"));
+        for run in &runs {
+            let seconds = run["cpu_seconds"][component.as_str()]
+                .as_f64()
+                .unwrap_or(0.0);
+            text.push_str(&cell(seconds, run["pods"].as_f64().unwrap_or(1.0)));
+        }
+        text.push('\n');
+    }
+    text.push_str("| window (wall clock) |");
+    for run in &runs {
+        text.push_str(&format!(
+            " {:.2} s |",
+            run["window_seconds"].as_f64().unwrap_or(f64::NAN)
+        ));
+    }
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_is_tabled_per_component_and_pod() {
+        let report = serde_json::json!({"runs": [{
+            "nodes": 1, "pods": 30, "p50_seconds": 1.0, "p99_seconds": 2.0, "max_seconds": 2.0,
+            "window_seconds": 3.0, "cores": 2,
+            "cpu_seconds": {"etcd": 0.3, "baton-node": 0.6},
+        }]});
+        let text = render(&report);
+        assert!(text.contains("| baton-node | 0.60 s (20 ms) |"), "{text}");
+        assert!(text.contains("| etcd | 0.30 s (10 ms) |"), "{text}");
+        assert!(text.contains("| window (wall clock) | 3.00 s |"), "{text}");
+    }
 }

@@ -105,8 +105,27 @@ fn comment(text: &str) -> String {
     }
 }
 
-/// The rules kube-proxy would write for `ports` (an `iptables-restore`
-/// input with a `*filter` and a `*nat` table).
+/// Puts the service `name` in the middle of `ports`, the rest keeping
+/// their order. kube-proxy writes KUBE-SERVICES (and KUBE-NODEPORTS) in Go
+/// map order, so a service's rule sits at a random position and a new
+/// connection to it is matched, on average, after half of the chain: the
+/// middle is where the measured service meets the expected cost, not the
+/// best case of the first rule.
+pub fn place_in_middle(ports: &mut Vec<ServicePort>, name: &str) {
+    let mut measured = Vec::new();
+    ports.retain(|p| {
+        let keep = p.name != name;
+        if !keep {
+            measured.push(p.clone());
+        }
+        keep
+    });
+    let middle = ports.len() / 2;
+    ports.splice(middle..middle, measured);
+}
+
+/// The rules kube-proxy would write for `ports`, in their order (an
+/// `iptables-restore` input with a `*filter` and a `*nat` table).
 pub fn render(ports: &[ServicePort], cluster_cidr: &str) -> String {
     let mut chains: Vec<String> = Vec::new();
     let mut rules = String::new();
@@ -379,6 +398,29 @@ mod tests {
         assert_eq!(
             chain("KUBE-SEP-", "ns1/svc1:p80", "tcp", "10.180.0.1:80"),
             "KUBE-SEP-SXIVWICOYRO3J4NJ"
+        );
+    }
+
+    #[test]
+    fn the_measured_service_sits_mid_chain() {
+        let mut ports: Vec<ServicePort> = (0..5)
+            .map(|i| port(&format!("fill-{i}"), &[("10.244.1.2", 8080)], None))
+            .collect();
+        ports.insert(0, port("measured", &[("10.244.1.9", 8080)], None));
+        place_in_middle(&mut ports, "measured");
+        let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["fill-0", "fill-1", "measured", "fill-2", "fill-3", "fill-4"]
+        );
+        let rules = render(&ports, "10.244.0.0/16");
+        let services: Vec<&str> = rules
+            .lines()
+            .filter(|l| l.starts_with("-A KUBE-SERVICES -m comment --comment \"default/"))
+            .collect();
+        assert!(
+            services[2].contains("default/measured:http"),
+            "{services:?}"
         );
     }
 

@@ -59,6 +59,9 @@ pub struct WrkResult {
     pub max_ms: f64,
     /// Connect, read, write errors, timeouts and non-2xx answers.
     pub errors: u64,
+    /// SYNs the client's namespace sent again during the run (each one a
+    /// connection that waited for the retransmission timer, 1 s at first).
+    pub syn_retransmits: u64,
 }
 
 impl WrkResult {
@@ -80,6 +83,7 @@ impl WrkResult {
             "p99_ms": self.p99_ms,
             "max_ms": self.max_ms,
             "errors": self.errors,
+            "syn_retransmits": self.syn_retransmits,
         })
     }
 }
@@ -181,7 +185,23 @@ fn parse(stdout: &str) -> Result<WrkResult> {
             + n("write_errors")
             + n("timeouts")
             + n("status_errors"),
+        syn_retransmits: 0,
     })
+}
+
+/// The value of the `TcpExt` counter `name` in a `/proc/net/netstat`
+/// text (a header line of names followed by a line of values).
+pub fn tcp_ext_counter(netstat: &str, name: &str) -> Option<u64> {
+    let mut lines = netstat.lines();
+    while let Some(header) = lines.next() {
+        let values = lines.next()?;
+        if !header.starts_with("TcpExt:") {
+            continue;
+        }
+        let at = header.split_whitespace().position(|n| n == name)?;
+        return values.split_whitespace().nth(at)?.parse().ok();
+    }
+    None
 }
 
 /// The median of `values` (upper median for an even count); 0 when empty.
@@ -211,6 +231,7 @@ pub fn aggregate(runs: &[WrkResult]) -> Value {
         "p99_ms": round3(pick(|r| r.p99_ms)),
         "rate_spread": round3(spread),
         "errors": runs.iter().map(|r| r.errors).sum::<u64>(),
+        "syn_retransmits": runs.iter().map(|r| r.syn_retransmits).sum::<u64>(),
         "runs": runs.iter().map(WrkResult::to_json).collect::<Vec<_>>(),
     })
 }
@@ -236,6 +257,14 @@ mod tests {
     }
 
     #[test]
+    fn syn_retransmissions_are_read_from_netstat() {
+        let netstat = "TcpExt: SyncookiesSent TCPSynRetrans TCPOrigDataSent\nTcpExt: 0 17 123\n\
+                       IpExt: InNoRoutes\nIpExt: 0\n";
+        assert_eq!(tcp_ext_counter(netstat, "TCPSynRetrans"), Some(17));
+        assert_eq!(tcp_ext_counter(netstat, "Missing"), None);
+    }
+
+    #[test]
     fn medians_and_spread() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[]), 0.0);
@@ -247,9 +276,11 @@ mod tests {
             p99_ms: 2.0,
             max_ms: 3.0,
             errors: 0,
+            syn_retransmits: 1,
         };
         let agg = aggregate(&[run(90), run(100), run(110)]);
         assert_eq!(agg["rate"], 100.0);
         assert_eq!(agg["rate_spread"], 0.2);
+        assert_eq!(agg["syn_retransmits"], 3);
     }
 }

@@ -240,12 +240,15 @@ subtree, tc on its uplink and pod veths); node 2 runs the same agent without a d
 benchmark loads the rules kube-proxy's iptables mode writes for the same Services \
 (KUBE-SERVICES → KUBE-SVC → KUBE-SEP with `statistic --mode random` DNAT, KUBE-MARK-MASQ / \
 KUBE-POSTROUTING masquerade, the NodePort chain, kube-proxy's chain names; `{}`, one \
-`iptables-restore`, removed afterwards). The measured service has one endpoint, the same pod the \
+`iptables-restore`, removed afterwards). kube-proxy writes its service rules in Go map order, so a \
+service's rule sits at a random place in KUBE-SERVICES; the measured service's rules are put in the \
+middle of the chain, its expected place. The measured service has one endpoint, the same pod the \
 direct rows hit; the other services are selector-less Services with an EndpointSlice of two \
 endpoints each (plus the `kubernetes` service, the other node's measured service and the \
 propagation service). Load: `wrk` with {} thread and {} connections, {} s per run, {} runs per \
 point interleaved over all paths, median reported; \"new conn/s\" runs send `Connection: close`, \
-so every request is a new TCP connection. {}\n\n",
+so every request is a new TCP connection; \"SYNs resent\" counts the client's SYN retransmissions over \
+those runs (a connection whose SYN went unanswered waits 1 s for the retransmission). {}\n\n",
         settings["iptables"],
         settings["threads"],
         settings["connections"],
@@ -269,8 +272,8 @@ measured {} in {} s. Raw numbers: `target/baton/bench/dataplane.json`.\n",
     );
     s.push_str("![requests/s, p99 and new connections/s against the number of services](benchmarks-dataplane.svg)\n\n");
     s.push_str(
-        "| services | path | requests/s | p50 ms | p99 ms | new conn/s | p99 ms (new conn) |\n\
-         | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n",
+        "| services | path | requests/s | p50 ms | p99 ms | new conn/s | p99 ms (new conn) | SYNs resent (new conn) |\n\
+         | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for p in points(report) {
         let Some(results) = p["results"].as_object() else {
@@ -279,7 +282,7 @@ measured {} in {} s. Raw numbers: `target/baton/bench/dataplane.json`.\n",
         for (id, r) in results {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 p["services"],
                 label(report, id),
                 num(&r["keepalive"]["rate"]),
@@ -287,6 +290,9 @@ measured {} in {} s. Raw numbers: `target/baton/bench/dataplane.json`.\n",
                 num(&r["keepalive"]["p99_ms"]),
                 num(&r["new_connections"]["rate"]),
                 num(&r["new_connections"]["p99_ms"]),
+                r["new_connections"]["syn_retransmits"]
+                    .as_u64()
+                    .map_or_else(|| "–".to_owned(), |n| n.to_string()),
             );
         }
     }

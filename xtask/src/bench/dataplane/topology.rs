@@ -359,6 +359,19 @@ impl BenchCluster {
         }
     }
 
+    /// SYN retransmissions so far in the network namespace of `place`
+    /// (`TcpExt: TCPSynRetrans`, read by a process inside it: /proc/net is
+    /// per namespace).
+    pub fn syn_retransmits(&self, place: &Place) -> Result<u64> {
+        let out = nsenter(&self.netns_of(place))
+            .args(["cat", "/proc/net/netstat"])
+            .output()
+            .context("reading /proc/net/netstat")?;
+        ensure!(out.status.success(), "cat /proc/net/netstat failed");
+        super::load::tcp_ext_counter(&String::from_utf8_lossy(&out.stdout), "TCPSynRetrans")
+            .context("no TCPSynRetrans in /proc/net/netstat")
+    }
+
     /// The cgroup v2 directory a process at `place` joins, if any.
     pub fn cgroup_of(&self, place: &Place) -> Result<Option<PathBuf>> {
         Ok(match place {
