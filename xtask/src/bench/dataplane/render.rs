@@ -248,7 +248,10 @@ endpoints each (plus the `kubernetes` service, the other node's measured service
 propagation service). Load: `wrk` with {} thread and {} connections, {} s per run, {} runs per \
 point interleaved over all paths, median reported; \"new conn/s\" runs send `Connection: close`, \
 so every request is a new TCP connection; \"SYNs resent\" counts the client's SYN retransmissions over \
-those runs (a connection whose SYN went unanswered waits 1 s for the retransmission). {}\n\n",
+those runs (a connection whose SYN went unanswered waits 1 s for the retransmission). The echo pods \
+keep no TIME_WAIT sockets (`net.ipv4.tcp_max_tw_buckets=0` in their namespaces): the paths share \
+servers and the clients reuse ports within seconds, so a SYN would otherwise meet a TIME_WAIT socket \
+another path left, with another TCP timestamp base, and wait 1 s to be resent. {}\n\n",
         settings["iptables"],
         settings["threads"],
         settings["connections"],

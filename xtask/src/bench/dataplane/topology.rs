@@ -273,6 +273,18 @@ impl BenchCluster {
                 for client in [&pods.client_baton, &pods.client_iptables] {
                     self.sysctl_netns(&client.netns, &["net.ipv4.tcp_tw_reuse=1"])?;
                 }
+                // The servers close first, so they hold the TIME_WAIT
+                // sockets. The paths share a server and clients reuse their
+                // ports within seconds, but reach the server through other
+                // addresses (pod IP, ClusterIP translated per packet,
+                // masqueraded): a SYN meeting a TIME_WAIT socket left by
+                // another path carries another timestamp base, is refused,
+                // and the connection waits 1 s for the SYN to be resent.
+                // That measures the benchmark's path order, not a path, so
+                // the servers keep no TIME_WAIT sockets.
+                for server in [&pods.echo_a, &pods.echo_b, &pods.echo_c] {
+                    self.sysctl_netns(&server.netns, &["net.ipv4.tcp_max_tw_buckets=0"])?;
+                }
                 return Ok(pods);
             }
             ensure!(
