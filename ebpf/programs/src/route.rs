@@ -84,12 +84,17 @@ pub fn back_out(ctx: &TcContext) -> Result<i32, DropReason> {
     }
 }
 
-/// Delivers to a local pod if `ip.dst` is one, otherwise forwards after a
-/// FIB lookup. `Ok(None)` leaves the packet to the kernel stack.
+/// Delivers to a local pod if `ip.dst` is one, leaves a packet for one of
+/// the node's own addresses to the kernel stack (`Ok(None)`, without a FIB
+/// lookup that could only say so), and forwards anything else after a FIB
+/// lookup.
 #[inline(always)]
 pub fn deliver(ctx: &TcContext, ip: &Ipv4) -> Result<Option<i32>, DropReason> {
     if let Some(endpoint) = endpoint(ip.dst) {
         return to_endpoint(ctx, &endpoint).map(Some);
+    }
+    if is_local_addr(ip.dst) {
+        return Ok(None);
     }
     forward(ctx, ip)
 }

@@ -52,10 +52,10 @@ pub struct BenchDataplaneArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,1000,10000")]
     pub services: Vec<usize>,
     /// Seconds of each wrk run.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 4)]
     pub duration: u64,
     /// Runs of each point (interleaved over the paths; the median counts).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub repeats: usize,
     /// wrk connections (keep-alive and new-connection runs alike).
     #[arg(long, default_value_t = 16)]
@@ -579,7 +579,18 @@ fn run_path(
         }
         None => wrk,
     };
-    let cmd = bench.command_at(&path.place, "wrk", &wrk.args(&path.url, mode))?;
+    let cmd = match *topology::SERVER_CPU {
+        Some(_) => {
+            let mut args = vec![
+                "-c".to_owned(),
+                topology::CLIENT_CPU.to_string(),
+                "wrk".to_owned(),
+            ];
+            args.extend(wrk.args(&path.url, mode));
+            bench.command_at(&path.place, "taskset", &args)?
+        }
+        None => bench.command_at(&path.place, "wrk", &wrk.args(&path.url, mode))?,
+    };
     let retransmits_before = bench.syn_retransmits(&path.place)?;
     let mut result = wrk.run(cmd).with_context(|| format!("path {}", path.id))?;
     result.syn_retransmits = bench

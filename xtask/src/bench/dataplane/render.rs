@@ -246,7 +246,8 @@ middle of the chain, its expected place. The measured service has one endpoint, 
 direct rows hit; the other services are selector-less Services with an EndpointSlice of two \
 endpoints each (plus the `kubernetes` service, the other node's measured service and the \
 propagation service). Load: `wrk` with {} thread and {} connections, {} s per run, {} runs per \
-point interleaved over all paths, median reported; \"new conn/s\" runs send `Connection: close`, \
+point interleaved over all paths, median reported; wrk runs on the first CPU and the echo servers on \
+the last; \"new conn/s\" runs send `Connection: close`, \
 so every request is a new TCP connection; \"SYNs resent\" counts the client's SYN retransmissions over \
 those runs (a connection whose SYN went unanswered waits 1 s for the retransmission). The echo pods \
 keep no TIME_WAIT sockets (`net.ipv4.tcp_max_tw_buckets=0` in their namespaces): the paths share \

@@ -15,6 +15,7 @@
 //! should see them — in a cgroup below the node's subtree.
 
 use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -31,6 +32,19 @@ pub const BATON: usize = 1;
 pub const IPTABLES: usize = 2;
 /// The baton node's metrics endpoint (inside its namespace).
 pub const METRICS_ADDR: &str = "127.0.0.1:10249";
+
+/// The CPU the load generator runs on, and the one the echo servers run on
+/// (the last): with client and server each on a core of their own, a run
+/// does not depend on how the scheduler happened to place them. `None` on
+/// a single-CPU machine.
+pub const CLIENT_CPU: usize = 0;
+pub static SERVER_CPU: std::sync::LazyLock<Option<usize>> = std::sync::LazyLock::new(|| {
+    std::thread::available_parallelism()
+        .ok()
+        .map(|n| n.get())
+        .filter(|&n| n > 1)
+        .map(|n| n - 1)
+});
 
 /// The running cluster; dropping it deletes the pods through the API,
 /// stops everything and removes namespaces, cgroups, mounts and routes.
@@ -284,6 +298,9 @@ impl BenchCluster {
                 // the servers keep no TIME_WAIT sockets.
                 for server in [&pods.echo_a, &pods.echo_b, &pods.echo_c] {
                     self.sysctl_netns(&server.netns, &["net.ipv4.tcp_max_tw_buckets=0"])?;
+                    if let Some(cpu) = *SERVER_CPU {
+                        self.pin_pod(server, cpu)?;
+                    }
                 }
                 return Ok(pods);
             }
@@ -294,6 +311,35 @@ impl BenchCluster {
             );
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// Pins every thread of the processes in `pod`'s network namespace
+    /// (its containers) to `cpu`; threads they start later inherit it.
+    fn pin_pod(&self, pod: &PodInfo, cpu: usize) -> Result<()> {
+        let netns = std::fs::metadata(&pod.netns)
+            .with_context(|| format!("{}", pod.netns.display()))?
+            .ino();
+        let mut pinned = 0;
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(ns) = std::fs::metadata(entry.path().join("ns/net")) else {
+                continue;
+            };
+            if ns.ino() != netns {
+                continue;
+            }
+            let status = Command::new("taskset")
+                .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .context("running taskset")?;
+            ensure!(status.success(), "taskset -p {pid} failed");
+            pinned += 1;
+        }
+        ensure!(pinned > 0, "no process found in pod {}", pod.name);
+        Ok(())
     }
 
     /// Ready pods of the benchmark by their `app` label.
