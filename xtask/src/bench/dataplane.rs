@@ -42,6 +42,9 @@ pub use self::iptables::Backend;
 pub use self::probe::child_main as probe_main;
 
 const SECTION: &str = "## Dataplane";
+/// Busy share of the CPUs (over 2 s) below which the machine counts as
+/// quiet before a round of runs.
+const QUIET_BUSY: f64 = 0.15;
 /// The cluster's pod range, kube-proxy's `--cluster-cidr`.
 const CLUSTER_CIDR: &str = "10.244.0.0/16";
 
@@ -457,7 +460,18 @@ fn measure_on(
         }
         let mut runs: std::collections::BTreeMap<(&str, Mode), Vec<WrkResult>> = Default::default();
         let mut packet_path: std::collections::BTreeMap<&str, f64> = Default::default();
+        let mut settling = Vec::new();
         for rep in 0..args.repeats {
+            let (took, settled) = report::wait_until_quiet(
+                QUIET_BUSY,
+                Duration::from_secs(2),
+                Duration::from_secs(120),
+            );
+            if !settled {
+                eprintln!("  the machine did not settle in {took:?}; measuring anyway");
+            }
+            settling
+                .push(json!({"seconds": report::round2(took.as_secs_f64()), "settled": settled}));
             // Each repeat starts at another path, so no path always runs
             // right after the same neighbour.
             let mut rotated = paths.clone();
@@ -521,6 +535,7 @@ fn measure_on(
             "iptables": {"rules": iptables_rules, "restore_ms": iptables_load_ms},
             "results": results,
             "propagation": prop,
+            "settling": settling,
         }));
     }
     points.sort_by_key(|p| p["services"].as_u64());

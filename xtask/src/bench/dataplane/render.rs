@@ -247,7 +247,8 @@ direct rows hit; the other services are selector-less Services with an EndpointS
 endpoints each (plus the `kubernetes` service, the other node's measured service and the \
 propagation service). Load: `wrk` with {} thread and {} connections, {} s per run, {} runs per \
 point interleaved over all paths, median reported; wrk runs on the first CPU and the echo servers on \
-the last; \"new conn/s\" runs send `Connection: close`, \
+the last; before each round over the paths the benchmark waits (up to 2 minutes) until the CPUs are \
+less than 15 % busy, so what the cluster still does after a burst of writes stays out of the runs; \"new conn/s\" runs send `Connection: close`, \
 so every request is a new TCP connection; \"SYNs resent\" counts the client's SYN retransmissions over \
 those runs (a connection whose SYN went unanswered waits 1 s for the retransmission). The echo pods \
 keep no TIME_WAIT sockets (`net.ipv4.tcp_max_tw_buckets=0` in their namespaces): the paths share \
