@@ -510,7 +510,7 @@ async fn start_container(
         )
         .await;
     if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref())
-        && let Err(message) = run_hook(ctx, &id, pod_ip, handler, Duration::from_secs(30)).await
+        && let Err(message) = run_hook(ctx, &id, pod_ip, c, handler, Duration::from_secs(30)).await
     {
         ctx.recorder
             .record(
@@ -674,11 +674,26 @@ async fn resolve_env(
     env::resolve(pod, c, &sources).map_err(KubeletError::Env)
 }
 
-/// Runs a lifecycle hook; `Err` carries the event message.
+/// The probe that runs a hook's `httpGet`, its named port resolved against
+/// the container's ports as the kubelet's handler runner does.
+fn http_hook_probe(
+    http: &k8s_openapi::api::core::v1::HTTPGetAction,
+    spec: &SpecContainer,
+) -> k8s_openapi::api::core::v1::Probe {
+    let probe = k8s_openapi::api::core::v1::Probe {
+        http_get: Some(http.clone()),
+        ..Default::default()
+    };
+    probes::with_named_ports(&probe, spec)
+}
+
+/// Runs a lifecycle hook of the container `spec`; `Err` carries the event
+/// message.
 async fn run_hook(
     ctx: &Context,
     container_id: &str,
     pod_ip: &str,
+    spec: &SpecContainer,
     handler: &LifecycleHandler,
     timeout: Duration,
 ) -> Result<(), String> {
@@ -697,10 +712,7 @@ async fn run_hook(
         };
     }
     if let Some(http) = &handler.http_get {
-        let probe = k8s_openapi::api::core::v1::Probe {
-            http_get: Some(http.clone()),
-            ..Default::default()
-        };
+        let probe = http_hook_probe(http, spec);
         return match probes::run_once(&ctx.cri, container_id, pod_ip, &probe, timeout).await {
             probes::Outcome::Success => Ok(()),
             probes::Outcome::Failure(m) => Err(format!(
@@ -744,10 +756,10 @@ async fn kill_container(
             },
         )
         .await;
-    if let Some(handler) =
-        spec_container(pod, name).and_then(|(c, _)| c.lifecycle.as_ref()?.pre_stop.clone())
+    if let Some((spec, _)) = spec_container(pod, name)
+        && let Some(handler) = spec.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
         && !grace.is_zero()
-        && let Err(m) = run_hook(ctx, id, pod_ip, &handler, grace).await
+        && let Err(m) = run_hook(ctx, id, pod_ip, spec, handler, grace).await
     {
         ctx.recorder
             .record(pod, Some(name), Kind::Warning, "FailedPreStopHook", &m)
@@ -975,5 +987,37 @@ async fn write_status(
         }
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(err) => Err(KubeletError::api("update pod status")(err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    use super::*;
+
+    #[test]
+    fn a_hooks_named_http_port_is_the_containers_port_of_that_name() {
+        let spec = SpecContainer {
+            name: "web".into(),
+            ports: Some(vec![ContainerPort {
+                name: Some("http".into()),
+                container_port: 8080,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let hook = |port: IntOrString| HTTPGetAction {
+            path: Some("/shutdown".into()),
+            port,
+            ..Default::default()
+        };
+        let probe = http_hook_probe(&hook(IntOrString::String("http".into())), &spec);
+        let http = probe.http_get.unwrap();
+        assert_eq!(http.port, IntOrString::Int(8080));
+        assert_eq!(http.path.as_deref(), Some("/shutdown"));
+        let probe = http_hook_probe(&hook(IntOrString::Int(9090)), &spec);
+        assert_eq!(probe.http_get.unwrap().port, IntOrString::Int(9090));
     }
 }
