@@ -24,7 +24,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Install what this machine lacks (apt packages, nightly rust-src,
-    /// bpf-linker); skips what is already there. Idempotent.
+    /// the musl target for the container images, bpf-linker); skips what
+    /// is already there. Idempotent.
     Setup,
     /// Build the eBPF objects (nightly) and the userspace binaries (stable).
     Build(build::BuildArgs),
