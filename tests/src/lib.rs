@@ -48,7 +48,7 @@ pub use exec::{CommandError, Output};
 pub use host::require_root;
 pub use iproute::Route;
 pub use netns::Netns;
-pub use owner::ProcessId;
+pub use owner::{ProcStat, ProcessId, proc_stat};
 pub use persistent::{ClusterStatus, DownReport, ProcessStatus, StateError, UpOutcome};
 pub use process::{ProcessRecord, ProcessSpec};
 pub use registry::DEFAULT_RUN_ROOT;

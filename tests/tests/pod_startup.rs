@@ -43,34 +43,18 @@ fn component(comm: &str) -> Option<&'static str> {
 fn cpu_snapshot() -> HashMap<u32, (&'static str, f64)> {
     // /proc/<pid>/stat counts in USER_HZ, which is 100 on Linux.
     const TICKS_PER_SECOND: f64 = 100.0;
-    let mut out = HashMap::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
+        return HashMap::new();
     };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let Some(component) = component(&stat[open + 1..close]) else {
-            continue;
-        };
-        // After the command: state, ppid, …; utime, stime, cutime and
-        // cstime are the 12th to 15th fields.
-        let ticks: u64 = stat[close + 1..]
-            .split_whitespace()
-            .skip(11)
-            .take(4)
-            .filter_map(|f| f.parse::<u64>().ok())
-            .sum();
-        out.insert(pid, (component, ticks as f64 / TICKS_PER_SECOND));
-    }
-    out
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = baton_e2e::proc_stat(pid)?;
+            let component = component(&stat.comm)?;
+            Some((pid, (component, stat.cpu_ticks as f64 / TICKS_PER_SECOND)))
+        })
+        .collect()
 }
 
 /// CPU seconds per component between two snapshots (a process that

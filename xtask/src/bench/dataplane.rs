@@ -594,18 +594,20 @@ fn run_path(
         }
         None => wrk,
     };
-    let cmd = match *topology::SERVER_CPU {
-        Some(_) => {
-            let mut args = vec![
-                "-c".to_owned(),
-                topology::CLIENT_CPU.to_string(),
-                "wrk".to_owned(),
-            ];
-            args.extend(wrk.args(&path.url, mode));
-            bench.command_at(&path.place, "taskset", &args)?
-        }
-        None => bench.command_at(&path.place, "wrk", &wrk.args(&path.url, mode))?,
+    let mut args = wrk.args(&path.url, mode);
+    let program = if topology::SERVER_CPU.is_some() {
+        // On a core of its own (see `topology::CLIENT_CPU`).
+        let pin = [
+            "-c".to_owned(),
+            topology::CLIENT_CPU.to_string(),
+            "wrk".to_owned(),
+        ];
+        args.splice(0..0, pin);
+        "taskset"
+    } else {
+        "wrk"
     };
+    let cmd = bench.command_at(&path.place, program, &args)?;
     let retransmits_before = bench.syn_retransmits(&path.place)?;
     let mut result = wrk.run(cmd).with_context(|| format!("path {}", path.id))?;
     result.syn_retransmits = bench
