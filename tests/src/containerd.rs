@@ -26,9 +26,6 @@ use crate::exec::{self, CommandError};
 use crate::images::{self, ImagesError, PAUSE_IMAGE};
 use crate::process::{ProcessRecord, ProcessSpec};
 
-/// Where Debian's containernetworking-plugins puts `loopback`, which
-/// containerd's CRI runs for every sandbox's `lo`.
-pub const SYSTEM_CNI_DIR: &str = "/usr/lib/cni";
 /// The cgroup v1 hierarchies runc creates container cgroups in (the
 /// unified hierarchy is mounted too on this hybrid layout).
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -102,8 +99,8 @@ pub struct ContainerdPaths {
     pub runc_root: PathBuf,
     /// CNI configuration directory (baton-node writes its conflist here).
     pub cni_conf_dir: PathBuf,
-    /// CNI plugin directory (`loopback` linked in; baton-node installs
-    /// `baton-cni`).
+    /// CNI plugin directory (baton-node links `baton-cni` in, also as
+    /// `loopback`).
     pub cni_bin_dir: PathBuf,
     /// `certs.d`-style registry host configuration (`hosts.toml` per host).
     pub registry_config_dir: PathBuf,
@@ -232,8 +229,7 @@ pub struct Containerd {
     pub process: ProcessRecord,
 }
 
-/// Creates the directories and configuration, links `loopback` into the
-/// CNI plugin directory, and starts containerd in `node`'s namespace under
+/// Creates the directories and configuration and starts containerd in `node`'s namespace under
 /// the process name `containerd-<node index>`; returns once its socket
 /// answers. The cluster stops it at teardown; call
 /// [`Containerd::kill_containers`] before that so no container outlives it.
@@ -266,7 +262,8 @@ fn process_name(node: &Node) -> String {
     format!("containerd-{}", node.index())
 }
 
-/// Directories, configuration and the `loopback` plugin link.
+/// Directories and configuration. The CNI plugin directory is filled by
+/// baton-node, which links baton-cni in as itself and as `loopback`.
 pub fn prepare(paths: &ContainerdPaths) -> Result<(), ContainerdError> {
     for dir in [
         &paths.dir,
@@ -278,11 +275,6 @@ pub fn prepare(paths: &ContainerdPaths) -> Result<(), ContainerdError> {
         &paths.registry_config_dir,
     ] {
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-    }
-    let loopback = paths.cni_bin_dir.join("loopback");
-    if fs::symlink_metadata(&loopback).is_err() {
-        std::os::unix::fs::symlink(Path::new(SYSTEM_CNI_DIR).join("loopback"), &loopback)
-            .map_err(io_err("linking", &loopback))?;
     }
     fs::write(&paths.config, render_config(paths, PAUSE_IMAGE))
         .map_err(io_err("writing", &paths.config))

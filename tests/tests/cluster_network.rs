@@ -183,6 +183,10 @@ fn pods_and_services_work_across_nodes_with_real_pods() {
     assert!(udp.contains("ping-udp"), "{udp:?}");
     let ping = exec(&c, &p2.name, &format!("ping -c 2 -W 2 {}", p3.ip));
     assert!(ping.contains("2 packets received"), "{ping}");
+    // A pod reaches itself on localhost: the sandbox's `lo` is up (the
+    // `loopback` CNI plugin, which baton-cni also is).
+    let body = exec(&c, &p1.name, "wget -qO- http://127.0.0.1:8080/");
+    assert!(body.contains("\"client\":\"127.0.0.1:"), "{body}");
 
     // Same node: a second pod on node 1 reaches the Deployment's pod there.
     let node1 = c.cluster.node(1).unwrap().name().to_owned();

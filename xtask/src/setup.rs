@@ -16,7 +16,6 @@ const APT_PACKAGES: &[&str] = &[
     "etcd-server",
     "containerd",
     "runc",
-    "containernetworking-plugins",
     "busybox-static",
     "iproute2",
     "iptables",

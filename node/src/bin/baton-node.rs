@@ -242,8 +242,9 @@ async fn connect_cri(socket: &Path) -> Result<Cri> {
     }
 }
 
-/// Links the plugin into the CNI bin dir (atomically: a new link renamed
-/// over the old one).
+/// Links the plugin into the CNI bin dir under its own type and as
+/// `loopback`, which containerd runs for every sandbox's `lo` (atomically:
+/// a new link renamed over the old one).
 fn install_plugin(args: &RunArgs) -> Result<()> {
     let plugin = match &args.cni_plugin {
         Some(p) => p.clone(),
@@ -258,13 +259,13 @@ fn install_plugin(args: &RunArgs) -> Result<()> {
         plugin.display()
     );
     std::fs::create_dir_all(&args.cni_bin_dir)?;
-    let target = args.cni_bin_dir.join(cni::types::PLUGIN_TYPE);
-    let tmp = args
-        .cni_bin_dir
-        .join(format!(".{}.tmp", cni::types::PLUGIN_TYPE));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&plugin, &tmp)?;
-    std::fs::rename(&tmp, &target)?;
+    for name in [cni::types::PLUGIN_TYPE, cni::loopback::PLUGIN_TYPE] {
+        let target = args.cni_bin_dir.join(name);
+        let tmp = args.cni_bin_dir.join(format!(".{name}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&plugin, &tmp)?;
+        std::fs::rename(&tmp, &target)?;
+    }
     Ok(())
 }
 

@@ -17,6 +17,7 @@ pub mod dataplane_sink;
 pub mod endpoints;
 pub mod ipam;
 pub mod link;
+pub mod loopback;
 pub mod types;
 
 use std::collections::HashSet;
@@ -399,6 +400,9 @@ pub fn run<L: PodLinks>(
                 })
                 .to_string(),
             ));
+        }
+        if loopback::is_requested(stdin) {
+            return loopback::run(&inv, stdin);
         }
         let conf: NetConf = serde_json::from_slice(stdin)
             .map_err(|err| PluginError::new(codes::DECODE, "invalid network configuration", err))?;

@@ -3,6 +3,7 @@
 //! namespaces and mounts. This is the only module of baton-node allowed to use
 //! `unsafe`; every block carries a `SAFETY:` comment.
 
+pub mod ifflags;
 pub mod link;
 pub mod mount;
 pub mod netns;
