@@ -19,6 +19,9 @@ use kube::runtime::watcher;
 
 /// Create requests in flight together.
 const CREATES_IN_FLIGHT: usize = 8;
+/// Busy share of the CPUs (over 2 s) below which the machine counts as
+/// quiet before the pods are created.
+const QUIET_BUSY: f64 = 0.15;
 
 /// Percentile `p` (0–100) of sorted samples (nearest rank).
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -193,6 +196,16 @@ async fn measure(nodes: usize, pods: usize) -> Run {
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // The bring-up (and a previous run's teardown) keeps the cores busy for
+    // a while; the pods start on a quiet machine. This blocks the runtime,
+    // which has nothing to do before the first create.
+    let (waited, settled) =
+        baton_e2e::wait_until_quiet(QUIET_BUSY, Duration::from_secs(2), Duration::from_secs(120));
+    println!(
+        "  waited {:.1} s for the machine to settle{}",
+        waited.as_secs_f64(),
+        if settled { "" } else { " (it did not)" }
+    );
 
     let cpu_before = cpu_snapshot();
     let window_start = Instant::now();
