@@ -375,6 +375,33 @@ async fn create_sandbox(
     Ok((id, ip))
 }
 
+/// A container could not be created or started: its `Failed` event, and
+/// the waiting reason its status shows until the next attempt (`None`: the
+/// status shows what the runtime reports).
+async fn container_failed(
+    ctx: &Context,
+    pod: &Pod,
+    c: &SpecContainer,
+    state: &mut WorkerState,
+    waiting_reason: Option<&str>,
+    err: &KubeletError,
+) {
+    if let Some(reason) = waiting_reason {
+        state
+            .waiting
+            .insert(c.name.clone(), (reason.to_owned(), err.to_string()));
+    }
+    ctx.recorder
+        .record(
+            pod,
+            Some(&c.name),
+            Kind::Warning,
+            "Failed",
+            &format!("Error: {err}"),
+        )
+        .await;
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn start_container(
     ctx: &Context,
@@ -397,19 +424,7 @@ async fn start_container(
     let env = match resolve_env(ctx, pod, c, pod_ip).await {
         Ok(env) => env,
         Err(err) => {
-            state.waiting.insert(
-                c.name.clone(),
-                ("CreateContainerConfigError".into(), err.to_string()),
-            );
-            ctx.recorder
-                .record(
-                    pod,
-                    Some(&c.name),
-                    Kind::Warning,
-                    "Failed",
-                    &format!("Error: {err}"),
-                )
-                .await;
+            container_failed(ctx, pod, c, state, Some("CreateContainerConfigError"), &err).await;
             return Err(err);
         }
     };
@@ -462,20 +477,9 @@ async fn start_container(
     {
         Ok(id) => id,
         Err(err) => {
-            state.waiting.insert(
-                c.name.clone(),
-                ("CreateContainerError".into(), err.to_string()),
-            );
-            ctx.recorder
-                .record(
-                    pod,
-                    Some(&c.name),
-                    Kind::Warning,
-                    "Failed",
-                    &format!("Error: {err}"),
-                )
-                .await;
-            return Err(err.into());
+            let err = err.into();
+            container_failed(ctx, pod, c, state, Some("CreateContainerError"), &err).await;
+            return Err(err);
         }
     };
     ctx.recorder
@@ -488,16 +492,9 @@ async fn start_container(
         )
         .await;
     if let Err(err) = ctx.cri.start_container(&id).await {
-        ctx.recorder
-            .record(
-                pod,
-                Some(&c.name),
-                Kind::Warning,
-                "Failed",
-                &format!("Error: {err}"),
-            )
-            .await;
-        return Err(err.into());
+        let err = err.into();
+        container_failed(ctx, pod, c, state, None, &err).await;
+        return Err(err);
     }
     tracing::info!(pod = %pod_name(pod), container = %c.name, %id, "container started");
     ctx.recorder
