@@ -25,6 +25,7 @@ pub mod observed;
 pub mod pods;
 pub mod probes;
 pub mod quantity;
+pub mod runtime_cache;
 pub mod server;
 pub mod spec;
 pub mod status;
@@ -126,6 +127,8 @@ pub struct Context {
     pub prober: Prober,
     /// The `kubernetes` Service (ClusterIP, port) for pod environments.
     pub master_service: Option<(String, i32)>,
+    /// Sandbox IPs and container statuses that cannot have changed.
+    pub runtime_cache: Mutex<runtime_cache::RuntimeCache>,
 }
 
 impl std::fmt::Debug for Context {
@@ -251,6 +254,7 @@ pub async fn run(
         backoff: Mutex::new(Backoff::default()),
         prober: Prober::default(),
         master_service,
+        runtime_cache: Mutex::default(),
     });
 
     // Lease every 10 s.

@@ -69,6 +69,10 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), KubeletError> {
         while let Ok(uid) = done_rx.try_recv() {
             workers.remove(&uid);
             cleaning.remove(&uid);
+            ctx.runtime_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .forget_pod(&uid);
         }
         // Orphans are looked for on the housekeeping period, not on every
         // pod event: a burst of status updates would otherwise list every

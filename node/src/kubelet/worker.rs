@@ -75,7 +75,9 @@ impl Default for WorkerState {
     }
 }
 
-/// Reads the runtime state of pod `uid` from CRI.
+/// Reads the runtime state of pod `uid` from CRI: its sandboxes and
+/// containers, and the status of those whose state changed since the last
+/// read ([`RuntimeCache`](super::runtime_cache::RuntimeCache)).
 pub async fn observe(ctx: &Context, uid: &str) -> Result<PodRuntime, KubeletError> {
     let selector = HashMap::from([(labels::POD_UID.to_owned(), uid.to_owned())]);
     let sandboxes = ctx
@@ -85,14 +87,29 @@ pub async fn observe(ctx: &Context, uid: &str) -> Result<PodRuntime, KubeletErro
             ..Default::default()
         }))
         .await?;
+    let cache = || {
+        ctx.runtime_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
     let mut ips = HashMap::new();
     for s in &sandboxes {
-        if s.state == cri::PodSandboxState::SandboxReady as i32
-            && let Ok(status) = ctx.cri.pod_sandbox_status(&s.id).await
-            && let Some(net) = status.network
-        {
-            ips.insert(s.id.clone(), net.ip);
+        if s.state != cri::PodSandboxState::SandboxReady as i32 {
+            continue;
         }
+        let known = cache().sandbox_ip(&s.id);
+        let ip = match known {
+            Some(ip) => ip,
+            None => match ctx.cri.pod_sandbox_status(&s.id).await {
+                Ok(status) => {
+                    let Some(net) = status.network else { continue };
+                    cache().remember_sandbox_ip(uid, &s.id, &net.ip);
+                    net.ip
+                }
+                Err(_) => continue,
+            },
+        };
+        ips.insert(s.id.clone(), ip);
     }
     let listed = ctx
         .cri
@@ -102,13 +119,26 @@ pub async fn observe(ctx: &Context, uid: &str) -> Result<PodRuntime, KubeletErro
         }))
         .await?;
     let mut containers = Vec::with_capacity(listed.len());
-    for c in listed {
-        match ctx.cri.container_status(&c.id).await {
-            Ok(status) => containers.push((status, c.pod_sandbox_id.clone())),
-            Err(err) if err.is_not_found() => {}
-            Err(err) => return Err(err.into()),
-        }
+    for c in &listed {
+        let known = cache().container_status(c);
+        let status = match known {
+            Some(status) => status,
+            None => match ctx.cri.container_status(&c.id).await {
+                Ok(status) => {
+                    cache().remember_container_status(uid, &status);
+                    status
+                }
+                Err(err) if err.is_not_found() => continue,
+                Err(err) => return Err(err.into()),
+            },
+        };
+        containers.push((status, c.pod_sandbox_id.clone()));
     }
+    cache().retain_listed(
+        uid,
+        &ips.keys().map(String::as_str).collect(),
+        &listed.iter().map(|c| c.id.as_str()).collect(),
+    );
     let mut grouped = PodRuntime::group(&sandboxes, &ips, &containers);
     Ok(grouped.remove(uid).unwrap_or_default())
 }
