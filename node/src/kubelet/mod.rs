@@ -25,6 +25,7 @@ pub mod observed;
 pub mod pods;
 pub mod probes;
 pub mod quantity;
+pub mod relist;
 pub mod runtime_cache;
 pub mod server;
 pub mod spec;
@@ -129,6 +130,10 @@ pub struct Context {
     pub master_service: Option<(String, i32)>,
     /// Sandbox IPs and container statuses that cannot have changed.
     pub runtime_cache: Mutex<runtime_cache::RuntimeCache>,
+    /// The latest node-wide relist of the runtime.
+    pub relist: Mutex<relist::Snapshot>,
+    /// Pod workers the relist wakes when their pod changes.
+    pub relist_wakers: relist::Wakers,
 }
 
 impl std::fmt::Debug for Context {
@@ -255,6 +260,8 @@ pub async fn run(
         prober: Prober::default(),
         master_service,
         runtime_cache: Mutex::default(),
+        relist: Mutex::default(),
+        relist_wakers: Mutex::default(),
     });
 
     // Lease every 10 s.

@@ -16,13 +16,16 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio::sync::watch;
 
 use super::observed::PodRuntime;
+use super::relist;
 use super::worker::{self, WorkerState};
 use super::{Context, KubeletError};
 use crate::cri::api as cri;
 use crate::cri::labels::{self, PodRef};
 
-/// How often every pod is synced without a change (the kubelet's PLEG
-/// relist is 1 s).
+/// How often every pod is synced without a change: time-driven decisions
+/// (a back-off that ran out, volume refreshes) are taken on it. A sync
+/// reads the runtime only when the relist saw the pod change
+/// ([`relist`]).
 pub const RESYNC: Duration = Duration::from_secs(1);
 /// How often the runtime is searched for pods the API no longer has.
 pub const HOUSEKEEPING: Duration = Duration::from_secs(1);
@@ -55,6 +58,7 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), KubeletError> {
         .await
         .map_err(|_| KubeletError::WatchClosed)?;
     tracing::info!(node = %ctx.node_name, "watching this node's pods");
+    tokio::spawn(relist::run(Arc::clone(&ctx)));
     let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
     let mut cleaning: HashSet<String> = HashSet::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -139,6 +143,10 @@ async fn pod_worker(
     done: tokio::sync::mpsc::UnboundedSender<String>,
 ) {
     let mut state = WorkerState::new();
+    ctx.relist_wakers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(uid.clone(), Arc::clone(&state.notify));
     loop {
         let pod = rx.borrow_and_update().clone();
         let Some(pod) = pod else {
@@ -157,6 +165,10 @@ async fn pod_worker(
             () = tokio::time::sleep(RESYNC) => false,
         };
     }
+    ctx.relist_wakers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&uid);
     let _ = done.send(uid);
 }
 

@@ -22,7 +22,7 @@ use super::observed::{Container, PodRuntime, State};
 use super::probes;
 use super::spec::{self, ContainerInputs};
 use super::status::{self, Extra};
-use super::{Context, KubeletError, env, volumes};
+use super::{Context, KubeletError, env, relist, volumes};
 use crate::cri::api as cri;
 use crate::cri::labels;
 
@@ -43,6 +43,8 @@ pub struct WorkerState {
     /// Containers whose probes this worker started.
     probed: HashSet<String>,
     last_status: Option<k8s_openapi::api::core::v1::PodStatus>,
+    /// What this worker last read of the pod from CRI.
+    observed: Option<Observed>,
     /// Set once the pod has been terminated and removed.
     pub finished: bool,
     /// Whether this sync was caused by a change (of the pod in the API or
@@ -63,10 +65,20 @@ impl WorkerState {
             volume_paths: HashMap::new(),
             probed: HashSet::new(),
             last_status: None,
+            observed: None,
             finished: false,
             changed: true,
         }
     }
+}
+
+/// A read of a pod's runtime state.
+#[derive(Debug)]
+struct Observed {
+    /// When the read began.
+    at: Instant,
+    fingerprint: relist::Fingerprint,
+    runtime: PodRuntime,
 }
 
 impl Default for WorkerState {
@@ -79,6 +91,15 @@ impl Default for WorkerState {
 /// containers, and the status of those whose state changed since the last
 /// read ([`RuntimeCache`](super::runtime_cache::RuntimeCache)).
 pub async fn observe(ctx: &Context, uid: &str) -> Result<PodRuntime, KubeletError> {
+    Ok(observe_pod(ctx, uid).await?.0)
+}
+
+/// [`observe`], with the pod's fingerprint as the relist computes it from
+/// the same lists.
+async fn observe_pod(
+    ctx: &Context,
+    uid: &str,
+) -> Result<(PodRuntime, relist::Fingerprint), KubeletError> {
     let selector = HashMap::from([(labels::POD_UID.to_owned(), uid.to_owned())]);
     let sandboxes = ctx
         .cri
@@ -139,8 +160,49 @@ pub async fn observe(ctx: &Context, uid: &str) -> Result<PodRuntime, KubeletErro
         &ips.keys().map(String::as_str).collect(),
         &listed.iter().map(|c| c.id.as_str()).collect(),
     );
+    let fingerprint = relist::fingerprints(&sandboxes, &listed)
+        .remove(uid)
+        .unwrap_or_default();
     let mut grouped = PodRuntime::group(&sandboxes, &ips, &containers);
-    Ok(grouped.remove(uid).unwrap_or_default())
+    Ok((grouped.remove(uid).unwrap_or_default(), fingerprint))
+}
+
+/// The runtime state of the pod as its worker last read it, if a relist
+/// made since saw it unchanged and nothing else asked for a fresh read
+/// (a change of the pod, a probe result, a relist event); read from CRI
+/// otherwise.
+async fn current_runtime(
+    ctx: &Context,
+    uid: &str,
+    state: &mut WorkerState,
+) -> Result<PodRuntime, KubeletError> {
+    if !state.changed
+        && let Some(seen) = &state.observed
+        && ctx
+            .relist
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unchanged(uid, &seen.fingerprint, seen.at)
+    {
+        return Ok(seen.runtime.clone());
+    }
+    read_runtime(ctx, uid, state).await
+}
+
+/// Reads the pod's runtime state from CRI and remembers it.
+async fn read_runtime(
+    ctx: &Context,
+    uid: &str,
+    state: &mut WorkerState,
+) -> Result<PodRuntime, KubeletError> {
+    let at = Instant::now();
+    let (runtime, fingerprint) = observe_pod(ctx, uid).await?;
+    state.observed = Some(Observed {
+        at,
+        fingerprint,
+        runtime: runtime.clone(),
+    });
+    Ok(runtime)
 }
 
 fn spec_container<'a>(pod: &'a Pod, name: &str) -> Option<(&'a SpecContainer, bool)> {
@@ -173,7 +235,7 @@ pub async fn sync(ctx: &Context, pod: &Pod, state: &mut WorkerState) -> Result<(
             )
             .await;
     }
-    let runtime = observe(ctx, &uid).await?;
+    let runtime = current_runtime(ctx, &uid, state).await?;
     if pod.metadata.deletion_timestamp.is_some() {
         terminate(ctx, pod, &runtime, state, Some(spec::grace_seconds(pod))).await?;
         write_status(ctx, pod, &observe(ctx, &uid).await?, state).await?;
@@ -208,7 +270,7 @@ pub async fn sync(ctx: &Context, pod: &Pod, state: &mut WorkerState) -> Result<(
     let runtime = if plan == PodActions::default() {
         runtime
     } else {
-        observe(ctx, &uid).await?
+        read_runtime(ctx, &uid, state).await?
     };
     if !status::is_terminal(phase) {
         refresh_volumes(ctx, pod, &runtime, state).await;
