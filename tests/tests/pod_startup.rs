@@ -19,6 +19,8 @@ use kube::runtime::watcher;
 
 /// Create requests in flight together.
 const CREATES_IN_FLIGHT: usize = 8;
+/// How long the CPU of the running pods' node software is counted.
+const STEADY: Duration = Duration::from_secs(10);
 /// Busy share of the CPUs (over 2 s) below which the machine counts as
 /// quiet before the pods are created.
 const QUIET_BUSY: f64 = 0.15;
@@ -110,6 +112,8 @@ struct Run {
     cpu: serde_json::Map<String, serde_json::Value>,
     /// Wall-clock seconds of that window.
     window: f64,
+    /// CPU seconds per component over [`STEADY`] once every pod is Ready.
+    steady_cpu: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The benchmark's pod `i` of `nodes`: the echo image, bound to a node,
@@ -246,12 +250,19 @@ async fn measure(nodes: usize, pods: usize) -> Run {
     watching.abort();
     let ready = seen.values().filter(|s| s.ready.is_some()).count();
     assert_eq!(ready, pods, "not every pod became Ready within 300 s");
+    // What the node software costs while the pods just run: probes,
+    // relists, resyncs, leases.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let steady_before = cpu_snapshot();
+    tokio::time::sleep(STEADY).await;
+    let steady_cpu = cpu_between(&steady_before, &cpu_snapshot());
     Run {
         latencies: spans(&seen, |s| s.created, |s| s.ready),
         to_running: spans(&seen, |s| s.created, |s| s.running),
         running_to_ready: spans(&seen, |s| s.running, |s| s.ready),
         cpu,
         window,
+        steady_cpu,
     }
 }
 
@@ -282,6 +293,11 @@ fn pod_startup_latency() {
             "  CPU seconds in the {:.2} s from the first create to the last Ready: {:?}",
             run.window, run.cpu
         );
+        println!(
+            "  CPU seconds in {} s with every pod running: {:?}",
+            STEADY.as_secs(),
+            run.steady_cpu
+        );
         let phase = |samples: &[f64]| {
             serde_json::json!({
                 "p50_seconds": percentile(samples, 50.0),
@@ -300,6 +316,8 @@ fn pod_startup_latency() {
             "running_to_ready": phase(&run.running_to_ready),
             "window_seconds": (run.window * 100.0).round() / 100.0,
             "cpu_seconds": run.cpu,
+            "steady_seconds": STEADY.as_secs(),
+            "steady_cpu_seconds": run.steady_cpu,
             "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         }));
     }

@@ -86,6 +86,7 @@ fn render(report: &serde_json::Value) -> String {
         ));
     }
     text.push_str(&cpu_table(report));
+    text.push_str(&steady_table(report));
     text.push_str("\nRaw samples: `target/baton/bench/pods.json`.\n");
     text
 }
@@ -93,21 +94,69 @@ fn render(report: &serde_json::Value) -> String {
 /// Where the CPU went from the first create request to the last pod Ready, by
 /// component, against what the cores could give in that window.
 fn cpu_table(report: &serde_json::Value) -> String {
-    let runs: Vec<&serde_json::Value> = report["runs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["cpu_seconds"].is_object())
-        .collect();
-    let Some(first) = runs.first() else {
+    let Some(first) = runs_with(report, "cpu_seconds").first().copied() else {
         return String::new();
     };
     let mut text = format!(
         "\nCPU seconds used from the first create request to the last pod Ready (each process's own \
          time and its reaped children's, from /proc), per pod in brackets; the cores could give \
-         {} × the window:\n\n| component |",
+         {} × the window:\n\n",
         first["cores"]
     );
+    text.push_str(&component_table(report, "cpu_seconds", |seconds, run| {
+        let pods = run["pods"].as_f64().unwrap_or(1.0);
+        format!("{seconds:.2} s ({:.0} ms)", seconds / pods * 1e3)
+    }));
+    text.push_str("| window (wall clock) |");
+    for run in runs_with(report, "cpu_seconds") {
+        text.push_str(&format!(
+            " {:.2} s |",
+            run["window_seconds"].as_f64().unwrap_or(f64::NAN)
+        ));
+    }
+    text.push('\n');
+    text
+}
+
+/// What the node software costs while every pod runs and nothing changes.
+fn steady_table(report: &serde_json::Value) -> String {
+    let Some(first) = runs_with(report, "steady_cpu_seconds").first().copied() else {
+        return String::new();
+    };
+    let mut text = format!(
+        "\nCPU while every pod runs and nothing changes (probes, relists, resyncs, leases; {} s \
+         counted a few seconds after the last pod became Ready), in % of one core:\n\n",
+        first["steady_seconds"]
+    );
+    text.push_str(&component_table(
+        report,
+        "steady_cpu_seconds",
+        |seconds, run| {
+            let counted = run["steady_seconds"].as_f64().unwrap_or(f64::NAN);
+            format!("{:.1} %", seconds / counted * 100.0)
+        },
+    ));
+    text
+}
+
+fn runs_with<'a>(report: &'a serde_json::Value, key: &str) -> Vec<&'a serde_json::Value> {
+    report["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r[key].is_object())
+        .collect()
+}
+
+/// A row per component of the `key` object of each run (a column per
+/// run), each cell `cell(seconds, run)`.
+fn component_table(
+    report: &serde_json::Value,
+    key: &str,
+    cell: impl Fn(f64, &serde_json::Value) -> String,
+) -> String {
+    let runs = runs_with(report, key);
+    let mut text = String::from("| component |");
     let mut sep = String::from("| --- |");
     for run in &runs {
         text.push_str(&format!(
@@ -121,31 +170,19 @@ fn cpu_table(report: &serde_json::Value) -> String {
     text.push('\n');
     let mut components: Vec<&String> = runs
         .iter()
-        .filter_map(|r| r["cpu_seconds"].as_object())
+        .filter_map(|r| r[key].as_object())
         .flat_map(|m| m.keys())
         .collect();
     components.sort();
     components.dedup();
-    let cell =
-        |seconds: f64, pods: f64| format!(" {seconds:.2} s ({:.0} ms) |", seconds / pods * 1e3);
     for component in components {
         text.push_str(&format!("| {component} |"));
         for run in &runs {
-            let seconds = run["cpu_seconds"][component.as_str()]
-                .as_f64()
-                .unwrap_or(0.0);
-            text.push_str(&cell(seconds, run["pods"].as_f64().unwrap_or(1.0)));
+            let seconds = run[key][component.as_str()].as_f64().unwrap_or(0.0);
+            text.push_str(&format!(" {} |", cell(seconds, run)));
         }
         text.push('\n');
     }
-    text.push_str("| window (wall clock) |");
-    for run in &runs {
-        text.push_str(&format!(
-            " {:.2} s |",
-            run["window_seconds"].as_f64().unwrap_or(f64::NAN)
-        ));
-    }
-    text.push('\n');
     text
 }
 
@@ -164,6 +201,20 @@ mod tests {
         assert!(text.contains("| baton-node | 0.60 s (20 ms) |"), "{text}");
         assert!(text.contains("| etcd | 0.30 s (10 ms) |"), "{text}");
         assert!(text.contains("| window (wall clock) | 3.00 s |"), "{text}");
+    }
+
+    #[test]
+    fn steady_cpu_is_tabled_in_percent_of_a_core() {
+        let report = serde_json::json!({"runs": [{
+            "nodes": 1, "pods": 30, "p50_seconds": 1.0, "p99_seconds": 2.0, "max_seconds": 2.0,
+            "steady_seconds": 10, "steady_cpu_seconds": {"containerd (with the CNI plugins it runs)": 0.25},
+        }]});
+        let text = render(&report);
+        assert!(text.contains("10 s counted"), "{text}");
+        assert!(
+            text.contains("| containerd (with the CNI plugins it runs) | 2.5 % |"),
+            "{text}"
+        );
     }
 
     #[test]
