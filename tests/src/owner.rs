@@ -67,6 +67,8 @@ pub struct ProcStat {
     /// The command name (at most 15 bytes).
     pub comm: String,
     pub state: char,
+    /// The session ID.
+    pub session: u32,
     /// CPU time of the process and of its reaped children (utime, stime,
     /// cutime, cstime), in clock ticks (`USER_HZ`, 100 on Linux).
     pub cpu_ticks: u64,
@@ -88,9 +90,10 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
     let close = text.rfind(')')?;
     let comm = text.get(open + 1..close)?.to_owned();
     let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
-    // Field 3 is the state, fields 14–17 the CPU times, field 22 the start
-    // time: index n - 3 here.
+    // Field 3 is the state, field 6 the session, fields 14–17 the CPU
+    // times, field 22 the start time: index n - 3 here.
     let state = fields.first()?.chars().next()?;
+    let session = fields.get(3)?.parse().ok()?;
     let cpu_ticks = fields
         .get(11..15)?
         .iter()
@@ -100,6 +103,7 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
     Some(ProcStat {
         comm,
         state,
+        session,
         cpu_ticks,
         start_time,
     })
@@ -115,6 +119,7 @@ mod tests {
         let stat = parse_stat(line).unwrap();
         assert_eq!(stat.comm, "a) b (c)");
         assert_eq!(stat.state, 'S');
+        assert_eq!(stat.session, 4242);
         assert_eq!(stat.cpu_ticks, 3);
         assert_eq!(stat.start_time, 987_654);
     }

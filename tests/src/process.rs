@@ -165,6 +165,21 @@ impl Tracked {
     }
 }
 
+/// Waits (briefly) until `setsid`, which our child execs first, has made
+/// the child the leader of its own session, so a detached process is
+/// detached when `spawn` returns. Gives up early if the child exits.
+fn wait_for_own_session(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        match crate::proc_stat(pid) {
+            Some(stat) if stat.session != pid && stat.state != 'Z' => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            _ => return,
+        }
+    }
+}
+
 /// Starts `spec` inside `netns` with stdout and stderr appended to
 /// `<logs_dir>/<name>.log`. `detached` puts it in its own session (via
 /// `setsid`, which execs without forking, so the PID stays the program's).
@@ -224,6 +239,9 @@ pub(crate) fn spawn(
             log,
         });
     };
+    if detached {
+        wait_for_own_session(pid);
+    }
     tracing::info!(name = %spec.name, pid, %netns, log = %log.display(), "started");
     Ok(Tracked {
         record: ProcessRecord {

@@ -39,10 +39,9 @@ fn spec() -> ClusterSpec {
 }
 
 fn session_of(pid: u32) -> u32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let (_, rest) = stat.rsplit_once(')').unwrap();
-    // Fields after the name: state, ppid, pgrp, session.
-    rest.split_whitespace().nth(3).unwrap().parse().unwrap()
+    baton_e2e::proc_stat(pid)
+        .expect("a running process")
+        .session
 }
 
 #[test]
