@@ -13,7 +13,7 @@ use std::path::Path;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::types::{SUPPORTED_VERSIONS, codes};
+use super::types::codes;
 use super::{Command, Invocation, PluginError};
 use crate::sys::{ifflags, netns};
 
@@ -43,15 +43,7 @@ fn network_error(msg: &str, details: impl ToString) -> PluginError {
 /// Runs ADD, DEL or CHECK for the loopback configuration in `stdin`;
 /// returns the ADD result.
 pub fn run(inv: &Invocation, stdin: &[u8]) -> Result<Option<String>, PluginError> {
-    let conf: LoopbackConf = serde_json::from_slice(stdin)
-        .map_err(|err| PluginError::new(codes::DECODE, "invalid network configuration", err))?;
-    if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
-        return Err(PluginError::new(
-            codes::INCOMPATIBLE_VERSION,
-            format!("unsupported cniVersion {}", conf.cni_version),
-            SUPPORTED_VERSIONS.join(", "),
-        ));
-    }
+    let conf = super::decode_conf(stdin, |c: &LoopbackConf| &c.cni_version)?;
     match inv.command {
         Command::Add => {
             let ns = inv.netns.as_deref().unwrap_or(Path::new(""));

@@ -382,6 +382,25 @@ pub fn endpoints(data_dir: &Path) -> io::Result<Vec<EndpointRecord>> {
     Ok(out)
 }
 
+/// Decodes the network configuration in `stdin` and checks that its
+/// `cniVersion` (read by `version`) is one this plugin speaks.
+fn decode_conf<T: serde::de::DeserializeOwned>(
+    stdin: &[u8],
+    version: fn(&T) -> &str,
+) -> Result<T, PluginError> {
+    let conf: T = serde_json::from_slice(stdin)
+        .map_err(|err| PluginError::new(codes::DECODE, "invalid network configuration", err))?;
+    let version = version(&conf);
+    if !SUPPORTED_VERSIONS.contains(&version) {
+        return Err(PluginError::new(
+            codes::INCOMPATIBLE_VERSION,
+            format!("unsupported cniVersion {version}"),
+            SUPPORTED_VERSIONS.join(", "),
+        ));
+    }
+    Ok(conf)
+}
+
 /// One plugin run: parses the configuration from `stdin`, dispatches on
 /// the invocation, and returns what to print on stdout and the exit code
 /// (0, or 1 with the spec's error object).
@@ -404,15 +423,7 @@ pub fn run<L: PodLinks>(
         if loopback::is_requested(stdin) {
             return loopback::run(&inv, stdin);
         }
-        let conf: NetConf = serde_json::from_slice(stdin)
-            .map_err(|err| PluginError::new(codes::DECODE, "invalid network configuration", err))?;
-        if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
-            return Err(PluginError::new(
-                codes::INCOMPATIBLE_VERSION,
-                format!("unsupported cniVersion {}", conf.cni_version),
-                SUPPORTED_VERSIONS.join(", "),
-            ));
-        }
+        let conf = decode_conf(stdin, |c: &NetConf| &c.cni_version)?;
         match inv.command {
             Command::Add => {
                 let mut result = plugin.add(&inv, &conf)?;
