@@ -4,7 +4,7 @@
 //!
 //! - `baton.local/pause:1`: `/pause` (the sandbox image of every node).
 //! - `baton.local/echo:1`: `/echo` (HTTP/TCP/UDP echo server, see
-//!   `tests/images/src/bin/echo.rs`) as entrypoint, plus busybox with `sh`,
+//!   `tests/images/src/bin/echo/main.rs`) as entrypoint, plus busybox with `sh`,
 //!   `cat`, `sleep`, `wget`… so `kubectl exec` and shell commands work.
 //!
 //! An archive is an OCI image layout in a tar file (`oci-layout`,
