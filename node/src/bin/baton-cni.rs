@@ -5,7 +5,7 @@
 
 use std::io::{Read as _, Write as _};
 
-use baton_node::cni::{self, Invocation, Plugin, link::IpRoute};
+use baton_node::cni::{self, Invocation, Plugin, link::Netlink};
 
 fn main() {
     tracing_subscriber::fmt()
@@ -19,7 +19,7 @@ fn main() {
     let invocation = Invocation::from_env(|key| std::env::var(key).ok());
     let mut stdin = Vec::new();
     let (out, code) = match std::io::stdin().read_to_end(&mut stdin) {
-        Ok(_) => cni::run(&Plugin::new(IpRoute), invocation, &stdin),
+        Ok(_) => cni::run(&Plugin::new(Netlink), invocation, &stdin),
         Err(err) => {
             let error = cni::PluginError {
                 code: cni::types::codes::IO,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use baton_node::cni::{self, Plugin, link::IpRoute, types::NetConf};
+use baton_node::cni::{self, Plugin, link::Netlink, types::NetConf};
 use baton_node::cri::Cri;
 use baton_node::kubelet::{self, KubeletError};
 use baton_node::proxy::{self, cli::ProxyArgs};
@@ -300,7 +300,7 @@ fn configure_network(
             source,
         }
     };
-    let released = Plugin::new(IpRoute)
+    let released = Plugin::new(Netlink)
         .reclaim(&conf, live)
         .map_err(|e| KubeletError::Io {
             action: "reclaiming addresses in",

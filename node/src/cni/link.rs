@@ -1,23 +1,34 @@
 //! The host side effects of pod networking: a veth pair between the node's
 //! namespace and the pod's, the pod's address and default route, and the
 //! node's route to the pod. Behind [`PodLinks`] so the plugin's logic is
-//! tested with [`fake::FakeLinks`]; [`IpRoute`] does it for real.
+//! tested with [`fake::FakeLinks`]; [`Netlink`] does it for real.
 //!
-//! [`IpRoute`] drives iproute2 (`ip`), the tool every node of ours already
-//! has: the plugin is a short-lived process doing a handful of link
-//! operations, and `ip` entering the pod namespace by path
-//! (`nsenter --net=<path>`) keeps every namespace switch out of this
-//! process. The commands of each side run as one `ip -batch` process, so
-//! an ADD is two processes: the veth's MACs are chosen here (derived from
-//! its name, locally administered) instead of read back, and the host
-//! link's existence and index come from `if_nametoindex`, not from `ip`.
+//! [`Netlink`] makes the route-netlink requests itself (`sys::rtnetlink`):
+//! a pod's ADD is five requests from the node's namespace side and four
+//! from a thread inside the pod's, and starts no process. The veth's MACs
+//! are chosen here (derived from its name, locally administered) instead of
+//! read back, and the host link's existence and index come from
+//! `if_nametoindex`.
 
-use std::net::Ipv4Addr;
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ipnet::Ipv4Net;
-use serde::Deserialize;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::RouteProtocol;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::sys::netns::{self, NetnsError};
+use crate::sys::rtnetlink::{Rtnl, RtnlError, ipv4_route};
 
 /// Prefix of host-side pod veths (as Cilium's `lxc…`).
 pub const HOST_VETH_PREFIX: &str = "lxc";
@@ -25,16 +36,15 @@ pub const HOST_VETH_PREFIX: &str = "lxc";
 /// A link operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    #[error("could not run `{command}`: {source}")]
-    Spawn {
-        command: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("`{command}` failed: {stderr}")]
-    Failed { command: String, stderr: String },
-    #[error("unexpected output of `{command}`: {detail}")]
-    Parse { command: String, detail: String },
+    #[error(transparent)]
+    Netlink(#[from] RtnlError),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("no link {0}")]
+    Missing(String),
+    /// What a test's fake was told to answer.
+    #[error("{0}")]
+    Fake(String),
 }
 
 /// What [`PodLinks::setup`] is asked to build.
@@ -91,160 +101,176 @@ pub fn host_ifname(container_id: &str, ifname: &str) -> String {
 /// of SHA-256(name/side), locally administered and unicast, so a retried
 /// ADD builds the same pair and nothing has to be read back.
 #[must_use]
-pub fn veth_mac(host_ifname: &str, side: &str) -> String {
+pub fn veth_mac(host_ifname: &str, side: &str) -> [u8; 6] {
     use sha2::{Digest as _, Sha256};
     let digest = Sha256::digest(format!("{host_ifname}/{side}"));
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&digest[..6]);
     mac[0] = (mac[0] & 0xfe) | 0x02;
+    mac
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+#[must_use]
+pub fn format_mac(mac: [u8; 6]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
 }
 
-/// The real implementation over iproute2.
+/// The real implementation, over route netlink: the requests `ip` would
+/// send, made by the plugin itself, so setting up a pod starts no process.
 #[derive(Debug, Clone, Default)]
-pub struct IpRoute;
+pub struct Netlink;
 
-#[derive(Deserialize)]
-struct LinkInfo {
-    ifname: String,
+/// The index of a link of the calling thread's namespace, `None` when there
+/// is no such link.
+fn index(name: &str) -> Option<u32> {
+    nix::net::if_::if_nametoindex(name).ok()
 }
 
-#[derive(Deserialize)]
-struct AddrInfo {
-    #[serde(default)]
-    addr_info: Vec<AddrEntry>,
+/// A link message for a new veth end named `name`.
+fn veth_end(name: &str, mtu: u32, mac: [u8; 6]) -> LinkMessage {
+    let mut message = LinkMessage::default();
+    message.attributes = vec![
+        LinkAttribute::IfName(name.to_owned()),
+        LinkAttribute::Mtu(mtu),
+        LinkAttribute::Address(mac.to_vec()),
+    ];
+    message
 }
 
-#[derive(Deserialize)]
-struct AddrEntry {
-    family: String,
-    local: String,
-    prefixlen: u8,
+/// A request to bring link `index` up.
+fn up(index: u32) -> LinkMessage {
+    let mut message = LinkMessage::default();
+    message.header.index = index;
+    message.header.flags = LinkFlags::Up;
+    message.header.change_mask = LinkFlags::Up;
+    message
 }
 
-impl IpRoute {
-    fn run(cmd: &mut Command) -> Result<String, LinkError> {
-        let command = format!("{cmd:?}").replace('"', "");
-        let out = cmd.output().map_err(|source| LinkError::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(LinkError::Failed {
-                command,
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            })
-        }
-    }
+/// Configures the pod's end, from a thread inside the pod's namespace: its
+/// address, a permanent neighbour entry for the gateway (the host end's
+/// MAC, so the pod never has to resolve it) and the routes through it.
+fn configure_pod_end(req: &SetupRequest, host_mac: [u8; 6]) -> Result<(), LinkError> {
+    let pod = &req.pod_ifname;
+    let pod_index = index(pod).ok_or_else(|| LinkError::Missing(format!("{pod} in the pod")))?;
+    let mut rtnl = Rtnl::open()?;
+    rtnl.request(
+        "bring the pod's link up",
+        RouteNetlinkMessage::SetLink(up(pod_index)),
+        0,
+    )?;
 
-    /// The index of a link of this process's namespace, `None` when there
-    /// is no such link (an ioctl, no process).
-    fn index(name: &str) -> Option<u32> {
-        nix::net::if_::if_nametoindex(name).ok()
-    }
+    let mut address = AddressMessage::default();
+    address.header.family = AddressFamily::Inet;
+    address.header.prefix_len = 32;
+    address.header.index = pod_index;
+    address.attributes = vec![
+        AddressAttribute::Local(req.address.into()),
+        AddressAttribute::Address(req.address.into()),
+    ];
+    rtnl.request(
+        "add the pod's address",
+        RouteNetlinkMessage::NewAddress(address),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )?;
 
-    fn ip(args: &[&str]) -> Result<String, LinkError> {
-        Self::run(Command::new("ip").args(args))
-    }
+    let mut neighbour = NeighbourMessage::default();
+    neighbour.header.family = AddressFamily::Inet;
+    neighbour.header.ifindex = pod_index;
+    neighbour.header.state = NeighbourState::Permanent;
+    neighbour.attributes = vec![
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(req.gateway)),
+        NeighbourAttribute::LinkLayerAddress(host_mac.to_vec()),
+    ];
+    rtnl.request(
+        "add the gateway's neighbour entry",
+        RouteNetlinkMessage::NewNeighbour(neighbour),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )?;
 
-    /// Runs several `ip` commands in one process (`ip -batch -`), inside
-    /// `netns` when given: one process per side of the veth instead of
-    /// one per command keeps a pod's network setup short.
-    fn batch(netns: Option<&Path>, commands: &[String]) -> Result<(), LinkError> {
-        use std::io::Write as _;
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut cmd = Command::new("nsenter");
-                cmd.arg(format!("--net={}", ns.display()))
-                    .arg("--")
-                    .arg("ip");
-                cmd
-            }
-            None => Command::new("ip"),
-        };
-        cmd.args(["-batch", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let command = format!("ip -batch - <<< {commands:?}");
-        let spawn_err = |source| LinkError::Spawn {
-            command: command.clone(),
-            source,
-        };
-        let mut child = cmd.spawn().map_err(spawn_err)?;
-        let input = commands.join("\n") + "\n";
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(input.as_bytes()).map_err(spawn_err)?;
-        }
-        let out = child.wait_with_output().map_err(spawn_err)?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(LinkError::Failed {
-                command,
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            })
-        }
+    for (op, message) in [
+        (
+            "add the route to the gateway",
+            ipv4_route(
+                req.gateway.into(),
+                None,
+                Some(pod_index),
+                RouteProtocol::Boot,
+            ),
+        ),
+        (
+            "add the default route",
+            ipv4_route(
+                Ipv4Net::default(),
+                Some(req.gateway),
+                Some(pod_index),
+                RouteProtocol::Boot,
+            ),
+        ),
+    ] {
+        rtnl.request(
+            op,
+            RouteNetlinkMessage::NewRoute(message),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )?;
     }
-
-    fn ip_in(netns: &Path, args: &[&str]) -> Result<String, LinkError> {
-        Self::run(
-            Command::new("nsenter")
-                .arg(format!("--net={}", netns.display()))
-                .arg("--")
-                .arg("ip")
-                .args(args),
-        )
-    }
+    Ok(())
 }
 
-impl PodLinks for IpRoute {
+impl PodLinks for Netlink {
     fn setup(&self, req: &SetupRequest) -> Result<Endpoint, LinkError> {
         // A retried ADD may find its earlier, half-configured pair.
         self.teardown(&req.host_ifname)?;
-        let (host, pod) = (&req.host_ifname, &req.pod_ifname);
-        let (address, gateway, mtu) = (req.address, req.gateway, req.mtu);
+        let host = &req.host_ifname;
         let host_mac = veth_mac(host, "host");
         let pod_mac = veth_mac(host, "pod");
         let result = (|| {
-            // Created with its peer directly inside the pod namespace
-            // (iproute2 takes a path as `netns`), so no foreign interface
-            // ever appears in the node namespace under the pod's name.
-            Self::batch(
-                None,
-                &[
-                    format!(
-                        "link add {host} mtu {mtu} address {host_mac} type veth peer name {pod} mtu {mtu} address {pod_mac} netns {}",
-                        req.netns.display()
-                    ),
-                    format!("link set dev {host} up"),
-                    format!("route replace {address}/32 dev {host} scope link"),
-                ],
-            )?;
-            let host_ifindex = Self::index(host).ok_or_else(|| LinkError::Parse {
-                command: format!("if_nametoindex({host})"),
-                detail: "the new host veth is missing".into(),
+            let netns = File::open(&req.netns).map_err(|source| NetnsError::Open {
+                path: req.netns.clone(),
+                source,
             })?;
-            Self::batch(
-                Some(&req.netns),
-                &[
-                    format!("addr add {address}/32 dev {pod}"),
-                    format!("link set dev {pod} up"),
-                    format!("neigh replace {gateway} lladdr {host_mac} dev {pod} nud permanent"),
-                    format!("route replace {gateway} dev {pod} scope link"),
-                    format!("route replace default via {gateway} dev {pod}"),
-                ],
+            let mut rtnl = Rtnl::open()?;
+            // The peer is created directly inside the pod namespace, so no
+            // foreign interface ever appears in the node namespace under
+            // the pod's name. The host end comes up with its creation; the
+            // peer cannot (the kernel opens it before the pair is joined,
+            // ENOTCONN), so the pod side brings it up.
+            let mut peer = veth_end(&req.pod_ifname, req.mtu, pod_mac);
+            peer.attributes
+                .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
+            let mut pair = veth_end(host, req.mtu, host_mac);
+            pair.header.flags = LinkFlags::Up;
+            pair.header.change_mask = LinkFlags::Up;
+            pair.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+            ]));
+            rtnl.request(
+                "create the veth pair",
+                RouteNetlinkMessage::NewLink(pair),
+                NLM_F_CREATE | NLM_F_EXCL,
             )?;
+            let host_ifindex = index(host)
+                .ok_or_else(|| LinkError::Missing(format!("the new host veth {host}")))?;
+            rtnl.request(
+                "add the node's route to the pod",
+                RouteNetlinkMessage::NewRoute(ipv4_route(
+                    req.address.into(),
+                    None,
+                    Some(host_ifindex),
+                    RouteProtocol::Boot,
+                )),
+                NLM_F_CREATE | NLM_F_REPLACE,
+            )?;
+            netns::run_in(&req.netns, || configure_pod_end(req, host_mac))??;
             Ok(Endpoint {
                 host_ifname: host.clone(),
                 host_ifindex,
-                host_mac: host_mac.clone(),
-                pod_mac: pod_mac.clone(),
+                host_mac: format_mac(host_mac),
+                pod_mac: format_mac(pod_mac),
             })
         })();
         if result.is_err() {
@@ -254,45 +280,84 @@ impl PodLinks for IpRoute {
     }
 
     fn teardown(&self, host_ifname: &str) -> Result<(), LinkError> {
-        if !self.host_link_exists(host_ifname)? {
+        let Some(host_index) = index(host_ifname) else {
             return Ok(());
-        }
-        match Self::ip(&["link", "del", "dev", host_ifname]) {
-            Ok(_) => Ok(()),
+        };
+        let mut link = LinkMessage::default();
+        link.header.index = host_index;
+        let mut rtnl = Rtnl::open()?;
+        match rtnl.request(
+            "delete the veth pair",
+            RouteNetlinkMessage::DelLink(link),
+            0,
+        ) {
             // Gone meanwhile (its namespace was removed).
-            Err(_) if !self.host_link_exists(host_ifname)? => Ok(()),
-            Err(err) => Err(err),
+            Err(err) if err.errno() == Some(libc::ENODEV) => Ok(()),
+            other => Ok(other?),
         }
     }
 
     fn pod_addresses(&self, netns: &Path, ifname: &str) -> Result<Vec<Ipv4Net>, LinkError> {
-        let out = Self::ip_in(netns, &["-j", "addr", "show", "dev", ifname])?;
-        let infos: Vec<AddrInfo> = serde_json::from_str(&out).map_err(|err| LinkError::Parse {
-            command: format!("ip -j addr show dev {ifname}"),
-            detail: err.to_string(),
-        })?;
-        Ok(infos
-            .into_iter()
-            .flat_map(|i| i.addr_info)
-            .filter(|a| a.family == "inet")
-            .filter_map(|a| Ipv4Net::new(a.local.parse().ok()?, a.prefixlen).ok())
-            .collect())
+        netns::run_in(netns, || {
+            let pod_index =
+                index(ifname).ok_or_else(|| LinkError::Missing(format!("{ifname} in the pod")))?;
+            let mut request = AddressMessage::default();
+            request.header.family = AddressFamily::Inet;
+            let answer = Rtnl::open().and_then(|mut rtnl| {
+                rtnl.dump(
+                    "list the pod's addresses",
+                    RouteNetlinkMessage::GetAddress(request),
+                )
+            })?;
+            Ok(answer
+                .into_iter()
+                .filter_map(|message| match message {
+                    RouteNetlinkMessage::NewAddress(a) if a.header.index == pod_index => Some(a),
+                    _ => None,
+                })
+                .filter_map(|a| {
+                    let local = a.attributes.iter().find_map(|attribute| match attribute {
+                        AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+                        _ => None,
+                    })?;
+                    Ipv4Net::new(local, a.header.prefix_len).ok()
+                })
+                .collect())
+        })?
     }
 
     fn host_link_exists(&self, host_ifname: &str) -> Result<bool, LinkError> {
-        Ok(Self::index(host_ifname).is_some())
+        Ok(index(host_ifname).is_some())
     }
 
     fn host_links(&self) -> Result<Vec<String>, LinkError> {
-        let out = Self::ip(&["-j", "link", "show", "type", "veth"])?;
-        let links: Vec<LinkInfo> = serde_json::from_str(&out).map_err(|err| LinkError::Parse {
-            command: "ip -j link show type veth".into(),
-            detail: err.to_string(),
+        let answer = Rtnl::open().and_then(|mut rtnl| {
+            rtnl.dump(
+                "list the node's links",
+                RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            )
         })?;
-        Ok(links
+        Ok(answer
             .into_iter()
-            .map(|l| l.ifname)
-            .filter(|n| n.starts_with(HOST_VETH_PREFIX))
+            .filter_map(|message| match message {
+                RouteNetlinkMessage::NewLink(link) => Some(link),
+                _ => None,
+            })
+            .filter(|link| {
+                link.attributes.iter().any(|attribute| {
+                    matches!(attribute, LinkAttribute::LinkInfo(infos)
+                        if infos.contains(&LinkInfo::Kind(InfoKind::Veth)))
+                })
+            })
+            .filter_map(|link| {
+                link.attributes
+                    .into_iter()
+                    .find_map(|attribute| match attribute {
+                        LinkAttribute::IfName(name) => Some(name),
+                        _ => None,
+                    })
+            })
+            .filter(|name| name.starts_with(HOST_VETH_PREFIX))
             .collect())
     }
 }
@@ -323,11 +388,8 @@ pub mod fake {
     impl PodLinks for FakeLinks {
         fn setup(&self, req: &SetupRequest) -> Result<Endpoint, LinkError> {
             self.calls.borrow_mut().push(Call::Setup(req.clone()));
-            if let Some(stderr) = self.fail_setup.borrow_mut().take() {
-                return Err(LinkError::Failed {
-                    command: "fake setup".into(),
-                    stderr,
-                });
+            if let Some(message) = self.fail_setup.borrow_mut().take() {
+                return Err(LinkError::Fake(message));
             }
             self.links.borrow_mut().insert(
                 req.host_ifname.clone(),
@@ -389,13 +451,102 @@ mod tests {
         let pod = veth_mac("lxc0123456789ab", "pod");
         assert_ne!(host, pod);
         assert_eq!(host, veth_mac("lxc0123456789ab", "host"));
-        for mac in [&host, &pod] {
-            let bytes: Vec<u8> = mac
-                .split(':')
-                .map(|b| u8::from_str_radix(b, 16).unwrap())
-                .collect();
-            assert_eq!(bytes.len(), 6, "{mac}");
-            assert_eq!(bytes[0] & 0x03, 0x02, "locally administered unicast: {mac}");
+        for mac in [host, pod] {
+            assert_eq!(mac[0] & 0x03, 0x02, "locally administered unicast: {mac:?}");
         }
+        assert_eq!(format_mac([0x02, 0, 0xab, 1, 2, 0xff]), "02:00:ab:01:02:ff");
+    }
+
+    /// What `ip` shows of a namespace (`None`: the node's), for checking
+    /// the netlink requests against the tool users would read them with.
+    fn ip(netns: Option<&Path>, args: &[&str]) -> String {
+        let mut command = match netns {
+            Some(ns) => {
+                let mut command = std::process::Command::new("nsenter");
+                command.arg(format!("--net={}", ns.display())).arg("ip");
+                command
+            }
+            None => std::process::Command::new("ip"),
+        };
+        let out = command.args(args).output().unwrap();
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn netlink_builds_the_pair_routes_and_neighbour_and_removes_them() {
+        let (pod_ns, _pod_ns_alive) = netns::testing::hold_fresh();
+        let pod_ns = pod_ns.as_path();
+        netns::testing::in_fresh(|| {
+            let host = host_ifname("netlink-test", "eth0");
+            let req = SetupRequest {
+                netns: pod_ns.to_owned(),
+                pod_ifname: "eth0".into(),
+                host_ifname: host.clone(),
+                address: Ipv4Addr::new(10, 244, 1, 7),
+                gateway: Ipv4Addr::new(169, 254, 1, 1),
+                mtu: 1450,
+            };
+            let endpoint = Netlink.setup(&req).unwrap();
+            // A retried ADD replaces the pair and gets the same one.
+            let again = Netlink.setup(&req).unwrap();
+            assert_eq!(endpoint.host_mac, again.host_mac);
+            let endpoint = again;
+            assert_eq!(Some(endpoint.host_ifindex), index(&host));
+            assert_eq!(endpoint.host_mac, format_mac(veth_mac(&host, "host")));
+
+            let host_link = ip(None, &["-d", "link", "show", "dev", &host]);
+            assert!(
+                host_link.contains("mtu 1450") && host_link.contains("state UP")
+                    || host_link.contains(",UP"),
+                "{host_link}"
+            );
+            assert!(
+                host_link.contains(&endpoint.host_mac) && host_link.contains("veth"),
+                "{host_link}"
+            );
+            let node_routes = ip(None, &["-4", "route", "show"]);
+            assert!(
+                node_routes.contains(&format!("10.244.1.7 dev {host} scope link")),
+                "{node_routes}"
+            );
+
+            let pod_link = ip(Some(pod_ns), &["link", "show", "dev", "eth0"]);
+            assert!(
+                pod_link.contains("mtu 1450")
+                    && pod_link.contains(",UP")
+                    && pod_link.contains(&endpoint.pod_mac),
+                "{pod_link}"
+            );
+            let pod_routes = ip(Some(pod_ns), &["-4", "route", "show"]);
+            assert!(
+                pod_routes.contains("default via 169.254.1.1 dev eth0"),
+                "{pod_routes}"
+            );
+            assert!(
+                pod_routes.contains("169.254.1.1 dev eth0 scope link"),
+                "{pod_routes}"
+            );
+            let neighbours = ip(Some(pod_ns), &["neigh", "show", "dev", "eth0"]);
+            assert!(
+                neighbours.contains(&format!(
+                    "169.254.1.1 lladdr {} PERMANENT",
+                    endpoint.host_mac
+                )),
+                "{neighbours}"
+            );
+            assert_eq!(
+                Netlink.pod_addresses(pod_ns, "eth0").unwrap(),
+                ["10.244.1.7/32".parse::<Ipv4Net>().unwrap()]
+            );
+            assert_eq!(Netlink.host_links().unwrap(), vec![host.clone()]);
+
+            Netlink.teardown(&host).unwrap();
+            assert!(!Netlink.host_link_exists(&host).unwrap());
+            assert!(Netlink.host_links().unwrap().is_empty());
+            assert!(!ip(Some(pod_ns), &["link", "show"]).contains("eth0"));
+            // DEL is idempotent.
+            Netlink.teardown(&host).unwrap();
+        });
     }
 }

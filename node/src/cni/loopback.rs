@@ -136,7 +136,6 @@ fn add_result(version: &str, netns: &Path, addresses: &[IpNet]) -> serde_json::V
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
-    use std::sync::mpsc;
 
     use super::*;
 
@@ -149,21 +148,6 @@ mod tests {
             netns,
             ifname: "eth0".into(),
         }
-    }
-
-    /// A fresh network namespace, alive until the returned sender drops.
-    fn fresh_namespace() -> (PathBuf, mpsc::Sender<()>) {
-        let (path_tx, path_rx) = mpsc::channel();
-        let (done_tx, done_rx) = mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                .expect("a new network namespace (the tests run as root)");
-            let tid = nix::unistd::gettid();
-            let path = PathBuf::from(format!("/proc/self/task/{tid}/ns/net"));
-            path_tx.send(path).unwrap();
-            let _ = done_rx.recv();
-        });
-        (path_rx.recv().unwrap(), done_tx)
     }
 
     #[test]
@@ -191,7 +175,7 @@ mod tests {
 
     #[test]
     fn add_brings_lo_up_check_sees_it_and_del_brings_it_down() {
-        let (ns, _alive) = fresh_namespace();
+        let (ns, _alive) = crate::sys::netns::testing::hold_fresh();
         let lo_up = || netns::run_in(&ns, || ifflags::is_up(LO)).unwrap().unwrap();
         assert!(!lo_up(), "a new namespace starts with lo down");
         let check = run(&invocation(Command::Check, Some(ns.clone())), CONF);

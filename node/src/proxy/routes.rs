@@ -11,14 +11,12 @@
 //! [`ROUTE_PROTOCOL`] so routes of anyone else are never touched, and stale
 //! ones (a node deleted or readdressed) removed.
 //!
-//! Routes are written with iproute2 (`ip route replace`), as the CNI plugin
-//! sets up its links: a handful of routes per node change rarely, and the
-//! tool's behaviour is what an operator checks them with.
+//! Routes are read and written over route netlink (`sys::rtnetlink`), the
+//! requests `ip route show/replace/del … proto 156` make.
 
 use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
-    process::Command,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -30,7 +28,14 @@ use kube::{
     Api, Client,
     runtime::{WatchStreamExt, reflector, watcher},
 };
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+};
 use tracing::{info, warn};
+
+use crate::sys::rtnetlink::{Rtnl, RtnlError, ipv4_route};
 
 /// The routing protocol number baton's pod routes carry (`proto 156` in
 /// `ip route`); anything else in the table is left alone.
@@ -44,19 +49,7 @@ const RETRY: Duration = Duration::from_secs(1);
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// A route could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum RouteError {
-    #[error("run ip {args}: {source}")]
-    Spawn {
-        args: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("ip {args} failed: {stderr}")]
-    Failed { args: String, stderr: String },
-    #[error("ip route output is not JSON: {0}")]
-    Parse(#[from] serde_json::Error),
-}
+pub type RouteError = RtnlError;
 
 /// Each other node's podCIDR → the address to reach it through.
 pub type PodRoutes = BTreeMap<Ipv4Net, Ipv4Addr>;
@@ -92,49 +85,40 @@ fn internal_ip(node: &Node) -> Option<Ipv4Addr> {
         .find_map(|a| a.address.parse().ok())
 }
 
-fn ip(args: &[String]) -> Result<String, RouteError> {
-    let joined = args.join(" ");
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|source| RouteError::Spawn {
-            args: joined.clone(),
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(RouteError::Failed {
-            args: joined,
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 /// The routes of ours in the main table of this network namespace.
 pub fn installed() -> Result<PodRoutes, RouteError> {
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        dst: String,
-        gateway: Option<String>,
-    }
-    let args = [
-        "-j",
-        "-4",
-        "route",
-        "show",
-        "proto",
-        &ROUTE_PROTOCOL.to_string(),
-    ]
-    .map(String::from);
-    let text = ip(&args)?;
-    let entries: Vec<Entry> = if text.trim().is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(&text)?
-    };
-    Ok(entries
+    let mut request = RouteMessage::default();
+    request.header.address_family = netlink_packet_route::AddressFamily::Inet;
+    let answer = Rtnl::open()?.dump("list routes", RouteNetlinkMessage::GetRoute(request))?;
+    Ok(answer
         .into_iter()
-        .filter_map(|e| Some((e.dst.parse().ok()?, e.gateway?.parse().ok()?)))
+        .filter_map(|message| match message {
+            RouteNetlinkMessage::NewRoute(route) => Some(route),
+            _ => None,
+        })
+        .filter(|route| {
+            route.header.table == RouteHeader::RT_TABLE_MAIN
+                && u8::from(route.header.protocol) == ROUTE_PROTOCOL
+        })
+        .filter_map(|route| {
+            let address = |wanted: fn(&RouteAttribute) -> Option<&RouteAddress>| {
+                route.attributes.iter().find_map(|a| match wanted(a) {
+                    Some(RouteAddress::Inet(ip)) => Some(*ip),
+                    _ => None,
+                })
+            };
+            let destination = address(|a| match a {
+                RouteAttribute::Destination(d) => Some(d),
+                _ => None,
+            })
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let gateway = address(|a| match a {
+                RouteAttribute::Gateway(g) => Some(g),
+                _ => None,
+            })?;
+            let cidr = Ipv4Net::new(destination, route.header.destination_prefix_length).ok()?;
+            Some((cidr, gateway))
+        })
         .collect())
 }
 
@@ -142,26 +126,30 @@ pub fn installed() -> Result<PodRoutes, RouteError> {
 /// added or changed and removed.
 pub fn reconcile(want: &PodRoutes) -> Result<(usize, usize), RouteError> {
     let have = installed()?;
-    let proto = ROUTE_PROTOCOL.to_string();
+    let mut rtnl = Rtnl::open()?;
+    let protocol = RouteProtocol::from(ROUTE_PROTOCOL);
     let mut written = 0;
     for (cidr, via) in want {
         if have.get(cidr) != Some(via) {
-            let args = [
-                "route",
-                "replace",
-                &cidr.to_string(),
-                "via",
-                &via.to_string(),
-                "proto",
-                &proto,
-            ];
-            ip(&args.map(String::from))?;
+            rtnl.request(
+                "write a pod route",
+                RouteNetlinkMessage::NewRoute(ipv4_route(*cidr, Some(*via), None, protocol)),
+                NLM_F_CREATE | NLM_F_REPLACE,
+            )?;
             written += 1;
         }
     }
     let mut removed = 0;
     for cidr in have.keys().filter(|c| !want.contains_key(c)) {
-        ip(&["route", "del", &cidr.to_string(), "proto", &proto].map(String::from))?;
+        // As `ip route del <cidr> proto 156`: any scope and type.
+        let mut route = ipv4_route(*cidr, None, None, protocol);
+        route.header.scope = RouteScope::NoWhere;
+        route.header.kind = netlink_packet_route::route::RouteType::Unspec;
+        rtnl.request(
+            "remove a pod route",
+            RouteNetlinkMessage::DelRoute(route),
+            0,
+        )?;
         removed += 1;
     }
     Ok((written, removed))
@@ -259,5 +247,57 @@ mod tests {
         let nodes = [node("n2", Some("10.244.2.7/24"), Some("172.28.5.12"))];
         let routes = desired(&nodes, "n1");
         assert!(routes.contains_key(&"10.244.2.0/24".parse().unwrap()));
+    }
+
+    /// `ip` in the calling thread's namespace.
+    fn ip(args: &[&str]) -> String {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn reconcile_writes_replaces_and_removes_only_routes_of_ours() {
+        crate::sys::netns::testing::in_fresh(|| {
+            // A link to route through, and a route of someone else's.
+            ip(&[
+                "link", "add", "uplink", "type", "veth", "peer", "name", "peer",
+            ]);
+            ip(&["addr", "add", "172.28.5.11/24", "dev", "uplink"]);
+            ip(&["link", "set", "uplink", "up"]);
+            ip(&["route", "add", "10.9.0.0/16", "via", "172.28.5.1"]);
+            let cidr = |c: &str| c.parse::<Ipv4Net>().unwrap();
+            let addr = |a: &str| a.parse::<Ipv4Addr>().unwrap();
+
+            let want = PodRoutes::from([
+                (cidr("10.244.2.0/24"), addr("172.28.5.12")),
+                (cidr("10.244.3.0/24"), addr("172.28.5.13")),
+            ]);
+            assert_eq!(reconcile(&want).unwrap(), (2, 0));
+            assert_eq!(installed().unwrap(), want);
+            let table = ip(&["-4", "route", "show"]);
+            assert!(
+                table.contains("10.244.2.0/24 via 172.28.5.12 dev uplink proto 156"),
+                "{table}"
+            );
+            assert_eq!(reconcile(&want).unwrap(), (0, 0), "nothing to change");
+
+            // Node 3 readdressed, node 2 gone.
+            let want = PodRoutes::from([(cidr("10.244.3.0/24"), addr("172.28.5.23"))]);
+            assert_eq!(reconcile(&want).unwrap(), (1, 1));
+            assert_eq!(installed().unwrap(), want);
+            let table = ip(&["-4", "route", "show"]);
+            assert!(!table.contains("10.244.2.0/24"), "{table}");
+            assert!(table.contains("10.244.3.0/24 via 172.28.5.23"), "{table}");
+            assert!(table.contains("10.9.0.0/16 via 172.28.5.1"), "{table}");
+
+            assert_eq!(reconcile(&PodRoutes::new()).unwrap(), (0, 1));
+            let table = ip(&["-4", "route", "show"]);
+            assert!(table.contains("10.9.0.0/16 via 172.28.5.1"), "{table}");
+            assert!(installed().unwrap().is_empty(), "{table}");
+        });
     }
 }

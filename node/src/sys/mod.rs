@@ -7,6 +7,7 @@ pub mod ifflags;
 pub mod link;
 pub mod mount;
 pub mod netns;
+pub mod rtnetlink;
 pub mod test_run;
 
 use std::io;

@@ -84,6 +84,51 @@ where
     })
 }
 
+/// Fresh network namespaces for tests (they run as root).
+#[cfg(test)]
+pub mod testing {
+    use std::path::PathBuf;
+    use std::sync::mpsc;
+
+    use nix::sched::{CloneFlags, unshare};
+
+    /// A fresh network namespace held by a thread until the returned
+    /// sender drops: its path (`/proc/<pid>/task/<tid>/ns/net`, which
+    /// other processes can open too) and the sender.
+    #[must_use]
+    pub fn hold_fresh() -> (PathBuf, mpsc::Sender<()>) {
+        let (path_tx, path_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            unshare(CloneFlags::CLONE_NEWNET).expect("a new network namespace (tests run as root)");
+            let tid = nix::unistd::gettid();
+            path_tx
+                .send(PathBuf::from(format!(
+                    "/proc/{}/task/{tid}/ns/net",
+                    std::process::id()
+                )))
+                .unwrap();
+            let _ = done_rx.recv();
+        });
+        (path_rx.recv().unwrap(), done_tx)
+    }
+
+    /// Runs `work` on a thread of its own fresh network namespace, which
+    /// ends with it.
+    pub fn in_fresh<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    unshare(CloneFlags::CLONE_NEWNET)
+                        .expect("a new network namespace (tests run as root)");
+                    work()
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
