@@ -235,7 +235,7 @@ pub fn section(report: &Value) -> String {
         "## Dataplane\n\n\
 `cargo xtask bench dataplane`: a namespace cluster with the whole control plane and two nodes running \
 release builds of `baton-node` over containerd, real pods of the echo image from Deployments \
-(HTTP/1.1 keep-alive server). Node 1 runs baton's eBPF dataplane (socket LB on the node's cgroup \
+(HTTP/1.1 keep-alive server, one epoll event loop). Node 1 runs baton's eBPF dataplane (socket LB on the node's cgroup \
 subtree, tc on its uplink and pod veths); node 2 runs the same agent without a dataplane, and the \
 benchmark loads the rules kube-proxy's iptables mode writes for the same Services \
 (KUBE-SERVICES → KUBE-SVC → KUBE-SEP with `statistic --mode random` DNAT, KUBE-MARK-MASQ / \
