@@ -103,8 +103,6 @@ pub fn respond(
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
     #[test]
@@ -124,14 +122,7 @@ mod tests {
 
     #[test]
     fn answers_with_the_client_it_saw() {
-        let config = Config {
-            http_port: 0,
-            tcp_port: 0,
-            udp_port: 0,
-            unhealthy_file: PathBuf::from("/nonexistent/unhealthy"),
-            hostname: "pod-a".into(),
-            pod_ip: None,
-        };
+        let config = Config::for_tests();
         let (mut out, mut body) = (Vec::new(), String::new());
         let peer: SocketAddr = "10.244.1.7:4000".parse().unwrap();
         respond(

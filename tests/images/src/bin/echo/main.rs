@@ -44,6 +44,21 @@ struct Config {
     pod_ip: Option<String>,
 }
 
+#[cfg(test)]
+impl Config {
+    /// A pod named `pod-a`, no `POD_IP`, never unhealthy, no listeners.
+    fn for_tests() -> Self {
+        Self {
+            http_port: 0,
+            tcp_port: 0,
+            udp_port: 0,
+            unhealthy_file: PathBuf::from("/nonexistent/unhealthy"),
+            hostname: "pod-a".into(),
+            pod_ip: None,
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("udp") {

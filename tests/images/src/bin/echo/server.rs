@@ -304,7 +304,6 @@ impl Connection {
 mod tests {
     use std::io::{BufRead, BufReader};
     use std::net::{Ipv4Addr, Shutdown};
-    use std::path::PathBuf;
     use std::sync::OnceLock;
 
     use super::*;
@@ -319,14 +318,7 @@ mod tests {
             let addrs = (http.local_addr().unwrap(), echo.local_addr().unwrap());
             std::thread::spawn(move || {
                 static CONFIG: OnceLock<Config> = OnceLock::new();
-                let config = CONFIG.get_or_init(|| Config {
-                    http_port: 0,
-                    tcp_port: 0,
-                    udp_port: 0,
-                    unhealthy_file: PathBuf::from("/nonexistent/unhealthy"),
-                    hostname: "pod-a".into(),
-                    pod_ip: None,
-                });
+                let config = CONFIG.get_or_init(Config::for_tests);
                 serve(vec![(http, Protocol::Http), (echo, Protocol::Echo)], config).unwrap();
             });
             addrs
