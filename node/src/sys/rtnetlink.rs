@@ -12,7 +12,8 @@ use std::io;
 use std::num::NonZeroI32;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -89,7 +90,7 @@ impl Rtnl {
     ) -> Result<(), RtnlError> {
         let sequence = self.send(op, message, NLM_F_REQUEST | NLM_F_ACK | flags)?;
         let mut acknowledged = false;
-        self.receive(op, sequence, |payload| match payload {
+        self.receive(op, sequence, false, |payload| match payload {
             NetlinkPayload::Error(err) => {
                 acknowledged = true;
                 match err.code {
@@ -118,7 +119,7 @@ impl Rtnl {
     ) -> Result<Vec<RouteNetlinkMessage>, RtnlError> {
         let sequence = self.send(op, message, NLM_F_REQUEST | NLM_F_DUMP)?;
         let mut messages = Vec::new();
-        self.receive(op, sequence, |payload| match payload {
+        self.receive(op, sequence, true, |payload| match payload {
             NetlinkPayload::InnerMessage(message) => {
                 messages.push(message);
                 Ok(false)
@@ -154,11 +155,13 @@ impl Rtnl {
     }
 
     /// Hands every message answering `sequence` to `take` until it returns
-    /// true (the last one).
+    /// true (the last one); messages that cannot be decoded fail the call,
+    /// or are skipped when `skip_undecodable` (a dump's objects).
     fn receive(
         &mut self,
         op: &'static str,
         sequence: u32,
+        skip_undecodable: bool,
         mut take: impl FnMut(NetlinkPayload<RouteNetlinkMessage>) -> Result<bool, RtnlError>,
     ) -> Result<(), RtnlError> {
         loop {
@@ -175,22 +178,44 @@ impl Rtnl {
             }
             let mut offset = 0;
             while offset < self.buffer.len() {
-                let packet =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buffer[offset..])
-                        .map_err(|err| RtnlError::Decode {
+                let bytes = &self.buffer[offset..];
+                let (length, answers) = match NetlinkBuffer::new_checked(bytes) {
+                    Ok(header) => (
+                        usize::try_from(header.length()).unwrap_or(usize::MAX),
+                        header.sequence_number() == sequence,
+                    ),
+                    Err(err) => {
+                        return Err(RtnlError::Decode {
                             op,
                             detail: err.to_string(),
-                        })?;
-                let length = usize::try_from(packet.header.length).unwrap_or(usize::MAX);
-                if length == 0 {
-                    break;
-                }
+                        });
+                    }
+                };
                 // Messages are 4-byte aligned within a datagram.
                 offset = offset.saturating_add(length.next_multiple_of(4));
-                if packet.header.sequence_number != sequence {
+                if !answers {
                     continue; // an answer to an earlier request that failed halfway
                 }
-                if take(packet.payload)? {
+                // The buffer's check above guarantees 16 <= length <= bytes.len().
+                let payload =
+                    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..length]) {
+                        Ok(packet) => packet.payload,
+                        // One object of a dump this crate cannot read (a link
+                        // kind or attribute newer than it, say) is left out
+                        // rather than failing the whole listing; every caller
+                        // of a dump only loses sight of that one object.
+                        Err(err) if skip_undecodable => {
+                            tracing::debug!(op, %err, "skipping an undecodable netlink message");
+                            continue;
+                        }
+                        Err(err) => {
+                            return Err(RtnlError::Decode {
+                                op,
+                                detail: err.to_string(),
+                            });
+                        }
+                    };
+                if take(payload)? {
                     return Ok(());
                 }
             }
