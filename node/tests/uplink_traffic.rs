@@ -98,7 +98,20 @@ const BPF_LINK_TYPE_TCX: u64 = 11;
 /// query. (This bpftool predates tcx, so it prints the link type as a number
 /// and cannot show the device.)
 fn tcx_links() -> Vec<u64> {
-    let json = support::run("bpftool", &["-j", "link", "show"]);
+    // bpftool walks the link table by id and fails, saying nothing, when a
+    // link another test just removed vanishes between two steps of its
+    // walk: a few tries get one consistent listing.
+    let json = (0..5)
+        .find_map(|_| {
+            let out = std::process::Command::new("bpftool")
+                .args(["-j", "link", "show"])
+                .output()
+                .expect("run bpftool");
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        })
+        .unwrap_or_else(|| support::run("bpftool", &["-j", "link", "show"]));
     let links: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
     links
         .iter()
