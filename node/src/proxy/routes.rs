@@ -101,23 +101,16 @@ pub fn installed() -> Result<PodRoutes, RouteError> {
                 && u8::from(route.header.protocol) == ROUTE_PROTOCOL
         })
         .filter_map(|route| {
-            let address = |wanted: fn(&RouteAttribute) -> Option<&RouteAddress>| {
-                route.attributes.iter().find_map(|a| match wanted(a) {
-                    Some(RouteAddress::Inet(ip)) => Some(*ip),
-                    _ => None,
-                })
-            };
-            let destination = address(|a| match a {
-                RouteAttribute::Destination(d) => Some(d),
-                _ => None,
-            })
-            .unwrap_or(Ipv4Addr::UNSPECIFIED);
-            let gateway = address(|a| match a {
-                RouteAttribute::Gateway(g) => Some(g),
-                _ => None,
-            })?;
+            let (mut destination, mut gateway) = (Ipv4Addr::UNSPECIFIED, None);
+            for attribute in &route.attributes {
+                match attribute {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => destination = *ip,
+                    RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateway = Some(*ip),
+                    _ => {}
+                }
+            }
             let cidr = Ipv4Net::new(destination, route.header.destination_prefix_length).ok()?;
-            Some((cidr, gateway))
+            Some((cidr, gateway?))
         })
         .collect())
 }
