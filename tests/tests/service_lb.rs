@@ -109,14 +109,14 @@ fn cluster_ip_answers_from_every_node_and_every_pod(c: &ProxyCluster, pods: &Pod
     for pod in ["p1", "p2", "p3", "client1"] {
         probes.push((format!("pod {pod}"), c.pod_probe(pod)));
     }
-    // The service is programmed shortly after the slice is written.
-    let (_, first) = &mut probes[0];
-    c.wait(
-        Duration::from_secs(10),
-        "the echo service answering",
-        || first.http_get(http, "/").is_ok(),
-    );
     for (who, probe) in &mut probes {
+        // The service is programmed shortly after the slice is written,
+        // by each node on its own.
+        c.wait(
+            Duration::from_secs(10),
+            &format!("the echo service answering {who}"),
+            || probe.http_get(http, "/").is_ok(),
+        );
         let mut seen = BTreeSet::new();
         for _ in 0..12 {
             let reply = probe
@@ -219,11 +219,13 @@ spec:
     let udp_port = c.node_port("np", "dns");
     let client_ip = c.cluster.client().address();
     let mut client = c.client_probe();
-    c.wait(Duration::from_secs(10), "the NodePort answering", || {
-        client.http_get(sock(c.node_ip(1), port), "/").is_ok()
-    });
     for node in 1..=3 {
         let addr = sock(c.node_ip(node), port);
+        c.wait(
+            Duration::from_secs(10),
+            &format!("the NodePort answering on node {node}"),
+            || client.http_get(addr, "/").is_ok(),
+        );
         let reply = client
             .http_get(addr, "/")
             .unwrap_or_else(|e| panic!("GET {addr}: {e:?}\n{}", c.logs()));
@@ -346,26 +348,25 @@ spec:
             assert_eq!(json["localEndpoints"], 0);
         }
     }
-    // The endpoint moves to node 3: the health checks follow.
+    // The endpoint moves to node 3: the health checks follow. Each node
+    // learns of the change from its own watch, so each is waited for.
     c.apply(&slice_manifest(
         "local-1",
         "local",
         &[("http", HTTP_PORT, "TCP")],
         &borrowed(&ready(&[&pods.p3])),
     ));
-    c.wait(
-        Duration::from_secs(5),
-        "node 3's health check at 200",
-        || {
-            client
-                .http_get(sock(c.node_ip(3), health_port), "/healthz")
-                .is_ok_and(|r| r.status == 200)
-        },
-    );
-    let reply = client
-        .http_get(sock(c.node_ip(1), health_port), "/healthz")
-        .expect("health check");
-    assert_eq!(reply.status, 503);
+    for (node, status) in [(3, 200), (1, 503)] {
+        c.wait(
+            Duration::from_secs(5),
+            &format!("node {node}'s health check at {status}"),
+            || {
+                client
+                    .http_get(sock(c.node_ip(node), health_port), "/healthz")
+                    .is_ok_and(|r| r.status == status)
+            },
+        );
+    }
 }
 
 fn session_affinity_keeps_a_client_on_one_backend_until_the_timeout(c: &ProxyCluster, pods: &Pods) {
