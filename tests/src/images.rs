@@ -420,6 +420,12 @@ pub fn archives_dir() -> PathBuf {
     target_dir().join("baton").join("images")
 }
 
+/// Where the image binaries are built: pause, echo, and the benchmarks'
+/// load generator.
+pub fn binaries_dir() -> PathBuf {
+    target_dir().join(IMAGE_TARGET).join("release")
+}
+
 /// Builds the image binaries (`baton-images`, release, for
 /// [`IMAGE_TARGET`]) with `cargo` and writes the pause and echo archives
 /// into `out_dir`. Returns them, pause first.
@@ -434,7 +440,7 @@ pub fn build_standard(cargo: &Path, out_dir: &Path) -> Result<Vec<Archive>, Imag
         IMAGE_TARGET,
     ]);
     exec::run(&mut cmd, Duration::from_secs(900))?.check()?;
-    let bins = target_dir().join(IMAGE_TARGET).join("release");
+    let bins = binaries_dir();
     let pause = pause_image(&bins.join("pause"))?;
     let echo = echo_image(&bins.join("echo"), Path::new(BUSYBOX))?;
     Ok(vec![

@@ -15,6 +15,7 @@
 
 mod iptables;
 mod load;
+mod paired;
 mod plot;
 mod probe;
 mod profile;
@@ -75,6 +76,13 @@ pub struct BenchDataplaneArgs {
     /// iptables of the kube-proxy baseline.
     #[arg(long, value_enum, default_value_t = Backend::Nft)]
     pub iptables: Backend,
+    /// Length of a slice of the paired runs (service path and direct path
+    /// alternating in one client), ms.
+    #[arg(long, default_value_t = 150)]
+    pub slice_ms: u64,
+    /// Recorded slices of each paired run (every two make a pair).
+    #[arg(long, default_value_t = 40)]
+    pub slices: usize,
     /// Skip the BPF run-time profile.
     #[arg(long)]
     pub no_profile: bool,
@@ -223,6 +231,10 @@ pub fn run(args: BenchDataplaneArgs) -> Result<()> {
         !args.services.is_empty() && args.services.iter().all(|&n| n >= 1),
         "--services needs counts of at least 1"
     );
+    ensure!(
+        args.slices >= 2 && args.slices.is_multiple_of(2) && args.slice_ms > 0,
+        "--slices needs an even count of at least 2, --slice-ms a positive length"
+    );
     crate::images::run(&crate::images::ImagesArgs::default())?;
     let bins = match &args.bin_dir {
         Some(dir) => dir.clone(),
@@ -251,6 +263,8 @@ pub fn run(args: BenchDataplaneArgs) -> Result<()> {
             "connections": args.connections,
             "threads": args.threads,
             "iptables": args.iptables.name(),
+            "paired_slice_ms": args.slice_ms,
+            "paired_slices": args.slices,
             "cluster_cidr": CLUSTER_CIDR,
         },
     });
@@ -365,6 +379,21 @@ fn measure_on(
         duration: Duration::from_secs(args.duration),
     };
     let all_paths = paths(bench, &pods, baton_fe, ipt_fe);
+    let pairs = paired::pairs(
+        &all_paths,
+        &format!("http://{}:{ECHO_PORT}/", pods.echo_a.ip),
+    );
+    let load_bin = baton_e2e::images::binaries_dir().join("load");
+    ensure!(
+        load_bin.exists(),
+        "no load generator at {}",
+        load_bin.display()
+    );
+    let slicing = paired::Slicing {
+        connections: args.connections,
+        slice: Duration::from_millis(args.slice_ms),
+        slices: args.slices,
+    };
     let order = visit_order(&args.services);
     let max_count = *order.iter().max().expect("counts");
     let mut points = Vec::new();
@@ -511,6 +540,25 @@ fn measure_on(
             results.insert(path.id.to_owned(), entry);
         }
 
+        let mut paired_results = serde_json::Map::new();
+        for pair in &pairs {
+            report::wait_until_quiet(QUIET_BUSY, Duration::from_secs(2), Duration::from_secs(60));
+            let mut entry = json!({});
+            for mode in [Mode::KeepAlive, Mode::NewConnections] {
+                let result = paired::run(bench, &load_bin, pair, mode, slicing)?;
+                eprintln!(
+                    "  paired {:<12} {:<15} service/direct {} (95 % CI {}), p99 {}",
+                    pair.id,
+                    mode.id(),
+                    result["rate_ratio"],
+                    result["rate_ratio_ci95"],
+                    result["p99_ratio"]
+                );
+                entry[mode.id()] = result;
+            }
+            paired_results.insert(pair.id.to_owned(), entry);
+        }
+
         if count == max_count && !args.no_profile {
             profile_report = profile_paths(bench, &wrk, &all_paths)?;
         }
@@ -534,6 +582,7 @@ fn measure_on(
             "service_ports_in_cluster": ports.len(),
             "iptables": {"rules": iptables_rules, "restore_ms": iptables_load_ms},
             "results": results,
+            "paired": paired_results,
             "propagation": prop,
             "settling": settling,
         }));
@@ -595,25 +644,35 @@ fn run_path(
         None => wrk,
     };
     let mut args = wrk.args(&path.url, mode);
-    let program = if topology::SERVER_CPU.is_some() {
-        // On a core of its own (see `topology::CLIENT_CPU`).
-        let pin = [
-            "-c".to_owned(),
-            topology::CLIENT_CPU.to_string(),
-            "wrk".to_owned(),
-        ];
-        args.splice(0..0, pin);
-        "taskset"
-    } else {
-        "wrk"
-    };
-    let cmd = bench.command_at(&path.place, program, &args)?;
+    args.insert(0, "wrk".into());
+    let cmd = client_command(bench, &path.place, args)?;
     let retransmits_before = bench.syn_retransmits(&path.place)?;
     let mut result = wrk.run(cmd).with_context(|| format!("path {}", path.id))?;
     result.syn_retransmits = bench
         .syn_retransmits(&path.place)?
         .saturating_sub(retransmits_before);
     Ok(result)
+}
+
+/// A load generator's command line `argv` run at `place`, on a core of
+/// its own when there is more than one (see `topology::CLIENT_CPU`).
+fn client_command(
+    bench: &BenchCluster,
+    place: &Place,
+    mut argv: Vec<String>,
+) -> Result<std::process::Command> {
+    if topology::SERVER_CPU.is_some() {
+        argv.splice(
+            0..0,
+            [
+                "taskset".to_owned(),
+                "-c".to_owned(),
+                topology::CLIENT_CPU.to_string(),
+            ],
+        );
+    }
+    let (program, args) = argv.split_first().context("an empty command line")?;
+    bench.command_at(place, program, args)
 }
 
 /// Per-program BPF run time on the baton paths (3 s runs, statistics on).

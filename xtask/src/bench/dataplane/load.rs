@@ -126,42 +126,51 @@ impl Wrk<'_> {
 
     /// Runs `cmd` (wrk, wrapped by the caller to enter a namespace and
     /// cgroup) and returns its result; killed if it overruns.
-    pub fn run(&self, mut cmd: Command) -> Result<WrkResult> {
+    pub fn run(&self, cmd: Command) -> Result<WrkResult> {
         let shown = format!("{cmd:?}");
-        let mut child = Proc(
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .with_context(|| format!("starting {shown}"))?,
-        );
-        let deadline = Instant::now() + self.duration + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = child.0.try_wait()? {
-                break status;
-            }
-            if Instant::now() > deadline {
-                bail!("{shown} did not finish in time");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut stdout = String::new();
-        let mut stderr = String::new();
-        if let Some(mut out) = child.0.stdout.take() {
-            out.read_to_string(&mut stdout)?;
-        }
-        if let Some(mut err) = child.0.stderr.take() {
-            err.read_to_string(&mut stderr)?;
-        }
-        if !status.success() {
-            bail!(
-                "{shown} failed ({status}): {}{}",
-                stdout.trim(),
-                stderr.trim()
-            );
-        }
-        parse(&stdout).with_context(|| format!("reading the output of {shown}:\n{stdout}{stderr}"))
+        let stdout = run_bounded(cmd, self.duration + Duration::from_secs(20))?;
+        parse(&stdout).with_context(|| format!("reading the output of {shown}:\n{stdout}"))
     }
+}
+
+/// Runs a load generator's `cmd` for at most `limit` (then it is killed)
+/// and returns its standard output; an error carries its output when it
+/// fails.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let mut child = Proc(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {shown}"))?,
+    );
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.0.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            bail!("{shown} did not finish in time");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut out) = child.0.stdout.take() {
+        out.read_to_string(&mut stdout)?;
+    }
+    if let Some(mut err) = child.0.stderr.take() {
+        err.read_to_string(&mut stderr)?;
+    }
+    if !status.success() {
+        bail!(
+            "{shown} failed ({status}): {}{}",
+            stdout.trim(),
+            stderr.trim()
+        );
+    }
+    Ok(stdout)
 }
 
 /// Reads the hook's line from wrk's output.

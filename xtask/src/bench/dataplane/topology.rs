@@ -182,6 +182,18 @@ impl BenchCluster {
             .netns()
             .add_route(&Route::via(addressing::service_cidr(), via))
             .context("service route on the baseline node")?;
+        // The outside client reaches the baton node's pods through that
+        // node, as on a routed network: the direct path NodePort is paired
+        // with.
+        bench
+            .cluster()
+            .client()
+            .netns()
+            .add_route(&Route::via(
+                addressing::node_pod_cidr(BATON),
+                bench.node(BATON).address(),
+            ))
+            .context("pod route on the outside client")?;
         for path in [
             bench.cluster().client().netns().path(),
             bench.node(BATON).netns().path(),
