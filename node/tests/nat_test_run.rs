@@ -624,6 +624,76 @@ fn round_robin_and_least_connections_decide_per_flow_on_the_packet_path() {
     );
 }
 
+/// Source and destination of what `hook` makes of a TCP segment.
+fn seen(
+    dataplane: &Dataplane,
+    hook: Hook,
+    from: SocketAddrV4,
+    to: SocketAddrV4,
+    flags: u8,
+) -> (SocketAddrV4, SocketAddrV4) {
+    let run = run(dataplane, hook, &packets::tcp(from, to, flags, 1, 1, b""));
+    let out = decode(&run.frame, "segment");
+    (out.source(), out.destination())
+}
+
+#[test]
+fn a_direct_connection_on_the_tuple_of_a_closed_service_flow_is_not_translated() {
+    let dataplane = dataplane();
+    let backend = addr(LOCAL_BACKEND, 8080);
+    // From outside through the NodePort to the local backend, and from a
+    // pod through the ClusterIP (tc LB) to the remote one: the replies
+    // come in on the backend's veth and on the uplink.
+    let cases = [
+        (
+            Hook::UplinkIngress,
+            addr(CLIENT, 40101),
+            addr(NODE, NP_LOCAL),
+            Hook::PodIngress,
+            backend,
+        ),
+        (
+            Hook::PodIngress,
+            addr(LOCAL_BACKEND, 40102),
+            addr(VIP, 80),
+            Hook::UplinkIngress,
+            addr(REMOTE_BACKEND, 8080),
+        ),
+    ];
+    for (client_hook, client, frontend, reply_hook, backend) in cases {
+        let syn = seen(&dataplane, client_hook, client, frontend, TCP_SYN);
+        assert_eq!(syn, (client, backend), "{frontend}: translated");
+        let syn_ack = seen(&dataplane, reply_hook, backend, client, TCP_SYN | TCP_ACK);
+        assert_eq!(syn_ack, (frontend, client), "{frontend}: reversed");
+
+        // While the flow is established, a SYN straight to the backend on
+        // its tuple leaves it alone.
+        seen(&dataplane, client_hook, client, backend, TCP_SYN);
+        let data = seen(&dataplane, reply_hook, backend, client, TCP_ACK);
+        assert_eq!(
+            data,
+            (frontend, client),
+            "{frontend}: the established flow goes on"
+        );
+
+        // The flow closes; the client's next connection from the same port
+        // goes straight to the backend's own address.
+        seen(&dataplane, client_hook, client, frontend, TCP_FIN | TCP_ACK);
+        let direct = seen(&dataplane, client_hook, client, backend, TCP_SYN);
+        assert_eq!(
+            direct,
+            (client, backend),
+            "{frontend}: direct SYN untouched"
+        );
+        let answer = seen(&dataplane, reply_hook, backend, client, TCP_SYN | TCP_ACK);
+        assert_eq!(
+            answer,
+            (backend, client),
+            "{frontend}: the direct connection's SYN-ACK must come from the backend, not the service"
+        );
+    }
+}
+
 #[test]
 fn a_pod_reaching_its_own_service_is_hairpinned() {
     let mut dataplane = dataplane();

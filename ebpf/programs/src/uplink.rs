@@ -7,7 +7,9 @@
 //!    DNAT to a local backend, or DNAT+SNAT to a backend on another node;
 //! 2. a reply of a flow this node translated (the backend answering the
 //!    SNAT address, or a remote backend answering a local pod) is
-//!    translated back ([`nat::reverse`]);
+//!    translated back ([`nat::reverse`]); a connection opened from
+//!    outside straight to a pod on a tuple a closed translated flow used
+//!    drops that flow's conntrack entries ([`nat::forget_reused_tuple`]);
 //! 3. an ICMP error about a translated flow is translated too;
 //! 4. with pod routing on, a packet for a local pod is delivered with
 //!    `bpf_redirect_peer`.
@@ -73,6 +75,7 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
         if let Some(verdict) = nat::reverse(ctx, &ip, Direction::Ingress, &config, now)? {
             return Ok(verdict);
         }
+        nat::forget_reused_tuple(&ip, now);
     } else if ip.is_icmp_error()
         && let Some(verdict) = nat::icmp_error(ctx, &ip, Direction::Ingress, &config, now)?
     {
