@@ -81,7 +81,7 @@ pub struct BenchDataplaneArgs {
     #[arg(long, default_value_t = 150)]
     pub slice_ms: u64,
     /// Recorded slices of each paired run (every two make a pair).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 60)]
     pub slices: usize,
     /// Skip the BPF run-time profile.
     #[arg(long)]
