@@ -18,7 +18,7 @@ use baton_abi::{
 
 use crate::{
     lb,
-    parse::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    parse::{Ipv4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
 #[map(name = "baton_ct")]
@@ -151,4 +151,46 @@ pub fn uncount(entry: *mut CtEntry) {
         current.to_dport,
         false,
     );
+}
+
+/// A TCP connection opened untranslated (to a pod's own address) on a
+/// tuple that a closed translated flow used: the backend sees the same
+/// addresses and ports for both, so the old flow's reply entry would turn
+/// this connection's answers into the service's, and its SYN-ACK would
+/// reach the client from the wrong address. A closing or expired flow is
+/// over (its client socket is gone; the backend takes a new SYN on the
+/// tuple), so both of its entries go. A flow still established keeps its
+/// entries: the backend answers a SYN on its tuple with a challenge ACK,
+/// and that flow goes on.
+#[inline(always)]
+pub fn forget_reused_tuple(ip: &Ipv4, now_ns: u64) {
+    let Some((src_port, dst_port)) = ip.l4.ports() else {
+        return;
+    };
+    if !is_syn(ip.protocol, ip.l4.tcp_flags()) {
+        return;
+    }
+    let reply_key = CtKey {
+        saddr: ip.dst,
+        daddr: ip.src,
+        sport: dst_port,
+        dport: src_port,
+        proto: ip.protocol,
+        dir: CT_DIR_REPLY,
+        _pad: 0,
+    };
+    let Some(entry) = CT.get_ptr_mut(reply_key) else {
+        return;
+    };
+    // SAFETY: a successful lookup points at a live entry for this run.
+    let reply = unsafe { *entry };
+    if reply.state != CtState::Closing as u8 && reply.expires_ns > now_ns {
+        return;
+    }
+    let original_key = peer_key(&reply, ip.protocol, CT_DIR_REPLY);
+    if let Some(original) = CT.get_ptr_mut(original_key) {
+        uncount(original);
+        let _ = CT.remove(original_key);
+    }
+    let _ = CT.remove(reply_key);
 }

@@ -55,10 +55,7 @@ pub fn forward(
     now_ns: u64,
 ) -> Result<i32, DropReason> {
     let (sport, dport) = ip.l4.ports().ok_or(DropReason::Unsupported)?;
-    let tcp_flags = match ip.l4 {
-        L4::Tcp { flags, .. } => flags,
-        _ => 0,
-    };
+    let tcp_flags = ip.l4.tcp_flags();
     let key = CtKey {
         saddr: ip.src,
         daddr: ip.dst,
@@ -280,10 +277,7 @@ pub fn reverse(
     let Some(entry) = conntrack::lookup(&key, now_ns) else {
         return Ok(None);
     };
-    let tcp_flags = match ip.l4 {
-        L4::Tcp { flags, .. } => flags,
-        _ => 0,
-    };
+    let tcp_flags = ip.l4.tcp_flags();
     conntrack::on_packet(entry, &key, tcp_flags, now_ns);
     // SAFETY: `entry` was found by `lookup` in this run.
     let entry = unsafe { *entry };
@@ -295,53 +289,6 @@ pub fn reverse(
     rewrite(ctx, ip, sport, dport, &entry)?;
     metrics::event(Event::Translated, direction, ctx.len());
     deliver(ctx, ip, &entry, config).map(Some)
-}
-
-/// A TCP connection opened untranslated (to a pod's own address) on a
-/// tuple that a closed translated flow used: the backend sees the same
-/// addresses and ports for both, so the old flow's reply entry would turn
-/// this connection's answers into the service's, and its SYN-ACK would
-/// reach the client from the wrong address. A closing or expired flow is
-/// over (its client socket is gone; the backend takes a new SYN on the
-/// tuple), so both of its entries go. A flow still established keeps its
-/// entries: the backend answers a SYN on its tuple with a challenge ACK,
-/// and that flow goes on.
-#[inline(always)]
-pub fn forget_reused_tuple(ip: &Ipv4, now_ns: u64) {
-    let L4::Tcp {
-        src_port,
-        dst_port,
-        flags,
-    } = ip.l4
-    else {
-        return;
-    };
-    if !conntrack::is_syn(ip.protocol, flags) {
-        return;
-    }
-    let reply_key = CtKey {
-        saddr: ip.dst,
-        daddr: ip.src,
-        sport: dst_port,
-        dport: src_port,
-        proto: ip.protocol,
-        dir: CT_DIR_REPLY,
-        _pad: 0,
-    };
-    let Some(entry) = CT.get_ptr_mut(reply_key) else {
-        return;
-    };
-    // SAFETY: a successful lookup points at a live entry for this run.
-    let reply = unsafe { *entry };
-    if reply.state != CtState::Closing as u8 && reply.expires_ns > now_ns {
-        return;
-    }
-    let original_key = conntrack::peer_key(&reply, ip.protocol, CT_DIR_REPLY);
-    if let Some(original) = CT.get_ptr_mut(original_key) {
-        conntrack::uncount(original);
-        let _ = CT.remove(original_key);
-    }
-    let _ = CT.remove(reply_key);
 }
 
 /// Rewrites addresses and ports to what `entry` says, with checksums.

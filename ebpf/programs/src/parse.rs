@@ -71,6 +71,15 @@ impl L4 {
             _ => None,
         }
     }
+
+    /// The TCP flags byte; 0 for anything but TCP.
+    #[inline(always)]
+    pub fn tcp_flags(&self) -> u8 {
+        match *self {
+            Self::Tcp { flags, .. } => flags,
+            _ => 0,
+        }
+    }
 }
 
 impl Ipv4 {

@@ -13,7 +13,7 @@
 //!    conntrack with the uplink ([`nat::forward`]);
 //!    A connection the pod opens to a pod's own address on a tuple a closed
 //!    translated flow used drops that flow's conntrack entries
-//!    ([`nat::forget_reused_tuple`]);
+//!    ([`conntrack::forget_reused_tuple`]);
 //! 4. an ICMP error the pod sends about a translated flow is translated;
 //! 5. with pod routing on: a packet for a pod of this node is delivered
 //!    with `bpf_redirect_peer`, anything else is routed with a FIB lookup
@@ -31,7 +31,7 @@ use aya_ebpf::{
 use baton_abi::{Direction, DropReason, config::CONFIG_F_ROUTE_PODS, metrics::Event};
 
 use crate::{
-    config,
+    config, conntrack,
     lb::{self, Origin},
     metrics, nat,
     parse::{self, Packet},
@@ -88,7 +88,7 @@ fn try_from_pod(ctx: &TcContext) -> Result<i32, DropReason> {
                 now,
             );
         }
-        nat::forget_reused_tuple(&ip, now);
+        conntrack::forget_reused_tuple(&ip, now);
     } else if ip.is_icmp_error()
         && let Some(verdict) = nat::icmp_error(ctx, &ip, Direction::Ingress, &config, now)?
     {

@@ -9,7 +9,7 @@
 //!    SNAT address, or a remote backend answering a local pod) is
 //!    translated back ([`nat::reverse`]); a connection opened from
 //!    outside straight to a pod on a tuple a closed translated flow used
-//!    drops that flow's conntrack entries ([`nat::forget_reused_tuple`]);
+//!    drops that flow's conntrack entries ([`conntrack::forget_reused_tuple`]);
 //! 3. an ICMP error about a translated flow is translated too;
 //! 4. with pod routing on, a packet for a local pod is delivered with
 //!    `bpf_redirect_peer`.
@@ -30,7 +30,7 @@ use aya_ebpf::{
 use baton_abi::{Direction, DropReason, config::CONFIG_F_ROUTE_PODS, metrics::Event};
 
 use crate::{
-    config,
+    config, conntrack,
     lb::{self, Origin},
     metrics, nat,
     parse::{self, Packet},
@@ -75,7 +75,7 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
         if let Some(verdict) = nat::reverse(ctx, &ip, Direction::Ingress, &config, now)? {
             return Ok(verdict);
         }
-        nat::forget_reused_tuple(&ip, now);
+        conntrack::forget_reused_tuple(&ip, now);
     } else if ip.is_icmp_error()
         && let Some(verdict) = nat::icmp_error(ctx, &ip, Direction::Ingress, &config, now)?
     {

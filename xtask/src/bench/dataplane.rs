@@ -5,7 +5,10 @@
 //! loaded with wrk — keep-alive (requests/s, p50/p99) and one request per
 //! connection (new connections/s); the time from 10,000 Services +
 //! EndpointSlices written to the API until baton's datapath serves them,
-//! and endpoint-change propagation, are measured too. Writes
+//! and endpoint-change propagation, are measured too. Each baton service
+//! path is also measured against the direct pod IP in paired runs (one
+//! client alternating between them, see `paired`), which decide the
+//! socket-LB and no-drop targets. Writes
 //! `target/baton/bench/dataplane.json`, the "Dataplane" section of
 //! docs/benchmarks.md and docs/benchmarks-dataplane.svg.
 //!

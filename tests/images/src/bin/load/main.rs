@@ -250,7 +250,9 @@ impl Load<'_> {
         }
         // Answers of a target count to its own latest slice: one straggler
         // per connection may end just after a switch.
-        if let Some(slice) = self.slices.iter_mut().rev().find(|s| s.target == target) {
+        if !progress.answers.is_empty()
+            && let Some(slice) = self.slices.iter_mut().rev().find(|s| s.target == target)
+        {
             slice.answers += progress.answers.len() as u64;
         }
         if self.connections[i].phase == Phase::Closed && active {
