@@ -4,8 +4,13 @@
 //! `$BATON_BENCH_PODS_OUT`.
 //!
 //! Each pod's latency is from the watch event that first shows it to the
-//! one that first shows it Ready, both seen by one `kubectl get --watch`,
-//! so the clock and the observer are the same for both ends.
+//! one that first shows it Ready, both seen by one watch, so the clock and
+//! the observer are the same for both ends. Before the pods go through
+//! baton, the same pods are started on the same cluster by calling the
+//! nodes' runtimes directly ([`runtime_alone`]): the floor of that hour.
+
+#[path = "pod_startup/runtime_alone.rs"]
+mod runtime_alone;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -114,6 +119,8 @@ struct Run {
     window: f64,
     /// CPU seconds per component over [`STEADY`] once every pod is Ready.
     steady_cpu: serde_json::Map<String, serde_json::Value>,
+    /// The same pods started through the runtimes alone, just before.
+    runtime_alone: runtime_alone::RuntimeAlone,
 }
 
 /// The benchmark's pod `i` of `nodes`: the echo image, bound to a node,
@@ -180,6 +187,9 @@ fn spans(
 /// a real cluster's client runs elsewhere.
 async fn measure(nodes: usize, pods: usize) -> Run {
     let c = Stack::start(nodes);
+    let runtime_alone = runtime_alone::measure(&c, nodes, pods).await;
+    baton_e2e::nodes::wait_nodes_ready(&c.plane, nodes, Duration::from_secs(60))
+        .expect("the nodes Ready again after their kubelets restarted");
     let kubeconfig = Kubeconfig::read_from(&c.kubeconfig).expect("the admin kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -263,6 +273,7 @@ async fn measure(nodes: usize, pods: usize) -> Run {
         cpu,
         window,
         steady_cpu,
+        runtime_alone,
     }
 }
 
@@ -298,6 +309,14 @@ fn pod_startup_latency() {
             STEADY.as_secs(),
             run.steady_cpu
         );
+        let alone = &run.runtime_alone;
+        println!(
+            "  the runtime alone: p50 {:.3} s, p99 {:.3} s; CPU seconds in its {:.2} s: {:?}",
+            percentile(&alone.latencies, 50.0),
+            percentile(&alone.latencies, 99.0),
+            alone.window,
+            alone.cpu
+        );
         let phase = |samples: &[f64]| {
             serde_json::json!({
                 "p50_seconds": percentile(samples, 50.0),
@@ -319,6 +338,14 @@ fn pod_startup_latency() {
             "steady_seconds": STEADY.as_secs(),
             "steady_cpu_seconds": run.steady_cpu,
             "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "runtime_alone": {
+                "p50_seconds": percentile(&alone.latencies, 50.0),
+                "p99_seconds": percentile(&alone.latencies, 99.0),
+                "max_seconds": alone.latencies.last(),
+                "samples_seconds": alone.latencies,
+                "window_seconds": (alone.window * 100.0).round() / 100.0,
+                "cpu_seconds": alone.cpu,
+            },
         }));
     }
     if let Some(out) = std::env::var_os("BATON_BENCH_PODS_OUT") {
