@@ -2,7 +2,8 @@
 //! against the API server, which proxies `pods/log|exec|attach` to the
 //! node's kubelet over HTTPS (websocket `v5.channel.k8s.io` sessions
 //! translated to SPDY, SPDY passed through), down to containerd's
-//! streaming server. One cluster serves every scenario, run in sequence.
+//! streaming server; and the kubelet's metrics through `nodes/proxy`.
+//! One cluster serves every scenario, run in sequence.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, Command, Output, Stdio};
@@ -483,4 +484,62 @@ fn kubectl_logs_exec_and_attach_reach_the_containers() {
         stderr(&unreachable)
     );
     c.kubectl_ok(&["delete", "pod", "haunted", "--grace-period=0", "--force"]);
+
+    // The kubelet's metrics, through the API server's nodes/proxy.
+    let metric = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    c.wait(
+        Duration::from_secs(30),
+        "the kubelet's metrics to count the running pods",
+        |c| {
+            let text = ok(
+                c,
+                Transport::Websocket,
+                &["get", "--raw", "/api/v1/nodes/baton-node-1/proxy/metrics"],
+                None,
+            );
+            assert!(
+                text.contains("kubelet_node_name{node=\"baton-node-1\"} 1"),
+                "{text}"
+            );
+            // talker and pair run; each was timed from its creation.
+            metric(&text, "kubelet_running_pods").is_some_and(|n| n >= 2.0)
+                && metric(
+                    &text,
+                    "kubelet_running_containers{container_state=\"running\"}",
+                )
+                .is_some_and(|n| n >= 3.0)
+                && metric(&text, "kubelet_pod_start_sli_duration_seconds_count")
+                    .is_some_and(|n| n >= 2.0)
+                && metric(
+                    &text,
+                    "kubelet_started_containers_total{container_type=\"container\"}",
+                )
+                .is_some_and(|n| n >= 3.0)
+        },
+    );
+    let ghost = run(
+        &c,
+        Transport::Websocket,
+        &["get", "--raw", "/api/v1/nodes/ghost/proxy/metrics"],
+        None,
+    );
+    assert!(
+        !ghost.status.success() && stderr(&ghost).contains("connection refused"),
+        "{}",
+        stderr(&ghost)
+    );
+    let nobody = run(
+        &c,
+        Transport::Websocket,
+        &["get", "--raw", "/api/v1/nodes/nobody/proxy/metrics"],
+        None,
+    );
+    assert!(
+        stderr(&nobody).contains("nodes \"nobody\" not found"),
+        "{}",
+        stderr(&nobody)
+    );
 }

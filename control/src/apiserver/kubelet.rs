@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -204,11 +203,14 @@ impl KubeletClient {
     }
 
     /// Sends one HTTP/1.1 request (upgrades allowed) on a new connection.
-    pub async fn send(
+    pub async fn send<B>(
         &self,
         endpoint: &Endpoint,
-        req: Request<Empty<Bytes>>,
-    ) -> Result<Response<Incoming>, KubeletError> {
+        req: Request<B>,
+    ) -> Result<Response<Incoming>, KubeletError>
+    where
+        B: hyper::body::Body<Data = Bytes, Error = std::convert::Infallible> + Send + 'static,
+    {
         let tls = self.connect(endpoint).await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(async move {

@@ -234,7 +234,16 @@ pub static RESOURCES: &[Resource] = &[
     },
     Resource {
         short_names: &["no"],
-        subresources: &[status("Node")],
+        subresources: &[
+            status("Node"),
+            Subresource {
+                name: "proxy",
+                kind: "NodeProxyOptions",
+                group: "",
+                version: "",
+                verbs: &["create", "delete", "get", "patch", "update"],
+            },
+        ],
         ..resource("", "v1", "Node", "NodeList", "nodes", "node", false)
     },
     Resource {

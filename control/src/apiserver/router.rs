@@ -175,6 +175,8 @@ fn resource_route(
         [res] => (*res, None, None),
         [res, name] => (*res, Some(name.to_string()), None),
         [res, name, sub] => (*res, Some(name.to_string()), Some(sub.to_string())),
+        // A proxy subresource takes the rest of the path along.
+        [res, name, "proxy", ..] => (*res, Some(name.to_string()), Some("proxy".to_owned())),
         _ => return Ok(Route::NotFound),
     };
     let Some(resource) = resources::find(group, version, plural) else {
@@ -255,6 +257,23 @@ mod tests {
             panic!()
         };
         assert_eq!(rr.subresource.as_deref(), Some("eviction"));
+        let Route::Resource(rr) = r(Method::GET, "/api/v1/nodes/n1/proxy/metrics/resource", "")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                rr.resource.plural,
+                rr.name(),
+                rr.subresource.as_deref(),
+                rr.verb
+            ),
+            ("nodes", "n1", Some("proxy"), Verb::Get)
+        );
+        assert!(matches!(
+            r(Method::GET, "/api/v1/nodes/n1/status/x", ""),
+            Route::NotFound
+        ));
         let Route::Resource(rr) = r(Method::DELETE, "/api/v1/namespaces/d/configmaps", "") else {
             panic!()
         };

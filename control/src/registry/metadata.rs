@@ -7,11 +7,11 @@ use serde_json::{Map, Value, json};
 use crate::apiserver::resources::Resource;
 use crate::apiserver::status::{ApiError, Cause};
 
-/// Current time in RFC 3339 with seconds precision, as metav1.Time.
+/// Current time in RFC 3339 with seconds precision, as metav1.Time: the
+/// fraction is cut off, not rounded (Go's `time.Format`), so a timestamp is
+/// never later than the moment it records.
 pub fn now() -> String {
     jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .unwrap_or_else(|_| jiff::Timestamp::now())
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
 }
@@ -208,6 +208,18 @@ pub fn is_deleting(obj: &Value) -> bool {
 mod tests {
     use super::*;
     use crate::apiserver::resources::find;
+
+    #[test]
+    fn timestamps_cut_the_fraction_and_are_never_in_the_future() {
+        for _ in 0..50 {
+            let stamped: jiff::Timestamp = now().parse().expect("RFC 3339");
+            let after = jiff::Timestamp::now();
+            assert!(stamped <= after, "{stamped} is after {after}");
+            assert_eq!(stamped.subsec_nanosecond(), 0);
+            assert!(after.duration_since(stamped) < jiff::SignedDuration::from_secs(1));
+            std::thread::sleep(std::time::Duration::from_millis(23));
+        }
+    }
 
     #[test]
     fn generate_name_appends_five_characters() {

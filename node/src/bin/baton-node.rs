@@ -111,7 +111,7 @@ struct RunArgs {
     /// Cluster domain for DNS search paths.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
-    /// Port of the HTTPS logs/exec server (the Node's kubelet endpoint).
+    /// Port of the HTTPS kubelet server: logs, exec, metrics (the Node's kubelet endpoint).
     #[arg(long, default_value_t = 10250)]
     port: u16,
     /// Cluster CA certificate: issues the server's certificate and verifies clients.

@@ -20,6 +20,7 @@ pub mod actions;
 pub mod backoff;
 pub mod env;
 pub mod events;
+pub mod metrics;
 pub mod node;
 pub mod observed;
 pub mod pods;
@@ -106,7 +107,7 @@ pub struct Config {
     pub cgroup_root: String,
     pub cluster_dns: Vec<String>,
     pub cluster_domain: String,
-    /// Port of the HTTPS logs/exec server.
+    /// Port of the HTTPS kubelet server (logs, exec, metrics).
     pub port: u16,
     /// CA certificate and key of the cluster: the server's certificate is
     /// issued from them and client certificates are verified against the CA.
@@ -126,6 +127,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub backoff: Mutex<Backoff>,
     pub prober: Prober,
+    /// The kubelet's Prometheus metrics (`/metrics`).
+    pub metrics: metrics::KubeletMetrics,
     /// The `kubernetes` Service (ClusterIP, port) for pod environments.
     pub master_service: Option<(String, i32)>,
     /// Sandbox IPs and container statuses that cannot have changed.
@@ -258,6 +261,7 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), config.node_name.clone()),
         backoff: Mutex::new(Backoff::default()),
         prober: Prober::default(),
+        metrics: metrics::KubeletMetrics::new(&config.node_name),
         master_service,
         runtime_cache: Mutex::default(),
         relist: Mutex::default(),

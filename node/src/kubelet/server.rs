@@ -1,6 +1,6 @@
 //! The node's HTTPS endpoint (the kubelet's API on `daemonEndpoints`
-//! port), which the API server proxies `pods/log`, `pods/exec` and
-//! `pods/attach` to:
+//! port), which the API server proxies `pods/log`, `pods/exec`,
+//! `pods/attach` and `nodes/proxy` to:
 //!
 //! - `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`,
 //!   `tailLines`, `previous`, `timestamps`, `sinceSeconds`, `limitBytes`:
@@ -12,6 +12,7 @@
 //!   runtime's streaming server and the upgraded connection spliced, as
 //!   the kubelet does with its runtime's streaming URL.
 //! - `GET /healthz`.
+//! - `GET /metrics`: the kubelet's metrics ([`super::metrics`]).
 //!
 //! TLS: the serving certificate is issued at start-up from the cluster CA
 //! (`--ca-cert`/`--ca-key`, the API server's `ca.crt`/`ca.key`) for the
@@ -140,7 +141,7 @@ fn tls_config(
 /// Starts the server in the background when the CA is configured.
 pub async fn spawn(ctx: Arc<Context>, config: &Config) -> Result<(), ServerError> {
     let (Some(ca_cert), Some(ca_key)) = (&config.ca_cert, &config.ca_key) else {
-        tracing::warn!("no --ca-cert/--ca-key: the logs and exec endpoint is off");
+        tracing::warn!("no --ca-cert/--ca-key: the kubelet server (logs, exec, metrics) is off");
         return Ok(());
     };
     let tls = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(config, ca_cert, ca_key)?));
@@ -220,6 +221,23 @@ async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Response<Body> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
         ["healthz"] => full(StatusCode::OK, "ok"),
+        ["metrics"] => {
+            let text = {
+                let relist = ctx
+                    .relist
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                ctx.metrics.render(&relist)
+            };
+            let mut resp = full(StatusCode::OK, text);
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            resp
+        }
         ["containerLogs", ns, pod, container] => logs(&ctx, &req, ns, pod, container).await,
         ["exec", ns, pod, container] | ["exec", ns, pod, _, container] => {
             stream(&ctx, req, true, ns, pod, container).await

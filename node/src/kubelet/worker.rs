@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use super::actions::{self, PodActions};
 use super::events::Kind;
+use super::metrics::PodStartup;
 use super::observed::{Container, PodRuntime, State};
 use super::probes;
 use super::spec::{self, ContainerInputs};
@@ -45,6 +46,8 @@ pub struct WorkerState {
     last_status: Option<k8s_openapi::api::core::v1::PodStatus>,
     /// What this worker last read of the pod from CRI.
     observed: Option<Observed>,
+    /// The pod's startup, for the startup metrics (set at the first sync).
+    startup: Option<PodStartup>,
     /// Set once the pod has been terminated and removed.
     pub finished: bool,
     /// Whether this sync was caused by a change (of the pod in the API or
@@ -66,6 +69,7 @@ impl WorkerState {
             probed: HashSet::new(),
             last_status: None,
             observed: None,
+            startup: None,
             finished: false,
             changed: true,
         }
@@ -223,6 +227,10 @@ fn spec_container<'a>(pod: &'a Pod, name: &str) -> Option<(&'a SpecContainer, bo
 /// Syncs `pod` once.
 pub async fn sync(ctx: &Context, pod: &Pod, state: &mut WorkerState) -> Result<(), KubeletError> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
+    state
+        .startup
+        .get_or_insert_with(|| PodStartup::new(pod))
+        .observed(&ctx.metrics, pod);
     // Probe failures since the last sync become `Unhealthy` events.
     while let Ok(f) = state.failures_rx.try_recv() {
         ctx.recorder
@@ -463,6 +471,7 @@ async fn create_sandbox(
         .network
         .map(|n| n.ip)
         .unwrap_or_default();
+    ctx.metrics.pod_started();
     tracing::info!(pod = %pod_name(pod), sandbox = %id, %ip, "sandbox running");
     Ok((id, ip))
 }
@@ -507,11 +516,19 @@ async fn start_container(
     state: &mut WorkerState,
 ) -> Result<(), KubeletError> {
     let image = c.image.clone().unwrap_or_default();
-    if let Err(err) = ensure_image(ctx, pod, c, &image, sandbox_config).await {
-        state
-            .waiting
-            .insert(c.name.clone(), ("ErrImagePull".into(), err.to_string()));
-        return Err(err);
+    match ensure_image(ctx, pod, c, &image, sandbox_config).await {
+        Ok(Some((start, end))) => {
+            if let Some(startup) = &mut state.startup {
+                startup.pulled(start, end);
+            }
+        }
+        Ok(None) => {}
+        Err(err) => {
+            state
+                .waiting
+                .insert(c.name.clone(), ("ErrImagePull".into(), err.to_string()));
+            return Err(err);
+        }
     }
     let env = match resolve_env(ctx, pod, c, pod_ip).await {
         Ok(env) => env,
@@ -588,6 +605,7 @@ async fn start_container(
         container_failed(ctx, pod, c, state, None, &err).await;
         return Err(err);
     }
+    ctx.metrics.container_started(init);
     tracing::info!(pod = %pod_name(pod), container = %c.name, %id, "container started");
     ctx.recorder
         .record(
@@ -624,13 +642,15 @@ async fn start_container(
     Ok(())
 }
 
+/// Makes `image` present as the pull policy asks; returns when a pull ran
+/// from and to.
 async fn ensure_image(
     ctx: &Context,
     pod: &Pod,
     c: &SpecContainer,
     image: &str,
     sandbox_config: &cri::PodSandboxConfig,
-) -> Result<(), KubeletError> {
+) -> Result<Option<(Instant, Instant)>, KubeletError> {
     let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
         if image.ends_with(":latest") || !image.rsplit('/').next().unwrap_or(image).contains(':') {
             "Always".into()
@@ -667,7 +687,7 @@ async fn ensure_image(
                     &format!("Container image \"{image}\" already present on machine"),
                 )
                 .await;
-            return Ok(());
+            return Ok(None);
         }
         _ => {}
     }
@@ -687,6 +707,7 @@ async fn ensure_image(
         .await
     {
         Ok(_) => {
+            let finished = Instant::now();
             ctx.recorder
                 .record(
                     pod,
@@ -695,11 +716,11 @@ async fn ensure_image(
                     "Pulled",
                     &format!(
                         "Successfully pulled image \"{image}\" in {:.3}s",
-                        started.elapsed().as_secs_f64()
+                        (finished - started).as_secs_f64()
                     ),
                 )
                 .await;
-            Ok(())
+            Ok(Some((started, finished)))
         }
         Err(err) => {
             ctx.recorder
@@ -1068,6 +1089,15 @@ async fn write_status(
         .await
     {
         Ok(_) => {
+            let phase = |s: Option<&k8s_openapi::api::core::v1::PodStatus>| {
+                s.and_then(|s| s.phase.clone()).unwrap_or_default()
+            };
+            if phase(Some(&new)) == "Running"
+                && matches!(phase(current.status.as_ref()).as_str(), "" | "Pending")
+                && let Some(startup) = &mut state.startup
+            {
+                startup.running(&ctx.metrics);
+            }
             if let Some(ready) = became_ready {
                 tracing::info!(pod = %pod_name(pod), ready, "pod status written");
             }

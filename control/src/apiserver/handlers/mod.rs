@@ -3,6 +3,7 @@
 
 pub mod delete;
 pub mod list;
+pub mod node_proxy;
 pub mod nonresource;
 pub mod output;
 pub mod pod_streams;
@@ -80,7 +81,7 @@ impl Req {
 }
 
 /// Largest request body accepted (kube-apiserver's 3 MiB).
-const MAX_BODY: usize = 3 * 1024 * 1024;
+pub(super) const MAX_BODY: usize = 3 * 1024 * 1024;
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
@@ -165,12 +166,13 @@ pub async fn handle(
         return Ok(error_response(&ApiError::unauthorized()));
     };
     if let Route::Resource(rr) = &route
-        && pod_streams::is_stream(rr)
+        && (pod_streams::is_stream(rr) || node_proxy::is_node_proxy(rr))
     {
-        // Streams keep the connection (upgrades) and have no body to read.
+        // Streams keep the connection (upgrades) and pass their bodies on.
         let kind = request_kind(rr);
         let req = hyper::Request::from_parts(parts, body);
         let resp = match check_verb(rr) {
+            Ok(()) if node_proxy::is_node_proxy(rr) => node_proxy::handle(&api, rr, req).await,
             Ok(()) => pod_streams::handle(&api, rr, req).await,
             Err(e) => Err(e),
         }

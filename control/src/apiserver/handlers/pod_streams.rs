@@ -160,7 +160,7 @@ fn validate_container(
 }
 
 /// The kubelet endpoint of node `node` (kube's `GetConnectionInfo`).
-async fn node_endpoint(api: &Api, node: &str) -> Result<Endpoint, ApiError> {
+pub(super) async fn node_endpoint(api: &Api, node: &str) -> Result<Endpoint, ApiError> {
     let nodes = resources::find("", "v1", "nodes")
         .ok_or_else(|| ApiError::internal("the nodes resource is not served"))?;
     let n = api.registry.get(nodes, "", node).await?;

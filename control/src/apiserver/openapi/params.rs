@@ -225,6 +225,20 @@ pub(super) fn log() -> Vec<Value> {
 }
 
 /// Parameters of `pods/exec` and `pods/attach`.
+/// The proxy subresource's parameters: the path as a query parameter, or,
+/// for the `…/proxy/{path}` form, as a path parameter.
+pub(super) fn proxy(kind: &str, in_path: bool) -> Vec<Value> {
+    if in_path {
+        vec![path("path", "path to the resource")]
+    } else {
+        vec![query(
+            "path",
+            "string",
+            &format!("Path is the URL path to use for the current proxy request to {kind}."),
+        )]
+    }
+}
+
 pub(super) fn stream(exec: bool) -> Vec<Value> {
     let mut out = vec![];
     if exec {

@@ -429,6 +429,47 @@ impl<'a> Builder<'a> {
                     );
                 }
             }
+            "proxy" => {
+                // `…/proxy` takes the path as a query parameter,
+                // `…/proxy/{path}` as a path parameter of the item.
+                let mut with_path_params = item_params.clone();
+                with_path_params.extend(params::proxy(kind, true));
+                let forms = [
+                    (path.clone(), item_params, "", params::proxy(kind, false)),
+                    (
+                        format!("{path}/{{path}}"),
+                        with_path_params,
+                        "WithPath",
+                        vec![],
+                    ),
+                ];
+                for (at, at_params, id_suffix, parameters) in forms {
+                    for (verb, method) in [
+                        ("get", "Get"),
+                        ("put", "Put"),
+                        ("post", "Post"),
+                        ("patch", "Patch"),
+                        ("delete", "Delete"),
+                    ] {
+                        self.insert(
+                            at.clone(),
+                            at_params.clone(),
+                            Op {
+                                verb,
+                                id: format!("connect{gv}{method}{ns}{kind}Proxy{id_suffix}"),
+                                action: "connect",
+                                description: format!(
+                                    "connect {method} requests to proxy of {kind}"
+                                ),
+                                gvk,
+                                parameters: parameters.clone(),
+                                request: None,
+                                responses: params::text_responses(),
+                            },
+                        );
+                    }
+                }
+            }
             _ if sub.verbs.contains(&"create") => {
                 // binding, eviction: a POST of the subresource's kind.
                 let schema = self.schema(group, version, sub.kind);
