@@ -3,19 +3,52 @@
 //! and by kube-rs. Processes are killed by PID when the guards drop.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// A free loopback TCP port (released before returning).
+/// The lowest port of the kernel's ephemeral range, from which outgoing
+/// connections get their local ports.
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
+/// A free loopback TCP port for a server a test starts (released before
+/// returning). It lies below the ephemeral range: a port the kernel hands
+/// out (`127.0.0.1:0`) can be taken by any outgoing connection's socket
+/// before the server binds it, which then fails with "Address already in
+/// use". Ports given out are remembered, so tests running together in one
+/// binary never get the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    const FIRST: u16 = 10000;
+    let span = u32::from(ephemeral_low().saturating_sub(FIRST).max(1));
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    (0..span)
+        // A prime step: the walk visits every port unless the span is a
+        // multiple of it.
+        .map(|i| {
+            FIRST + u16::try_from((seed.wrapping_add(i.wrapping_mul(7919))) % span).unwrap_or(0)
+        })
+        .find(|port| !given.contains(port) && TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .inspect(|port| {
+            given.insert(*port);
+        })
+        .expect("a free port below the ephemeral range")
 }
 
 fn wait_port(port: u16, within: Duration) -> bool {
