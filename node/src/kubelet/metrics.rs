@@ -120,16 +120,12 @@ impl KubeletMetrics {
             self.pod_start_total.clone(),
         );
         registry.register_collector(Box::new(RuntimeGauges::of(&self.node_name, relist)));
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
-            out.clear();
-        }
-        out
+        crate::proxy::metrics::render(&registry)
     }
 }
 
 /// The gauges read from one relist.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug)]
 struct RuntimeGauges {
     node_name: String,
     running_pods: i64,

@@ -232,9 +232,7 @@ async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Response<Body> {
             let mut resp = full(StatusCode::OK, text);
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
+                http::HeaderValue::from_static(crate::proxy::metrics::CONTENT_TYPE),
             );
             resp
         }

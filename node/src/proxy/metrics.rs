@@ -403,6 +403,9 @@ impl Collector for DataplaneCollector {
     }
 }
 
+/// The content type of [`render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// Renders `registry` in the Prometheus/OpenMetrics text format.
 #[must_use]
 pub fn render(registry: &Registry) -> String {

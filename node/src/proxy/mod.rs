@@ -150,7 +150,7 @@ pub async fn run(
                 move |_method, path| match path.split('?').next().unwrap_or_default() {
                     "/metrics" => server::Answer::new(
                         http::StatusCode::OK,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        metrics::CONTENT_TYPE,
                         metrics::render(&registry),
                     ),
                     "/healthz" | "/livez" => health.answer(path),

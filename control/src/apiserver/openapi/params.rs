@@ -224,7 +224,6 @@ pub(super) fn log() -> Vec<Value> {
     ]
 }
 
-/// Parameters of `pods/exec` and `pods/attach`.
 /// The proxy subresource's parameters: the path as a query parameter, or,
 /// for the `…/proxy/{path}` form, as a path parameter.
 pub(super) fn proxy(kind: &str, in_path: bool) -> Vec<Value> {
@@ -239,6 +238,7 @@ pub(super) fn proxy(kind: &str, in_path: bool) -> Vec<Value> {
     }
 }
 
+/// Parameters of `pods/exec` and `pods/attach`.
 pub(super) fn stream(exec: bool) -> Vec<Value> {
     let mut out = vec![];
     if exec {
