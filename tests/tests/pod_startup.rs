@@ -6,8 +6,9 @@
 //! Each pod's latency is from the watch event that first shows it to the
 //! one that first shows it Ready, both seen by one watch, so the clock and
 //! the observer are the same for both ends. Before the pods go through
-//! baton, the same pods are started on the same cluster by calling the
-//! nodes' runtimes directly ([`runtime_alone`]): the floor of that hour.
+//! baton, and again after baton has removed them, the same pods are
+//! started on the same cluster by calling the nodes' runtimes directly
+//! ([`runtime_alone`]): the floor of that hour.
 
 #[path = "pod_startup/runtime_alone.rs"]
 mod runtime_alone;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use baton_e2e::Stack;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 
@@ -121,6 +122,8 @@ struct Run {
     steady_cpu: serde_json::Map<String, serde_json::Value>,
     /// The same pods started through the runtimes alone, just before.
     runtime_alone: runtime_alone::RuntimeAlone,
+    /// And again once baton's pods were deleted.
+    runtime_alone_after: runtime_alone::RuntimeAlone,
 }
 
 /// The benchmark's pod `i` of `nodes`: the echo image, bound to a node,
@@ -187,7 +190,7 @@ fn spans(
 /// a real cluster's client runs elsewhere.
 async fn measure(nodes: usize, pods: usize) -> Run {
     let c = Stack::start(nodes);
-    let runtime_alone = runtime_alone::measure(&c, nodes, pods).await;
+    let runtime_alone = runtime_alone::measure(&c, nodes, pods, "before").await;
     baton_e2e::nodes::wait_nodes_ready(&c.plane, nodes, Duration::from_secs(60))
         .expect("the nodes Ready again after their kubelets restarted");
     let kubeconfig = Kubeconfig::read_from(&c.kubeconfig).expect("the admin kubeconfig");
@@ -266,6 +269,8 @@ async fn measure(nodes: usize, pods: usize) -> Run {
     let steady_before = cpu_snapshot();
     tokio::time::sleep(STEADY).await;
     let steady_cpu = cpu_between(&steady_before, &cpu_snapshot());
+    delete_all(&api).await;
+    let runtime_alone_after = runtime_alone::measure(&c, nodes, pods, "after").await;
     Run {
         latencies: spans(&seen, |s| s.created, |s| s.ready),
         to_running: spans(&seen, |s| s.created, |s| s.running),
@@ -274,7 +279,45 @@ async fn measure(nodes: usize, pods: usize) -> Run {
         window,
         steady_cpu,
         runtime_alone,
+        runtime_alone_after,
     }
+}
+
+/// Deletes every pod of `api` and waits until the kubelets have removed
+/// them (a pod leaves the API once its sandbox is gone from the runtime).
+async fn delete_all(api: &Api<Pod>) {
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .expect("deleting the bench pods");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let left = api
+            .list_metadata(&ListParams::default())
+            .await
+            .expect("listing the bench pods")
+            .items
+            .len();
+        if left == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} bench pods still there after 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A runtime-alone burst as the report has it.
+fn alone_json(alone: &runtime_alone::RuntimeAlone) -> serde_json::Value {
+    serde_json::json!({
+        "p50_seconds": percentile(&alone.latencies, 50.0),
+        "p99_seconds": percentile(&alone.latencies, 99.0),
+        "max_seconds": alone.latencies.last(),
+        "samples_seconds": alone.latencies,
+        "window_seconds": (alone.window * 100.0).round() / 100.0,
+        "cpu_seconds": alone.cpu,
+    })
 }
 
 #[test]
@@ -309,14 +352,18 @@ fn pod_startup_latency() {
             STEADY.as_secs(),
             run.steady_cpu
         );
-        let alone = &run.runtime_alone;
-        println!(
-            "  the runtime alone: p50 {:.3} s, p99 {:.3} s; CPU seconds in its {:.2} s: {:?}",
-            percentile(&alone.latencies, 50.0),
-            percentile(&alone.latencies, 99.0),
-            alone.window,
-            alone.cpu
-        );
+        for (round, alone) in [
+            ("before", &run.runtime_alone),
+            ("after", &run.runtime_alone_after),
+        ] {
+            println!(
+                "  the runtime alone ({round}): p50 {:.3} s, p99 {:.3} s; CPU seconds in its {:.2} s: {:?}",
+                percentile(&alone.latencies, 50.0),
+                percentile(&alone.latencies, 99.0),
+                alone.window,
+                alone.cpu
+            );
+        }
         let phase = |samples: &[f64]| {
             serde_json::json!({
                 "p50_seconds": percentile(samples, 50.0),
@@ -338,14 +385,8 @@ fn pod_startup_latency() {
             "steady_seconds": STEADY.as_secs(),
             "steady_cpu_seconds": run.steady_cpu,
             "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
-            "runtime_alone": {
-                "p50_seconds": percentile(&alone.latencies, 50.0),
-                "p99_seconds": percentile(&alone.latencies, 99.0),
-                "max_seconds": alone.latencies.last(),
-                "samples_seconds": alone.latencies,
-                "window_seconds": (alone.window * 100.0).round() / 100.0,
-                "cpu_seconds": alone.cpu,
-            },
+            "runtime_alone": alone_json(&run.runtime_alone),
+            "runtime_alone_after": alone_json(&run.runtime_alone_after),
         }));
     }
     if let Some(out) = std::env::var_os("BATON_BENCH_PODS_OUT") {

@@ -5,10 +5,13 @@
 //! `RunPodSandbox` request to the return of its `StartContainer`, all pods
 //! at once, as the kubelets start a burst.
 //!
-//! Measured in the same cluster, minutes before the pods go through baton,
-//! it is the floor the machine allows in that hour: the difference between
-//! the two is what baton adds (its API writes, watches, scheduling and
-//! status), independent of how fast the machine happens to be.
+//! Measured in the same cluster, minutes before the pods go through baton
+//! and again once baton has removed them, it is the floor the machine
+//! allows in that hour: the difference between the two is what baton adds
+//! (its API writes, watches, scheduling and status), independent of how
+//! fast the machine happens to be. The burst after baton's runs on a
+//! containerd that has already started and removed pods, the one before on
+//! a fresh one, so the pair also shows what that order does.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -70,7 +73,8 @@ struct NodeRuntime {
 
 /// Starts the benchmark's `pods` through the nodes' runtimes directly with
 /// every baton-node stopped, removes them again, and starts the baton-nodes.
-pub async fn measure(stack: &Stack, nodes: usize, pods: usize) -> RuntimeAlone {
+/// `round` tells one such burst of a run from another (names and UIDs).
+pub async fn measure(stack: &Stack, nodes: usize, pods: usize, round: &str) -> RuntimeAlone {
     let stopped = KubeletsStopped::stop(stack, nodes);
     let mut runtimes = Vec::new();
     for index in 1..=nodes {
@@ -91,16 +95,16 @@ pub async fn measure(stack: &Stack, nodes: usize, pods: usize) -> RuntimeAlone {
     let pods: Vec<(usize, Pod)> = (0..pods)
         .map(|i| {
             let mut pod = bench_pod(i, nodes);
-            pod.metadata.name = Some(format!("runtime-alone-{i}"));
+            pod.metadata.name = Some(format!("runtime-alone-{round}-{i}"));
             pod.metadata.namespace = Some("default".into());
-            pod.metadata.uid = Some(format!("runtime-alone-{}-{i}", std::process::id()));
+            pod.metadata.uid = Some(format!("runtime-alone-{}-{round}-{i}", std::process::id()));
             (i % nodes, pod)
         })
         .collect();
     let (waited, _) =
         baton_e2e::wait_until_quiet(QUIET_BUSY, Duration::from_secs(2), Duration::from_secs(120));
     println!(
-        "  runtime alone: waited {:.1} s for the machine to settle",
+        "  runtime alone ({round}): waited {:.1} s for the machine to settle",
         waited.as_secs_f64()
     );
 
