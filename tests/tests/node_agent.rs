@@ -191,6 +191,17 @@ spec:
     readinessProbe:
       exec: {command: ["cat", "/tmp/ready"]}
       periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: deadline}
+spec:
+  nodeName: baton-node-1
+  activeDeadlineSeconds: 4
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: echo
+    image: baton.local/echo:1
 "#,
     );
     c.wait_ready("cfg-reader", Duration::from_secs(60));
@@ -255,6 +266,62 @@ spec:
             "{.status.conditions[?(@.type==\"ContainersReady\")].reason}"
         ),
         "ContainersNotReady"
+    );
+
+    // A pod that outlives its activeDeadlineSeconds fails for it, and its
+    // container is stopped and not started again (restartPolicy Always).
+    c.wait(Duration::from_secs(60), "deadline failed", |c| {
+        c.get("pod", "deadline", "{.status.phase}") == "Failed"
+    });
+    assert_eq!(
+        c.get("pod", "deadline", "{.status.reason}"),
+        "DeadlineExceeded"
+    );
+    assert_eq!(
+        c.get("pod", "deadline", "{.status.message}"),
+        "Pod was active on the node longer than the specified deadline"
+    );
+    assert_eq!(
+        c.get(
+            "pod",
+            "deadline",
+            "{.status.conditions[?(@.type==\"Ready\")].reason}"
+        ),
+        "PodFailed"
+    );
+    c.wait(
+        Duration::from_secs(30),
+        "deadline's container stopped",
+        |c| {
+            !c.get(
+                "pod",
+                "deadline",
+                "{.status.containerStatuses[0].state.terminated.exitCode}",
+            )
+            .is_empty()
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.get(
+            "pod",
+            "deadline",
+            "{.status.containerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
+    assert_eq!(c.get("pod", "deadline", "{.status.phase}"), "Failed");
+    let reasons = c.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=deadline",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(
+        reasons.contains("DeadlineExceeded") && reasons.contains("Killing"),
+        "{reasons}"
     );
 }
 

@@ -190,7 +190,7 @@ fn start_dataplane(
         std::thread::Builder::new()
             .name("pod-endpoints".into())
             .spawn(move || {
-                proxy::cli::sync_pod_endpoints(dataplane, dir, Duration::from_millis(200));
+                proxy::cli::sync_pod_endpoints(dataplane, dir);
             })?;
     }
     Ok(proxy::run(client, dataplane, config))

@@ -13,9 +13,15 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use super::EndpointRecord;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+
+use super::{ENDPOINTS_DIR, EndpointRecord};
 
 /// Where endpoints go: the node's dataplane.
 pub trait EndpointSink {
@@ -86,6 +92,70 @@ impl EndpointSync {
             }
         }
         Ok(changes)
+    }
+}
+
+/// Tells the reconcile when a record was written or removed: an inotify
+/// watch on the records' directory. The plugin writes a record by
+/// renaming it into place and removes it with an unlink, so a moved-in or
+/// deleted name is every change, and a new pod's endpoint reaches the
+/// dataplane as its ADD returns, while an idle node reads nothing.
+#[derive(Debug)]
+pub struct RecordsWatch {
+    dir: PathBuf,
+    inotify: Inotify,
+}
+
+/// The directory events that change the set of records.
+const RECORD_EVENTS: AddWatchFlags = AddWatchFlags::IN_MOVED_TO
+    .union(AddWatchFlags::IN_MOVED_FROM)
+    .union(AddWatchFlags::IN_DELETE);
+
+impl RecordsWatch {
+    /// Watches the records under `data_dir` (the CNI `dataDir`), making
+    /// their directory if the plugin has not yet.
+    pub fn new(data_dir: &Path) -> io::Result<Self> {
+        let dir = data_dir.join(ENDPOINTS_DIR);
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+        let watch = Self { dir, inotify };
+        watch.add()?;
+        Ok(watch)
+    }
+
+    fn add(&self) -> io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        self.inotify.add_watch(&self.dir, RECORD_EVENTS)?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for a change of the records and takes every
+    /// event that arrived; whether there was one. A removed directory is
+    /// made and watched again (and counts as a change).
+    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
+        let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(0) | Err(Errno::EINTR) => return Ok(false),
+            Ok(_) => {}
+            Err(err) => return Err(err.into()),
+        }
+        let mut rewatch = false;
+        loop {
+            match self.inotify.read_events() {
+                Ok(events) if events.is_empty() => break,
+                Ok(events) => {
+                    rewatch |= events
+                        .iter()
+                        .any(|e| e.mask.contains(AddWatchFlags::IN_IGNORED));
+                }
+                Err(Errno::EAGAIN) => break,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        if rewatch {
+            self.add()?;
+        }
+        Ok(true)
     }
 }
 
@@ -160,6 +230,27 @@ mod tests {
             sink.held,
             BTreeMap::from([(Ipv4Addr::new(10, 244, 1, 2), 9)])
         );
+    }
+
+    #[test]
+    fn the_watch_wakes_on_written_and_removed_records_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let watch = RecordsWatch::new(dir.path()).unwrap();
+        assert!(!watch.wait(Duration::from_millis(50)).unwrap());
+        super::super::write_endpoint(dir.path(), &record([10, 244, 1, 2], 7)).unwrap();
+        assert!(watch.wait(Duration::from_secs(5)).unwrap());
+        // Every event of that write was taken: nothing more to wake for.
+        assert!(!watch.wait(Duration::from_millis(50)).unwrap());
+        // Reading the records is no change.
+        assert_eq!(super::super::endpoints(dir.path()).unwrap().len(), 1);
+        assert!(!watch.wait(Duration::from_millis(50)).unwrap());
+        super::super::remove_endpoint(dir.path(), Ipv4Addr::new(10, 244, 1, 2)).unwrap();
+        assert!(watch.wait(Duration::from_secs(5)).unwrap());
+        // The directory removed and made again is still watched.
+        std::fs::remove_dir(dir.path().join(ENDPOINTS_DIR)).unwrap();
+        assert!(watch.wait(Duration::from_secs(5)).unwrap());
+        super::super::write_endpoint(dir.path(), &record([10, 244, 1, 3], 8)).unwrap();
+        assert!(watch.wait(Duration::from_secs(5)).unwrap());
     }
 
     #[test]

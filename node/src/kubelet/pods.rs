@@ -1,6 +1,7 @@
 //! The node's pods: a reflector over the pods bound to this node
 //! (`fieldSelector=spec.nodeName=<node>`), one worker task per pod UID
-//! syncing it every second and on every change, and the cleanup of what
+//! syncing it on every change and when its sync asks to be repeated
+//! ([`worker::next_sync`]), and the cleanup of what
 //! the runtime has of pods the API no longer has (deleted while baton-node
 //! was down, or force-deleted).
 
@@ -22,11 +23,6 @@ use super::{Context, KubeletError};
 use crate::cri::api as cri;
 use crate::cri::labels::{self, PodRef};
 
-/// How often every pod is synced without a change: time-driven decisions
-/// (a back-off that ran out, volume refreshes) are taken on it. A sync
-/// reads the runtime only when the relist saw the pod change
-/// ([`relist`]).
-pub const RESYNC: Duration = Duration::from_secs(1);
 /// How often the runtime is searched for pods the API no longer has.
 pub const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
@@ -154,16 +150,27 @@ async fn pod_worker(
         };
         if let Err(err) = worker::sync(&ctx, &pod, &mut state).await {
             tracing::warn!(pod = ?pod.metadata.name, %err, "sync failed");
+            state.next_sync = worker::RETRY;
         }
         if state.finished {
             break;
         }
         let notify = Arc::clone(&state.notify);
-        state.changed = tokio::select! {
-            changed = rx.changed() => if changed.is_err() { break } else { true },
-            () = notify.notified() => true,
-            () = tokio::time::sleep(RESYNC) => false,
+        let next_sync = tokio::time::Instant::now() + state.next_sync;
+        let woken = loop {
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { break None } else { break Some(true) },
+                () = notify.notified() => break Some(true),
+                // A failed probe run is reported as it happens, without a
+                // sync: a probe that keeps failing changes nothing else.
+                Some(failure) = state.failures_rx.recv() => {
+                    worker::probe_failed(&ctx, &pod, &failure).await;
+                }
+                () = tokio::time::sleep_until(next_sync) => break Some(false),
+            }
         };
+        let Some(changed) = woken else { break };
+        state.changed = changed;
     }
     ctx.relist_wakers
         .lock()

@@ -3,6 +3,7 @@
 //! container statuses with state, last state, restart count and readiness.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
@@ -68,12 +69,13 @@ fn waiting(reason: &str, message: Option<String>) -> ContainerState {
     }
 }
 
-/// The status of one container.
+/// The status of one container. `policy` is `None` once the pod has
+/// finished: nothing is started again.
 fn container_status(
     spec: &SpecContainer,
     runtime: &PodRuntime,
     extra: &Extra,
-    policy: RestartPolicy,
+    policy: Option<RestartPolicy>,
     init: bool,
     default_waiting: &str,
 ) -> ContainerStatus {
@@ -127,7 +129,7 @@ fn container_status(
             if done {
                 status.ready = true;
             }
-            if !done && policy.restarts(latest.exit_code) {
+            if !done && policy.is_some_and(|p| p.restarts(latest.exit_code)) {
                 // About to be (or waiting to be) started again.
                 let (reason, message) = extra
                     .waiting
@@ -163,7 +165,22 @@ fn container_status(
 
 /// The pod phase, as `getPhase`.
 #[must_use]
-pub fn phase(pod: &Pod, runtime: &PodRuntime) -> &'static str {
+pub fn phase(
+    pod: &Pod,
+    old: Option<&PodStatus>,
+    runtime: &PodRuntime,
+    now: Timestamp,
+) -> &'static str {
+    // A pod that has finished stays finished, whatever its containers do
+    // afterwards (they are being stopped).
+    match old.and_then(|s| s.phase.as_deref()) {
+        Some("Succeeded") => return "Succeeded",
+        Some("Failed") => return "Failed",
+        _ => {}
+    }
+    if active_deadline_left(pod, old, now) == Some(Duration::ZERO) {
+        return "Failed";
+    }
     let Some(spec) = pod.spec.as_ref() else {
         return "Pending";
     };
@@ -214,6 +231,44 @@ pub fn phase(pod: &Pod, runtime: &PodRuntime) -> &'static str {
     "Pending"
 }
 
+/// `status.reason` of a pod failed for running past its
+/// `activeDeadlineSeconds` (the kubelet's active deadline handler).
+pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+/// Its `status.message`, as the kubelet words it.
+pub const DEADLINE_EXCEEDED_MESSAGE: &str =
+    "Pod was active on the node longer than the specified deadline";
+
+/// How long `pod` may still be active on the node at `now`:
+/// `spec.activeDeadlineSeconds` counted from `status.startTime` (in `old`,
+/// the pod's latest status). `None` without a deadline or before the pod
+/// started; zero once the deadline has passed.
+#[must_use]
+pub fn active_deadline_left(
+    pod: &Pod,
+    old: Option<&PodStatus>,
+    now: Timestamp,
+) -> Option<Duration> {
+    let seconds = pod.spec.as_ref()?.active_deadline_seconds?;
+    let started = old?.start_time.as_ref()?.0;
+    let deadline = started
+        .checked_add(jiff::SignedDuration::from_secs(seconds))
+        .ok()?;
+    Some(
+        now.duration_until(deadline)
+            .try_into()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Whether the sync at `now` is the one that fails `pod` for its active
+/// deadline (its latest status `old` is not final yet).
+#[must_use]
+pub fn deadline_reached(pod: &Pod, old: Option<&PodStatus>, now: Timestamp) -> bool {
+    !old.and_then(|s| s.phase.as_deref())
+        .is_some_and(is_terminal)
+        && active_deadline_left(pod, old, now) == Some(Duration::ZERO)
+}
+
 /// Whether `phase` is final.
 #[must_use]
 pub fn is_terminal(phase: &str) -> bool {
@@ -236,8 +291,19 @@ fn condition(kind: &str, ok: bool, reason: Option<&str>, message: Option<String>
 pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -> PodStatus {
     let spec = pod.spec.clone().unwrap_or_default();
     let old = pod.status.clone().unwrap_or_default();
-    let policy = RestartPolicy::of(pod);
-    let phase = phase(pod, runtime);
+    let phase = phase(pod, pod.status.as_ref(), runtime, now);
+    let policy = (!is_terminal(phase)).then(|| RestartPolicy::of(pod));
+    // Why the pod ended when the kubelet ended it, kept once written.
+    let (ended_reason, ended_message) = if deadline_reached(pod, pod.status.as_ref(), now) {
+        (
+            Some(DEADLINE_EXCEEDED.to_owned()),
+            Some(DEADLINE_EXCEEDED_MESSAGE.to_owned()),
+        )
+    } else if is_terminal(phase) {
+        (old.reason.clone(), old.message.clone())
+    } else {
+        (None, None)
+    };
     let init_statuses: Vec<ContainerStatus> = spec
         .init_containers
         .iter()
@@ -290,8 +356,11 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
             )
         },
     ];
-    let (ready, reason, message) = if terminal && phase == "Succeeded" {
+    let (ready, reason, message) = if phase == "Succeeded" {
         (false, Some("PodCompleted"), None)
+    } else if phase == "Failed" {
+        // Not ready, also while its containers are still being stopped.
+        (false, Some("PodFailed"), None)
     } else if unready.is_empty() {
         (true, None, None)
     } else {
@@ -344,6 +413,8 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         container_statuses: Some(statuses),
         nominated_node_name: old.nominated_node_name.clone(),
+        reason: ended_reason,
+        message: ended_message,
         ..Default::default()
     }
 }
@@ -511,9 +582,67 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_past_its_active_deadline_fails_and_stays_failed() {
+        let mut p = pod("Always");
+        p.spec.as_mut().unwrap().active_deadline_seconds = Some(30);
+        let running = runtime(vec![c("c1", 0, State::Running, 0)]);
+        let start: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let at = |s| {
+            start
+                .checked_add(jiff::SignedDuration::from_secs(s))
+                .unwrap()
+        };
+        let old = PodStatus {
+            phase: Some("Running".into()),
+            start_time: Some(Time(start)),
+            ..Default::default()
+        };
+        assert_eq!(
+            active_deadline_left(&p, Some(&old), at(10)),
+            Some(Duration::from_secs(20))
+        );
+        assert_eq!(phase(&p, Some(&old), &running, at(29)), "Running");
+        assert!(!deadline_reached(&p, Some(&old), at(29)));
+        assert_eq!(phase(&p, Some(&old), &running, at(30)), "Failed");
+        assert!(deadline_reached(&p, Some(&old), at(30)));
+        // Before it started, or without a deadline, nothing is counted.
+        assert_eq!(active_deadline_left(&p, None, at(100)), None);
+        assert_eq!(
+            active_deadline_left(&pod("Always"), Some(&old), at(100)),
+            None
+        );
+
+        // The status written at the deadline, its container still running.
+        p.status = Some(old);
+        let failed = compute(&p, &running, &Extra::default(), at(31));
+        assert_eq!(failed.phase.as_deref(), Some("Failed"));
+        assert_eq!(failed.reason.as_deref(), Some(DEADLINE_EXCEEDED));
+        assert_eq!(failed.message.as_deref(), Some(DEADLINE_EXCEEDED_MESSAGE));
+        for kind in ["Ready", "ContainersReady"] {
+            let c = cond(&failed, kind);
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_deref()),
+                ("False", Some("PodFailed"))
+            );
+        }
+        // Once its container is stopped (which restartPolicy Always would
+        // otherwise call Running), it stays Failed for the same reason.
+        p.status = Some(failed);
+        assert!(!deadline_reached(&p, p.status.as_ref(), at(40)));
+        let stopped = runtime(vec![c("c1", 0, State::Exited, 143)]);
+        let after = compute(&p, &stopped, &Extra::default(), at(40));
+        assert_eq!(after.phase.as_deref(), Some("Failed"));
+        assert_eq!(after.reason.as_deref(), Some(DEADLINE_EXCEEDED));
+        // Its container is terminated for good, not waiting for a restart.
+        let state = after.container_statuses.unwrap()[0].state.clone().unwrap();
+        assert_eq!(state.terminated.map(|t| t.exit_code), Some(143));
+    }
+
+    #[test]
     fn phases_of_finished_pods() {
         let done = runtime(vec![c("c1", 0, State::Exited, 0)]);
         let failed = runtime(vec![c("c1", 0, State::Exited, 2)]);
+        let phase = |pod: &Pod, runtime: &PodRuntime| phase(pod, None, runtime, Timestamp::now());
         assert_eq!(phase(&pod("Never"), &done), "Succeeded");
         assert_eq!(phase(&pod("Never"), &failed), "Failed");
         assert_eq!(phase(&pod("OnFailure"), &done), "Succeeded");

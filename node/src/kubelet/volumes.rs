@@ -54,6 +54,24 @@ pub enum VolumeError {
     },
 }
 
+/// Whether `pod` has volumes whose contents follow their sources
+/// (configMap, secret, downwardAPI, projected) and so are refreshed while
+/// it runs.
+#[must_use]
+pub fn refreshed(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|volumes| {
+            volumes.iter().any(|v| {
+                v.config_map.is_some()
+                    || v.secret.is_some()
+                    || v.downward_api.is_some()
+                    || v.projected.is_some()
+            })
+        })
+}
+
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> VolumeError {
     move |source| VolumeError::Io {
         action,
@@ -738,6 +756,31 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (v.as_bytes().to_vec(), 0o644)))
             .collect()
+    }
+
+    #[test]
+    fn only_volumes_that_follow_a_source_are_refreshed() {
+        let pod = |volume: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "spec": {"containers": [], "volumes": [volume]},
+            }))
+            .unwrap()
+        };
+        assert!(!refreshed(&Pod::default()));
+        assert!(!refreshed(&pod(
+            serde_json::json!({"name": "v", "emptyDir": {}})
+        )));
+        assert!(!refreshed(&pod(
+            serde_json::json!({"name": "v", "hostPath": {"path": "/tmp"}})
+        )));
+        for source in [
+            serde_json::json!({"name": "v", "configMap": {"name": "cm"}}),
+            serde_json::json!({"name": "v", "secret": {"secretName": "s"}}),
+            serde_json::json!({"name": "v", "downwardAPI": {"items": []}}),
+            serde_json::json!({"name": "v", "projected": {"sources": []}}),
+        ] {
+            assert!(refreshed(&pod(source.clone())), "{source}");
+        }
     }
 
     #[test]

@@ -31,6 +31,17 @@ use crate::cri::labels;
 const MIN_GRACE: Duration = Duration::from_secs(2);
 /// How often configMap/secret/downward volumes are refreshed.
 const VOLUME_REFRESH: Duration = Duration::from_secs(5);
+/// How soon a pod is synced again, without a change, when its last sync
+/// left something undone: a container waiting (back-off, an image or a
+/// configuration error), an action taken whose outcome is to be checked,
+/// or a failed sync.
+pub const RETRY: Duration = Duration::from_secs(1);
+/// How often a settled pod (nothing to do, nothing waiting) is synced
+/// without a change. Changes wake its worker at once — of the pod in the
+/// API, of its sandboxes and containers (the relist), of a probe result —
+/// so this only catches what no event reports (the kubelet's
+/// `syncFrequency`, a minute there).
+pub const RESYNC: Duration = Duration::from_secs(10);
 
 /// What a worker keeps between syncs of its pod.
 #[derive(Debug)]
@@ -53,6 +64,9 @@ pub struct WorkerState {
     /// Whether this sync was caused by a change (of the pod in the API or
     /// of a probe result) rather than by the periodic resync.
     pub changed: bool,
+    /// How long after this sync the next one comes when nothing wakes the
+    /// worker earlier ([`next_sync`]).
+    pub next_sync: Duration,
 }
 
 impl WorkerState {
@@ -72,6 +86,7 @@ impl WorkerState {
             startup: None,
             finished: false,
             changed: true,
+            next_sync: RETRY,
         }
     }
 }
@@ -231,17 +246,9 @@ pub async fn sync(ctx: &Context, pod: &Pod, state: &mut WorkerState) -> Result<(
         .startup
         .get_or_insert_with(|| PodStartup::new(pod))
         .observed(&ctx.metrics, pod);
-    // Probe failures since the last sync become `Unhealthy` events.
+    // Probe failures the worker has not reported yet.
     while let Ok(f) = state.failures_rx.try_recv() {
-        ctx.recorder
-            .record(
-                pod,
-                Some(&f.container),
-                Kind::Warning,
-                "Unhealthy",
-                &format!("{} probe failed: {}", f.kind.as_str(), f.message),
-            )
-            .await;
+        probe_failed(ctx, pod, &f).await;
     }
     let runtime = current_runtime(ctx, &uid, state).await?;
     if pod.metadata.deletion_timestamp.is_some() {
@@ -271,7 +278,23 @@ pub async fn sync(ctx: &Context, pod: &Pod, state: &mut WorkerState) -> Result<(
         return Ok(());
     }
 
-    let phase = status::phase(pod, &runtime);
+    let now = Timestamp::now();
+    let known = state.last_status.as_ref().or(pod.status.as_ref());
+    let phase = status::phase(pod, known, &runtime, now);
+    let deadline_left = status::active_deadline_left(pod, known, now);
+    if status::deadline_reached(pod, known, now) {
+        // The kubelet's active deadline handler: the pod fails, and its
+        // containers are stopped as for any finished pod.
+        ctx.recorder
+            .record(
+                pod,
+                None,
+                Kind::Normal,
+                status::DEADLINE_EXCEEDED,
+                status::DEADLINE_EXCEEDED_MESSAGE,
+            )
+            .await;
+    }
     let failed = ctx.failed_probes(&runtime);
     let plan = actions::compute(pod, &runtime, status::is_terminal(phase), &failed);
     execute(ctx, pod, &runtime, &plan, state).await?;
@@ -280,11 +303,45 @@ pub async fn sync(ctx: &Context, pod: &Pod, state: &mut WorkerState) -> Result<(
     } else {
         read_runtime(ctx, &uid, state).await?
     };
-    if !status::is_terminal(phase) {
+    let refreshing = !status::is_terminal(phase) && volumes::refreshed(pod);
+    if refreshing {
         refresh_volumes(ctx, pod, &runtime, state).await;
     }
     keep_probes(ctx, pod, &runtime, state);
-    write_status(ctx, pod, &runtime, state).await
+    write_status(ctx, pod, &runtime, state).await?;
+    let settled = plan == PodActions::default() && state.waiting.is_empty();
+    let refresh_due = state
+        .last_volume_refresh
+        .filter(|_| refreshing)
+        .map(|at| VOLUME_REFRESH.saturating_sub(at.elapsed()));
+    let deadline_due = deadline_left.filter(|_| !status::is_terminal(phase));
+    state.next_sync = next_sync(settled, [refresh_due, deadline_due]);
+    Ok(())
+}
+
+/// A failed probe run: the pod's `Unhealthy` event.
+pub async fn probe_failed(ctx: &Context, pod: &Pod, f: &probes::Failure) {
+    ctx.recorder
+        .record(
+            pod,
+            Some(&f.container),
+            Kind::Warning,
+            "Unhealthy",
+            &format!("{} probe failed: {}", f.kind.as_str(), f.message),
+        )
+        .await;
+}
+
+/// When a pod is synced again if nothing wakes its worker: soon when its
+/// last sync left something undone ([`RETRY`]), otherwise at the periodic
+/// [`RESYNC`]; earlier when something falls due (its volumes' refresh,
+/// its active deadline), though not sooner than a [`RETRY`].
+#[must_use]
+pub fn next_sync(settled: bool, due: impl IntoIterator<Item = Option<Duration>>) -> Duration {
+    let periodic = if settled { RESYNC } else { RETRY };
+    due.into_iter()
+        .flatten()
+        .fold(periodic, |next, due| next.min(due.max(RETRY)))
 }
 
 async fn execute(
@@ -1115,6 +1172,21 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     use super::*;
+
+    #[test]
+    fn a_settled_pod_waits_for_the_resync_or_what_falls_due() {
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(next_sync(true, [None, None]), RESYNC);
+        assert_eq!(next_sync(false, [None, None]), RETRY);
+        // Volumes due in 3 s, or a deadline in 2 s, bring the settled
+        // pod's sync forward…
+        assert_eq!(next_sync(true, [secs(3), None]), Duration::from_secs(3));
+        assert_eq!(next_sync(true, [secs(3), secs(2)]), Duration::from_secs(2));
+        // …but never closer than a retry, nor later than one when
+        // something is left undone.
+        assert_eq!(next_sync(true, [Some(Duration::ZERO), None]), RETRY);
+        assert_eq!(next_sync(false, [secs(3), secs(2)]), RETRY);
+    }
 
     #[test]
     fn a_hooks_named_http_port_is_the_containers_port_of_that_name() {

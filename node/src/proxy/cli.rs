@@ -17,7 +17,10 @@ use tracing::{info, warn};
 
 use super::{Config, NodeSetup, SharedDataplane, translate::parse_algorithm};
 use crate::{
-    cni::{dataplane_sink::DataplaneSink, endpoints::EndpointSync},
+    cni::{
+        dataplane_sink::DataplaneSink,
+        endpoints::{EndpointSync, RecordsWatch},
+    },
     dataplane::{Algorithm, Capacities, Dataplane, DataplaneError, LoadOptions, TcMode},
 };
 
@@ -206,15 +209,28 @@ impl ProxyArgs {
     }
 }
 
+/// How soon a reconcile that left a record unregistered is repeated.
+const ENDPOINT_RETRY: Duration = Duration::from_millis(200);
+/// How often the records are reconciled without a change seen (a missed
+/// event, or no inotify).
+const ENDPOINT_RESYNC: Duration = Duration::from_secs(10);
+
 /// Keeps the pod endpoints in the dataplane equal to the endpoint records
 /// `baton-cni` writes under `data_dir` (registered, pod program attached
-/// to the host veth), looking every `interval`. Runs until the process
-/// ends.
-pub fn sync_pod_endpoints(dataplane: SharedDataplane, data_dir: PathBuf, interval: Duration) {
+/// to the host veth): on every change of the records ([`RecordsWatch`]),
+/// soon again after a failure, and every [`ENDPOINT_RESYNC`]. Runs until
+/// the process ends.
+pub fn sync_pod_endpoints(dataplane: SharedDataplane, data_dir: PathBuf) {
     let mut sync = EndpointSync::new(&data_dir);
     let mut attachments = HashMap::new();
+    let watch = RecordsWatch::new(&data_dir)
+        .inspect_err(|error| {
+            warn!(dir = %data_dir.display(), %error, "not watching the pod endpoint records; reading them every {ENDPOINT_RETRY:?}");
+        })
+        .ok();
     info!(dir = %data_dir.display(), "pod endpoints follow baton-cni's records");
     loop {
+        let mut retry = watch.is_none();
         let result = {
             let mut guard = dataplane
                 .lock()
@@ -231,14 +247,31 @@ pub fn sync_pod_endpoints(dataplane: SharedDataplane, data_dir: PathBuf, interva
                 if !changes.added.is_empty() || !changes.removed.is_empty() {
                     info!(added = ?changes.added, removed = ?changes.removed, "pod endpoints");
                 }
+                retry |= !changes.failed.is_empty();
                 for (ip, error) in changes.failed {
                     warn!(%ip, %error, "pod endpoint not registered; retrying");
                 }
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => warn!(dir = %data_dir.display(), %error, "reading pod endpoint records"),
+            Err(error) => {
+                retry = true;
+                warn!(dir = %data_dir.display(), %error, "reading pod endpoint records");
+            }
         }
-        std::thread::sleep(interval);
+        let wait = if retry {
+            ENDPOINT_RETRY
+        } else {
+            ENDPOINT_RESYNC
+        };
+        match &watch {
+            Some(watch) => {
+                if let Err(error) = watch.wait(wait) {
+                    warn!(dir = %data_dir.display(), %error, "watching the pod endpoint records");
+                    std::thread::sleep(ENDPOINT_RETRY);
+                }
+            }
+            None => std::thread::sleep(wait),
+        }
     }
 }
 
