@@ -127,7 +127,7 @@ fn cpu_table(report: &serde_json::Value) -> String {
             columns.push(Column::of(
                 run,
                 &alone["cpu_seconds"],
-                ", the runtime alone",
+                ", the runtime alone before",
                 &alone["window_seconds"],
             ));
         }
@@ -298,7 +298,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "| component | 1 node(s), 30 pods | 1 node(s), 30 pods, the runtime alone |"
+                "| component | 1 node(s), 30 pods | 1 node(s), 30 pods, the runtime alone before |"
             ),
             "{text}"
         );
