@@ -186,6 +186,19 @@ impl Stack {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The reasons of the events about the object named `name`, as
+    /// kubectl lists them (space-separated).
+    pub fn event_reasons(&self, name: &str) -> String {
+        self.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={name}"),
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ])
+    }
+
     /// Polls `check` until it holds; panics with the components' log tails.
     pub fn wait(&self, within: Duration, what: &str, mut check: impl FnMut(&Self) -> bool) {
         let deadline = Instant::now() + within;

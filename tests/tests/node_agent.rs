@@ -114,14 +114,7 @@ fn nodes_register_and_pods_run_with_addresses_from_their_pod_cidr() {
         .starts_with("containerd://")
     );
     // Events in the kubelet's format.
-    let reasons = c.kubectl_ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=echo-1",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ]);
+    let reasons = c.event_reasons("echo-1");
     for reason in ["Pulled", "Created", "Started"] {
         assert!(reasons.contains(reason), "events of echo-1: {reasons}");
     }
@@ -233,14 +226,7 @@ spec:
         .parse::<u32>()
         .is_ok_and(|n| n >= 1)
     });
-    let reasons = c.kubectl_ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=flaky",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ]);
+    let reasons = c.event_reasons("flaky");
     assert!(
         reasons.contains("Unhealthy") && reasons.contains("Killing"),
         "{reasons}"
@@ -311,14 +297,7 @@ spec:
         "0"
     );
     assert_eq!(c.get("pod", "deadline", "{.status.phase}"), "Failed");
-    let reasons = c.kubectl_ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=deadline",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ]);
+    let reasons = c.event_reasons("deadline");
     assert!(
         reasons.contains("DeadlineExceeded") && reasons.contains("Killing"),
         "{reasons}"
