@@ -144,6 +144,11 @@ metadata: {name: cfg}
 data: {key: first}
 ---
 apiVersion: v1
+kind: Secret
+metadata: {name: sec}
+stringData: {token: first}
+---
+apiVersion: v1
 kind: Pod
 metadata: {name: cfg-reader}
 spec:
@@ -151,13 +156,17 @@ spec:
   containers:
   - name: echo
     image: baton.local/echo:1
-    volumeMounts: [{name: cfg, mountPath: /etc/cfg}]
+    volumeMounts:
+    - {name: cfg, mountPath: /etc/cfg}
+    - {name: sec, mountPath: /etc/sec}
     env:
     - name: KEY
       valueFrom: {configMapKeyRef: {name: cfg, key: key}}
   volumes:
   - name: cfg
     configMap: {name: cfg}
+  - name: sec
+    secret: {secretName: sec}
 ---
 apiVersion: v1
 kind: Pod
@@ -202,7 +211,13 @@ spec:
     let file = c.cluster.node(1).unwrap().dir().join(format!(
         "kubelet/pods/{uid}/volumes/kubernetes.io~configmap/cfg/key"
     ));
+    let secret_file = c.cluster.node(1).unwrap().dir().join(format!(
+        "kubelet/pods/{uid}/volumes/kubernetes.io~secret/sec/token"
+    ));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "first");
+    assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), "first");
+    // The updates reach the files through the node's watches of the two
+    // objects, well before the minute the volumes are rewritten anyway.
     c.kubectl_ok(&[
         "patch",
         "configmap",
@@ -211,9 +226,21 @@ spec:
         r#"{"data":{"key":"second"}}"#,
     ]);
     c.wait(
-        Duration::from_secs(30),
+        Duration::from_secs(10),
         "the ConfigMap update in the volume",
         |_| std::fs::read_to_string(&file).is_ok_and(|t| t == "second"),
+    );
+    c.kubectl_ok(&[
+        "patch",
+        "secret",
+        "sec",
+        "-p",
+        r#"{"stringData":{"token":"second"}}"#,
+    ]);
+    c.wait(
+        Duration::from_secs(10),
+        "the Secret update in the volume",
+        |_| std::fs::read_to_string(&secret_file).is_ok_and(|t| t == "second"),
     );
 
     // A failing liveness probe restarts the container and counts it.

@@ -29,6 +29,7 @@ pub mod quantity;
 pub mod relist;
 pub mod runtime_cache;
 pub mod server;
+pub mod sources;
 pub mod spec;
 pub mod status;
 pub mod volumes;
@@ -135,8 +136,9 @@ pub struct Context {
     pub runtime_cache: Mutex<runtime_cache::RuntimeCache>,
     /// The latest node-wide relist of the runtime.
     pub relist: Mutex<relist::Snapshot>,
-    /// Pod workers the relist wakes when their pod changes.
-    pub relist_wakers: relist::Wakers,
+    /// Pod workers the relist (and a change of a mounted source) wakes
+    /// when their pod changes.
+    pub relist_wakers: Arc<relist::Wakers>,
 }
 
 impl std::fmt::Debug for Context {
@@ -246,6 +248,8 @@ pub async fn run(
             let port = spec.ports?.first()?.port;
             Some((ip, port))
         });
+    let wakers: Arc<relist::Wakers> = Arc::default();
+    let sources = sources::Sources::new(client.clone(), Arc::clone(&wakers));
     let ctx = Arc::new(Context {
         cri: cri.clone(),
         client: client.clone(),
@@ -257,7 +261,7 @@ pub async fn run(
             cluster_domain: config.cluster_domain.clone(),
         },
         root_dir: config.root_dir.clone(),
-        volumes: Volumes::new(client.clone(), config.root_dir.clone()),
+        volumes: Volumes::new(client.clone(), config.root_dir.clone(), sources),
         recorder: Recorder::new(client.clone(), config.node_name.clone()),
         backoff: Mutex::new(Backoff::default()),
         prober: Prober::default(),
@@ -265,7 +269,7 @@ pub async fn run(
         master_service,
         runtime_cache: Mutex::default(),
         relist: Mutex::default(),
-        relist_wakers: Mutex::default(),
+        relist_wakers: wakers,
     });
 
     // Lease every 10 s.

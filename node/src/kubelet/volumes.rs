@@ -12,17 +12,18 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
-    ServiceAccount, Volume,
+    Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount, Volume,
 };
 use kube::Client;
 use kube::api::{Api, PostParams};
 use nix::mount::{MntFlags, MsFlags};
 
 use super::env;
+use super::sources::{Kind, NotListed, SourceData, Sources};
 use crate::cri::api as cri;
 
 const DATA_LINK: &str = "..data";
@@ -46,6 +47,12 @@ pub enum VolumeError {
     },
     #[error("volume {volume}: {message}")]
     Invalid { volume: String, message: String },
+    #[error("volume {volume}: {source}")]
+    Source {
+        volume: String,
+        #[source]
+        source: NotListed,
+    },
     #[error("volume {volume}: {source}")]
     Api {
         volume: String,
@@ -198,34 +205,6 @@ fn key_files(
     Ok(files)
 }
 
-fn cm_bytes(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
-    let mut data: BTreeMap<String, Vec<u8>> = cm
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.into_bytes()))
-        .collect();
-    for (k, v) in cm.binary_data.clone().unwrap_or_default() {
-        data.insert(k, v.0);
-    }
-    data
-}
-
-fn secret_bytes(s: &Secret) -> BTreeMap<String, Vec<u8>> {
-    let mut data: BTreeMap<String, Vec<u8>> = s
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    for (k, v) in s.string_data.clone().unwrap_or_default() {
-        data.insert(k, v.into_bytes());
-    }
-    data
-}
-
 fn mode_of(mode: Option<i32>) -> u32 {
     mode.and_then(|m| u32::try_from(m).ok()).unwrap_or(0o644)
 }
@@ -235,6 +214,8 @@ fn mode_of(mode: Option<i32>) -> u32 {
 pub struct Volumes {
     client: Client,
     root: PathBuf,
+    /// The ConfigMaps and Secrets they mount.
+    pub sources: Sources,
 }
 
 impl std::fmt::Debug for Volumes {
@@ -247,8 +228,12 @@ impl std::fmt::Debug for Volumes {
 
 impl Volumes {
     #[must_use]
-    pub fn new(client: Client, root: PathBuf) -> Self {
-        Self { client, root }
+    pub fn new(client: Client, root: PathBuf, sources: Sources) -> Self {
+        Self {
+            client,
+            root,
+            sources,
+        }
     }
 
     /// `<root>/pods/<uid>`.
@@ -294,6 +279,25 @@ impl Volumes {
         Ok(paths)
     }
 
+    /// A ConfigMap or Secret `name` that volume `volume` of pod `uid`
+    /// mounts, from its watch ([`Sources`]).
+    async fn source(
+        &self,
+        uid: &str,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        volume: &str,
+    ) -> Result<Option<Arc<SourceData>>, VolumeError> {
+        self.sources
+            .get(uid, kind, namespace, name)
+            .await
+            .map_err(|source| VolumeError::Source {
+                volume: volume.to_owned(),
+                source,
+            })
+    }
+
     async fn setup_one(
         &self,
         pod: &Pod,
@@ -329,10 +333,12 @@ impl Volumes {
         if let Some(cm_src) = &v.config_map {
             let dir = self.volume_dir(uid, "configmap", &v.name);
             let optional = cm_src.optional.unwrap_or(false);
-            let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-            let data = match api.get_opt(&cm_src.name).await.map_err(api_err)? {
-                Some(cm) => cm_bytes(&cm),
-                None if optional => BTreeMap::new(),
+            let data = match self
+                .source(uid, Kind::ConfigMap, namespace, &cm_src.name, &v.name)
+                .await?
+            {
+                Some(data) => data,
+                None if optional => Arc::default(),
                 None => {
                     return Err(VolumeError::Invalid {
                         volume: v.name.clone(),
@@ -354,10 +360,12 @@ impl Volumes {
             let dir = self.volume_dir(uid, "secret", &v.name);
             let optional = s_src.optional.unwrap_or(false);
             let name = s_src.secret_name.clone().unwrap_or_default();
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-            let data = match api.get_opt(&name).await.map_err(api_err)? {
-                Some(s) => secret_bytes(&s),
-                None if optional => BTreeMap::new(),
+            let data = match self
+                .source(uid, Kind::Secret, namespace, &name, &v.name)
+                .await?
+            {
+                Some(data) => data,
+                None if optional => Arc::default(),
                 None => {
                     return Err(VolumeError::Invalid {
                         volume: v.name.clone(),
@@ -398,10 +406,12 @@ impl Volumes {
             for source in pr.sources.clone().unwrap_or_default() {
                 if let Some(cm_src) = source.config_map {
                     let optional = cm_src.optional.unwrap_or(false);
-                    let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-                    let data = match api.get_opt(&cm_src.name).await.map_err(api_err)? {
-                        Some(cm) => cm_bytes(&cm),
-                        None if optional => BTreeMap::new(),
+                    let data = match self
+                        .source(uid, Kind::ConfigMap, namespace, &cm_src.name, &v.name)
+                        .await?
+                    {
+                        Some(data) => data,
+                        None if optional => Arc::default(),
                         None => {
                             return Err(VolumeError::Invalid {
                                 volume: v.name.clone(),
@@ -419,10 +429,12 @@ impl Volumes {
                 }
                 if let Some(s_src) = source.secret {
                     let optional = s_src.optional.unwrap_or(false);
-                    let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-                    let data = match api.get_opt(&s_src.name).await.map_err(api_err)? {
-                        Some(s) => secret_bytes(&s),
-                        None if optional => BTreeMap::new(),
+                    let data = match self
+                        .source(uid, Kind::Secret, namespace, &s_src.name, &v.name)
+                        .await?
+                    {
+                        Some(data) => data,
+                        None if optional => Arc::default(),
                         None => {
                             return Err(VolumeError::Invalid {
                                 volume: v.name.clone(),
@@ -545,6 +557,7 @@ impl Volumes {
 
     /// Unmounts and removes everything of pod `uid`.
     pub fn teardown(&self, uid: &str) -> Result<(), VolumeError> {
+        self.sources.release(uid);
         let dir = self.pod_dir(uid);
         for point in mounts_under(&dir) {
             nix::mount::umount2(&point, MntFlags::MNT_DETACH).map_err(|source| {

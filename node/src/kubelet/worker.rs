@@ -29,8 +29,10 @@ use crate::cri::labels;
 
 /// The minimum time a container gets to stop (the kubelet's).
 const MIN_GRACE: Duration = Duration::from_secs(2);
-/// How often configMap/secret/downward volumes are refreshed.
-const VOLUME_REFRESH: Duration = Duration::from_secs(5);
+/// How often configMap, secret, downwardAPI and projected volumes are
+/// rewritten without a change seen (a change of the pod or of a mounted
+/// ConfigMap or Secret rewrites them at once).
+const VOLUME_REFRESH: Duration = Duration::from_secs(60);
 /// How soon a pod is synced again, without a change, when its last sync
 /// left something undone: a container waiting (back-off, an image or a
 /// configuration error), an action taken whose outcome is to be checked,
@@ -51,6 +53,8 @@ pub struct WorkerState {
     pub failures_rx: tokio::sync::mpsc::UnboundedReceiver<probes::Failure>,
     waiting: HashMap<String, (String, String)>,
     last_volume_refresh: Option<Instant>,
+    /// The pod's resourceVersion its volumes were last written for.
+    volumes_written_for: Option<String>,
     volume_paths: HashMap<String, PathBuf>,
     /// Containers whose probes this worker started.
     probed: HashSet<String>,
@@ -79,6 +83,7 @@ impl WorkerState {
             failures_rx,
             waiting: HashMap::new(),
             last_volume_refresh: None,
+            volumes_written_for: None,
             volume_paths: HashMap::new(),
             probed: HashSet::new(),
             last_status: None,
@@ -499,6 +504,9 @@ async fn create_sandbox(
     };
     state.volume_paths = paths;
     state.last_volume_refresh = Some(Instant::now());
+    state
+        .volumes_written_for
+        .clone_from(&pod.metadata.resource_version);
     let log_dir = ctx.log_dir(pod);
     std::fs::create_dir_all(&log_dir).map_err(|source| KubeletError::Io {
         action: "creating",
@@ -1009,13 +1017,20 @@ async fn refresh_volumes(ctx: &Context, pod: &Pod, runtime: &PodRuntime, state: 
     let Some(sandbox) = runtime.sandbox().filter(|s| s.ready) else {
         return;
     };
-    if state
+    // A mounted ConfigMap or Secret changed, the pod changed (labels and
+    // annotations in downwardAPI files), or the periodic rewrite is due.
+    let sources_changed = ctx.volumes.sources.take_changed(&uid_of(pod));
+    let pod_changed = state.volumes_written_for != pod.metadata.resource_version;
+    let due = state
         .last_volume_refresh
-        .is_some_and(|t| t.elapsed() < VOLUME_REFRESH)
-    {
+        .is_none_or(|t| t.elapsed() >= VOLUME_REFRESH);
+    if !(sources_changed || pod_changed || due) {
         return;
     }
     state.last_volume_refresh = Some(Instant::now());
+    state
+        .volumes_written_for
+        .clone_from(&pod.metadata.resource_version);
     match ctx
         .volumes
         .setup(pod, sandbox.ip.as_deref().unwrap_or_default(), &ctx.host_ip)
