@@ -218,30 +218,22 @@ spec:
     assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), "first");
     // The updates reach the files through the node's watches of the two
     // objects, well before the minute the volumes are rewritten anyway.
-    c.kubectl_ok(&[
-        "patch",
-        "configmap",
-        "cfg",
-        "-p",
-        r#"{"data":{"key":"second"}}"#,
-    ]);
-    c.wait(
-        Duration::from_secs(10),
-        "the ConfigMap update in the volume",
-        |_| std::fs::read_to_string(&file).is_ok_and(|t| t == "second"),
-    );
-    c.kubectl_ok(&[
-        "patch",
-        "secret",
-        "sec",
-        "-p",
-        r#"{"stringData":{"token":"second"}}"#,
-    ]);
-    c.wait(
-        Duration::from_secs(10),
-        "the Secret update in the volume",
-        |_| std::fs::read_to_string(&secret_file).is_ok_and(|t| t == "second"),
-    );
+    for (kind, name, patch, path) in [
+        ("configmap", "cfg", r#"{"data":{"key":"second"}}"#, &file),
+        (
+            "secret",
+            "sec",
+            r#"{"stringData":{"token":"second"}}"#,
+            &secret_file,
+        ),
+    ] {
+        c.kubectl_ok(&["patch", kind, name, "-p", patch]);
+        c.wait(
+            Duration::from_secs(10),
+            &format!("the {kind} update in the volume"),
+            |_| std::fs::read_to_string(path).is_ok_and(|t| t == "second"),
+        );
+    }
 
     // A failing liveness probe restarts the container and counts it.
     c.wait(Duration::from_secs(60), "flaky restarted", |c| {
