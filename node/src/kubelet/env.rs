@@ -89,24 +89,19 @@ pub fn referenced(pod: &Pod) -> (HashSet<String>, HashSet<String>) {
     (cms, secrets)
 }
 
+/// A source's keys as environment values (bytes read as UTF-8).
+fn as_strings(data: super::sources::SourceData) -> BTreeMap<String, String> {
+    data.into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect()
+}
+
 fn config_map_data(cm: &ConfigMap) -> BTreeMap<String, String> {
-    let mut data = cm.data.clone().unwrap_or_default();
-    for (k, v) in cm.binary_data.clone().unwrap_or_default() {
-        data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
-    }
-    data
+    as_strings(super::sources::config_map_data(cm))
 }
 
 fn secret_data(s: &Secret) -> BTreeMap<String, String> {
-    let mut data: BTreeMap<String, String> = s
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-        .collect();
-    data.extend(s.string_data.clone().unwrap_or_default());
-    data
+    as_strings(super::sources::secret_data(s))
 }
 
 /// `metadata.labels['x']` style selectors and plain field paths.

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
 use kube::api::Api;
@@ -164,19 +165,9 @@ impl Sources {
         let task = tokio::spawn(async move {
             let events = match kind {
                 Kind::ConfigMap => {
-                    let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
-                    watcher(api, config)
-                        .default_backoff()
-                        .map(|e| e.map(|e| map_event(e, |cm| Arc::new(config_map_data(&cm)))))
-                        .boxed()
+                    contents(Api::namespaced(client, &namespace), config, config_map_data)
                 }
-                Kind::Secret => {
-                    let api: Api<Secret> = Api::namespaced(client, &namespace);
-                    watcher(api, config)
-                        .default_backoff()
-                        .map(|e| e.map(|e| map_event(e, |s| Arc::new(secret_data(&s)))))
-                        .boxed()
-                }
+                Kind::Secret => contents(Api::namespaced(client, &namespace), config, secret_data),
             };
             let mut listing = Listing::default();
             futures::pin_mut!(events);
@@ -259,15 +250,29 @@ impl<T> Listing<T> {
     }
 }
 
-/// `event` with its object turned into `f(object)`.
-fn map_event<T, U>(event: watcher::Event<T>, f: impl Fn(T) -> U) -> watcher::Event<U> {
-    match event {
-        watcher::Event::Init => watcher::Event::Init,
-        watcher::Event::InitApply(object) => watcher::Event::InitApply(f(object)),
-        watcher::Event::InitDone => watcher::Event::InitDone,
-        watcher::Event::Apply(object) => watcher::Event::Apply(f(object)),
-        watcher::Event::Delete(object) => watcher::Event::Delete(f(object)),
-    }
+/// The watch events of `api`'s objects under `config`, each object
+/// turned into its contents by `data`.
+fn contents<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    data: fn(&K) -> SourceData,
+) -> BoxStream<'static, watcher::Result<watcher::Event<Arc<SourceData>>>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let data = move |object: K| Arc::new(data(&object));
+    watcher(api, config)
+        .default_backoff()
+        .map(move |event| {
+            event.map(|event| match event {
+                watcher::Event::Init => watcher::Event::Init,
+                watcher::Event::InitApply(object) => watcher::Event::InitApply(data(object)),
+                watcher::Event::InitDone => watcher::Event::InitDone,
+                watcher::Event::Apply(object) => watcher::Event::Apply(data(object)),
+                watcher::Event::Delete(object) => watcher::Event::Delete(data(object)),
+            })
+        })
+        .boxed()
 }
 
 /// A ConfigMap's keys: `data` as UTF-8 bytes and `binaryData`.
