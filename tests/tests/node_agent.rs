@@ -162,6 +162,10 @@ spec:
     env:
     - name: KEY
       valueFrom: {configMapKeyRef: {name: cfg, key: key}}
+    - name: TOKEN
+      valueFrom: {secretKeyRef: {name: sec, key: token}}
+    envFrom:
+    - {secretRef: {name: sec}, prefix: SEC_}
   volumes:
   - name: cfg
     configMap: {name: cfg}
@@ -216,6 +220,17 @@ spec:
     ));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "first");
     assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), "first");
+    let environment = || {
+        c.kubectl_ok(&[
+            "exec",
+            "cfg-reader",
+            "--",
+            "sh",
+            "-c",
+            "echo $KEY $TOKEN $SEC_token",
+        ])
+    };
+    assert_eq!(environment().trim(), "first first first");
     // The updates reach the files through the node's watches of the two
     // objects, well before the minute the volumes are rewritten anyway.
     for (kind, name, patch, path) in [
@@ -234,6 +249,8 @@ spec:
             |_| std::fs::read_to_string(path).is_ok_and(|t| t == "second"),
         );
     }
+    // The environment was set when the container started, and stays.
+    assert_eq!(environment().trim(), "first first first");
 
     // A failing liveness probe restarts the container and counts it.
     c.wait(Duration::from_secs(60), "flaky restarted", |c| {

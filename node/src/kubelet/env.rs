@@ -5,10 +5,12 @@
 //! Service's variables.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::quantity;
+use super::sources::SourceData;
 use super::spec::expand;
 
 /// A reference that cannot be resolved: the container cannot be created
@@ -40,8 +42,10 @@ pub enum EnvError {
 /// What environment resolution reads besides the pod.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
-    pub config_maps: HashMap<String, ConfigMap>,
-    pub secrets: HashMap<String, Secret>,
+    /// The contents of the ConfigMaps and Secrets the pod references, by
+    /// name; an absent one does not exist.
+    pub config_maps: HashMap<String, Arc<SourceData>>,
+    pub secrets: HashMap<String, Arc<SourceData>>,
     pub pod_ip: String,
     pub host_ip: String,
     /// The node's allocatable cpu (millicores) and memory (bytes): the
@@ -50,6 +54,25 @@ pub struct Sources {
     pub node_memory_bytes: i64,
     /// `KUBERNETES_SERVICE_HOST`/`PORT`… of the `kubernetes` Service, when known.
     pub master_service: Option<(String, i32)>,
+}
+
+impl Sources {
+    /// What this node gives every pod: its addresses and the node's
+    /// capacity (the value of a limit that is not set).
+    #[must_use]
+    pub fn of_node(pod_ip: &str, host_ip: &str) -> Self {
+        Self {
+            pod_ip: pod_ip.to_owned(),
+            host_ip: host_ip.to_owned(),
+            node_cpu_millis: i64::try_from(
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            )
+            .unwrap_or(1)
+                * 1000,
+            node_memory_bytes: super::node::memory_capacity_bytes(),
+            ..Self::default()
+        }
+    }
 }
 
 /// ConfigMaps and Secrets the pod's containers reference in env and
@@ -89,19 +112,9 @@ pub fn referenced(pod: &Pod) -> (HashSet<String>, HashSet<String>) {
     (cms, secrets)
 }
 
-/// A source's keys as environment values (bytes read as UTF-8).
-fn as_strings(data: super::sources::SourceData) -> BTreeMap<String, String> {
-    data.into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-        .collect()
-}
-
-fn config_map_data(cm: &ConfigMap) -> BTreeMap<String, String> {
-    as_strings(super::sources::config_map_data(cm))
-}
-
-fn secret_data(s: &Secret) -> BTreeMap<String, String> {
-    as_strings(super::sources::secret_data(s))
+/// A value as an environment variable holds it (bytes read as UTF-8).
+fn as_string(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
 }
 
 /// `metadata.labels['x']` style selectors and plain field paths.
@@ -224,8 +237,13 @@ pub fn resolve(
         if let Some(r) = &from.config_map_ref {
             match sources.config_maps.get(&r.name) {
                 Some(cm) => {
-                    for (k, v) in config_map_data(cm) {
-                        set(&mut order, &mut values, format!("{prefix}{k}"), v);
+                    for (k, v) in cm.iter() {
+                        set(
+                            &mut order,
+                            &mut values,
+                            format!("{prefix}{k}"),
+                            as_string(v),
+                        );
                     }
                 }
                 None if r.optional.unwrap_or(false) => {}
@@ -235,8 +253,13 @@ pub fn resolve(
         if let Some(r) = &from.secret_ref {
             match sources.secrets.get(&r.name) {
                 Some(s) => {
-                    for (k, v) in secret_data(s) {
-                        set(&mut order, &mut values, format!("{prefix}{k}"), v);
+                    for (k, v) in s.iter() {
+                        set(
+                            &mut order,
+                            &mut values,
+                            format!("{prefix}{k}"),
+                            as_string(v),
+                        );
                     }
                 }
                 None if r.optional.unwrap_or(false) => {}
@@ -268,8 +291,8 @@ pub fn resolve(
                 } else if let Some(r) = &from.config_map_key_ref {
                     let optional = r.optional.unwrap_or(false);
                     match sources.config_maps.get(&r.name) {
-                        Some(cm) => match config_map_data(cm).remove(&r.key) {
-                            Some(v) => Some(v),
+                        Some(cm) => match cm.get(&r.key) {
+                            Some(v) => Some(as_string(v)),
                             None if optional => None,
                             None => {
                                 return Err(EnvError::ConfigMapKey {
@@ -285,8 +308,8 @@ pub fn resolve(
                 } else if let Some(r) = &from.secret_key_ref {
                     let optional = r.optional.unwrap_or(false);
                     match sources.secrets.get(&r.name) {
-                        Some(s) => match secret_data(s).remove(&r.key) {
-                            Some(v) => Some(v),
+                        Some(s) => match s.get(&r.key) {
+                            Some(v) => Some(as_string(v)),
                             None if optional => None,
                             None => {
                                 return Err(EnvError::SecretKey {
@@ -347,15 +370,14 @@ mod tests {
     }
 
     fn sources() -> Sources {
-        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "cfg"}, "data": {"key": "value", "mode": "fast"}}))
-        .unwrap();
-        let secret: Secret = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "s"}, "data": {"password": "aHVudGVyMg=="}}))
-        .unwrap();
+        let cm = SourceData::from([
+            ("key".into(), b"value".to_vec()),
+            ("mode".into(), b"fast".to_vec()),
+        ]);
+        let secret = SourceData::from([("password".into(), b"hunter2".to_vec())]);
         Sources {
-            config_maps: HashMap::from([("cfg".into(), cm)]),
-            secrets: HashMap::from([("s".into(), secret)]),
+            config_maps: HashMap::from([("cfg".into(), Arc::new(cm))]),
+            secrets: HashMap::from([("s".into(), Arc::new(secret))]),
             pod_ip: "10.244.1.5".into(),
             host_ip: "172.28.1.11".into(),
             node_cpu_millis: 2000,

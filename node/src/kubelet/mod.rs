@@ -67,6 +67,8 @@ pub enum KubeletError {
     Volume(#[from] VolumeError),
     #[error(transparent)]
     Env(env::EnvError),
+    #[error(transparent)]
+    Source(sources::NotListed),
     #[error("image {image}: {message}")]
     Image { image: String, message: String },
     #[error("{action} {}: {source}", path.display())]

@@ -1,12 +1,14 @@
-//! The ConfigMaps and Secrets this node's pods mount, kept current by one
-//! watch per object (`fieldSelector=metadata.name=<name>` in its
-//! namespace), as the kubelet's watch-based manager keeps them
+//! The ConfigMaps and Secrets this node's pods mount or read into their
+//! environment, kept current by one watch per object
+//! (`fieldSelector=metadata.name=<name>` in its namespace), as the
+//! kubelet's watch-based manager keeps them
 //! (`ConfigMapAndSecretChangeDetectionStrategy: Watch`): a volume refresh
-//! reads them from memory instead of asking the API server, and a change
-//! wakes the workers of the pods that mount the object at once.
+//! or a container's start reads them from memory instead of asking the API
+//! server, and a change wakes the workers of the pods that use the object
+//! at once.
 //!
-//! A watch starts with the first pod that mounts the object and stops when
-//! the last one's volumes are removed ([`Sources::release`]).
+//! A watch starts with the first pod that uses the object and stops when
+//! the last one is torn down ([`Sources::release`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,7 +31,7 @@ const FIRST_LIST: Duration = Duration::from_secs(10);
 /// `binaryData` of a ConfigMap; `data` and `stringData` of a Secret).
 pub type SourceData = BTreeMap<String, Vec<u8>>;
 
-/// The two kinds of mounted sources.
+/// The two kinds of sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     ConfigMap,
@@ -63,7 +65,7 @@ pub struct NotListed {
 
 struct Entry {
     latest: watch::Receiver<Latest>,
-    /// UIDs of the pods that mount it.
+    /// UIDs of the pods that use it.
     users: HashSet<String>,
     task: tokio::task::AbortHandle,
 }
@@ -105,9 +107,9 @@ impl Sources {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The current contents of a source pod `uid` mounts (`None`: the
+    /// The current contents of a source pod `uid` uses (`None`: the
     /// object does not exist), from its watch, started here if it is the
-    /// first pod to mount it.
+    /// first pod to use it.
     pub async fn get(
         &self,
         uid: &str,
@@ -142,7 +144,7 @@ impl Sources {
         self.state().changed.remove(uid)
     }
 
-    /// Pod `uid` mounts nothing any more: watches no pod needs stop.
+    /// Pod `uid` uses nothing any more: watches no pod needs stop.
     pub fn release(&self, uid: &str) {
         let mut state = self.state();
         state.changed.remove(uid);
@@ -179,7 +181,7 @@ impl Sources {
                         }
                     }
                     Err(err) => {
-                        tracing::warn!(kind = kind.as_str(), %namespace, %name, %err, "watching a mounted source");
+                        tracing::warn!(kind = kind.as_str(), %namespace, %name, %err, "watching a ConfigMap or Secret pods use");
                     }
                 }
             }
@@ -192,7 +194,7 @@ impl Sources {
     }
 
     /// Records what the watch of `key` now shows; when it differs from
-    /// before, marks the pods that mount it changed and wakes them.
+    /// before, marks the pods that use it changed and wakes them.
     fn publish(&self, key: &Key, tx: &watch::Sender<Latest>, now: Option<Arc<SourceData>>) {
         let first = tx.borrow().is_none();
         let differs = tx.send_if_modified(|latest| {

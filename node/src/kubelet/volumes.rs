@@ -597,17 +597,7 @@ fn downward_files(
     host_ip: &str,
     volume: &str,
 ) -> Result<Files, VolumeError> {
-    let sources = env::Sources {
-        pod_ip: pod_ip.to_owned(),
-        host_ip: host_ip.to_owned(),
-        node_cpu_millis: i64::try_from(
-            std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-        )
-        .unwrap_or(1)
-            * 1000,
-        node_memory_bytes: super::node::memory_capacity_bytes(),
-        ..Default::default()
-    };
+    let sources = env::Sources::of_node(pod_ip, host_ip);
     let mut files = Files::new();
     for item in items {
         let mode = item

@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container as SpecContainer, LifecycleHandler, Pod, Secret,
-};
+use k8s_openapi::api::core::v1::{Container as SpecContainer, LifecycleHandler, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::Notify;
 
@@ -21,6 +19,7 @@ use super::events::Kind;
 use super::metrics::PodStartup;
 use super::observed::{Container, PodRuntime, State};
 use super::probes;
+use super::sources::Kind as SourceKind;
 use super::spec::{self, ContainerInputs};
 use super::status::{self, Extra};
 use super::{Context, KubeletError, env, relist, volumes};
@@ -802,48 +801,36 @@ async fn ensure_image(
     }
 }
 
+/// The environment of container `c`, its ConfigMap and Secret
+/// references read from their watches ([`super::sources::Sources`]), as
+/// the kubelet's watch-based manager serves them to
+/// `makeEnvironmentVariables`.
 async fn resolve_env(
     ctx: &Context,
     pod: &Pod,
     c: &SpecContainer,
     pod_ip: &str,
 ) -> Result<Vec<(String, String)>, KubeletError> {
-    let namespace = pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let uid = uid_of(pod);
     let (cm_names, secret_names) = env::referenced(pod);
     let mut sources = env::Sources {
-        pod_ip: pod_ip.to_owned(),
-        host_ip: ctx.host_ip.clone(),
-        node_cpu_millis: i64::try_from(
-            std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-        )
-        .unwrap_or(1)
-            * 1000,
-        node_memory_bytes: super::node::memory_capacity_bytes(),
         master_service: ctx.master_service.clone(),
-        ..Default::default()
+        ..env::Sources::of_node(pod_ip, &ctx.host_ip)
     };
-    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-    for name in cm_names {
-        if let Some(cm) = cms
-            .get_opt(&name)
-            .await
-            .map_err(KubeletError::api("get configmap"))?
-        {
-            sources.config_maps.insert(name, cm);
-        }
-    }
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    for name in secret_names {
-        if let Some(s) = secrets
-            .get_opt(&name)
-            .await
-            .map_err(KubeletError::api("get secret"))?
-        {
-            sources.secrets.insert(name, s);
+    let watched = &ctx.volumes.sources;
+    for (kind, names, found) in [
+        (SourceKind::ConfigMap, cm_names, &mut sources.config_maps),
+        (SourceKind::Secret, secret_names, &mut sources.secrets),
+    ] {
+        for name in names {
+            let contents = watched
+                .get(&uid, kind, namespace, &name)
+                .await
+                .map_err(KubeletError::Source)?;
+            if let Some(contents) = contents {
+                found.insert(name, contents);
+            }
         }
     }
     env::resolve(pod, c, &sources).map_err(KubeletError::Env)
