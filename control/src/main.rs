@@ -75,6 +75,11 @@ struct ApiserverArgs {
         default_value = "InternalIP,ExternalIP,Hostname"
     )]
     kubelet_preferred_address_types: Vec<String>,
+    /// Admission plugins to turn off, comma separated (`ServiceAccount`:
+    /// for an API server that runs without the controller manager, which
+    /// creates the `default` ServiceAccounts).
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
 }
 
 /// `all`: the API server's flags plus the scheduler's and the controller
@@ -125,6 +130,7 @@ impl ApiserverArgs {
             etcd_request_timeout: Duration::from_secs(self.etcd_request_timeout.max(1)),
             etcd_compaction_interval: Duration::from_secs(self.etcd_compaction_interval),
             kubelet_preferred_address_types: self.kubelet_preferred_address_types,
+            disabled_admission_plugins: self.disable_admission_plugins,
         }
     }
 }

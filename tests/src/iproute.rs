@@ -296,6 +296,10 @@ pub(crate) fn route_add(netns: &str, route: &Route) -> Result<(), CommandError> 
     route_change(netns, "add", route)
 }
 
+pub(crate) fn route_replace(netns: &str, route: &Route) -> Result<(), CommandError> {
+    route_change(netns, "replace", route)
+}
+
 pub(crate) fn route_del(netns: &str, route: &Route) -> Result<(), CommandError> {
     route_change(netns, "del", route)
 }

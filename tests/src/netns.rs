@@ -150,6 +150,13 @@ impl Netns {
         iproute::route_add(&self.name, route)
     }
 
+    /// Adds or replaces a route inside the namespace (`ip -n <ns> route
+    /// replace …`).
+    pub fn replace_route(&self, route: &Route) -> Result<(), CommandError> {
+        tracing::debug!(netns = %self.name, ?route, "replace route");
+        iproute::route_replace(&self.name, route)
+    }
+
     /// Removes a route inside the namespace (`ip -n <ns> route del …`).
     pub fn del_route(&self, route: &Route) -> Result<(), CommandError> {
         tracing::debug!(netns = %self.name, ?route, "delete route");

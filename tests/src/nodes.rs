@@ -29,6 +29,10 @@ pub enum NodeAgentError {
     MissingBinary(#[from] MissingBinary),
     #[error("nodes not Ready within {timeout:?}: {last}")]
     NotReady { timeout: Duration, last: String },
+    #[error("reading the nodes' pod ranges: {0}")]
+    PodRanges(String),
+    #[error("routing the control plane to pods: {0}")]
+    Route(#[from] crate::exec::CommandError),
 }
 
 /// Where a node agent keeps its files.
@@ -174,6 +178,44 @@ pub fn wait_nodes_ready(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// Routes the control plane's namespace to every node's podCIDR via the
+/// node's InternalIP, as a network with native pod routing gives the
+/// control-plane host: pods then reach the API server through the
+/// `kubernetes` Service (its answers go back to pod addresses), as
+/// in-cluster clients do. Idempotent.
+pub fn route_control_plane_to_pods(
+    cluster: &Cluster,
+    plane: &ControlPlane,
+) -> Result<(), NodeAgentError> {
+    let out = exec::run(
+        plane.kubectl().args([
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.podCIDR} {.status.addresses[?(@.type==\"InternalIP\")].address}{\"\\n\"}{end}",
+        ]),
+        Duration::from_secs(10),
+    )
+    .map_err(|e| NodeAgentError::PodRanges(e.to_string()))?;
+    if !out.success() {
+        return Err(NodeAgentError::PodRanges(out.stderr.trim().to_owned()));
+    }
+    for line in out.stdout.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(cidr), Some(address)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let (Ok(cidr), Ok(address)) = (cidr.parse(), address.parse()) else {
+            return Err(NodeAgentError::PodRanges(format!("unexpected {line:?}")));
+        };
+        cluster
+            .control()
+            .netns()
+            .replace_route(&crate::iproute::Route::via(cidr, address))?;
+    }
+    Ok(())
 }
 
 /// Removes every workload and pod the way a user would (through the API, so kubelets

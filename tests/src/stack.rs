@@ -78,6 +78,9 @@ impl Stack {
         if let Err(err) = nodes::wait_nodes_ready(&plane, nodes, START_TIMEOUT) {
             fail("waiting for the nodes", &err);
         }
+        if let Err(err) = nodes::route_control_plane_to_pods(&cluster, &plane) {
+            fail("routing the control plane to the pods", &err);
+        }
         Self {
             kubeconfig: plane.kubeconfig.clone(),
             pki: plane.cert_dir.clone(),

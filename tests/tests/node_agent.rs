@@ -720,3 +720,188 @@ spec:
         "{status}"
     );
 }
+
+/// kubectl as a client holding only `token` (no client certificate), for
+/// the cluster's API server, trusting `ca`.
+fn kubectl_with_token(
+    c: &Stack,
+    ca: &std::path::Path,
+    token: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let server = c.kubectl_ok(&[
+        "config",
+        "view",
+        "--raw",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    std::process::Command::new("kubectl")
+        .arg("--kubeconfig=/dev/null")
+        .arg(format!("--server={server}"))
+        .arg(format!("--certificate-authority={}", ca.display()))
+        .arg(format!("--token={token}"))
+        .args(args)
+        .output()
+        .expect("kubectl runs")
+}
+
+#[test]
+fn service_account_tokens_mounted_in_pods_authenticate_them_until_the_pod_is_deleted() {
+    let c = Stack::start(1);
+    c.apply(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: reader}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: sa-reader}
+spec:
+  nodeName: baton-node-1
+  serviceAccountName: reader
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: echo
+    image: baton.local/echo:1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: no-token}
+spec:
+  nodeName: baton-node-1
+  automountServiceAccountToken: false
+  containers:
+  - name: echo
+    image: baton.local/echo:1
+"#,
+    );
+    c.wait_ready("sa-reader", Duration::from_secs(60));
+    c.wait_ready("no-token", Duration::from_secs(60));
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+    // The admission plugin's projected volume, with the kubelet's files.
+    let volumes = c.get("pod", "sa-reader", "{.spec.volumes[*].name}");
+    assert!(volumes.starts_with("kube-api-access-"), "{volumes}");
+    let read =
+        |file: &str| c.kubectl_ok(&["exec", "sa-reader", "--", "cat", &format!("{dir}/{file}")]);
+    assert_eq!(read("namespace"), "default");
+    let cluster_ca = std::fs::read_to_string(c.pki.join("ca.crt")).expect("the cluster CA");
+    assert_eq!(read("ca.crt"), cluster_ca);
+    let token = read("token");
+    let ca = c.cluster.run_dir().join("pod-ca.crt");
+    std::fs::write(&ca, read("ca.crt")).expect("writing the pod's CA bundle");
+    // The pod that opted out has nothing there.
+    let out = c.kubectl(&["exec", "no-token", "--", "ls", dir]);
+    assert!(!out.status.success(), "no-token has {dir}");
+    assert_eq!(c.get("pod", "no-token", "{.spec.volumes}"), "");
+
+    // The pod's token, checked against its CA bundle, is the pod's service
+    // account to the API server.
+    let whoami = kubectl_with_token(
+        &c,
+        &ca,
+        &token,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username} {.status.userInfo.extra['authentication\\.kubernetes\\.io/pod-name'][0]}",
+        ],
+    );
+    assert!(
+        whoami.status.success(),
+        "{}",
+        String::from_utf8_lossy(&whoami.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&whoami.stdout),
+        "system:serviceaccount:default:reader sa-reader"
+    );
+    let pods = kubectl_with_token(&c, &ca, &token, &["get", "pods", "-o", "name"]);
+    assert!(
+        String::from_utf8_lossy(&pods.stdout).contains("pod/sa-reader"),
+        "{}",
+        String::from_utf8_lossy(&pods.stderr)
+    );
+    // The pod reaches the API server through the `kubernetes` Service (a
+    // plain-text request: the server's TLS refuses it and closes, which
+    // ends `nc`; an unreachable server would fail the connect).
+    let reached = c.kubectl_ok(&[
+        "exec",
+        "sa-reader",
+        "--",
+        "sh",
+        "-c",
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 10 nc -w 5 \"$KUBERNETES_SERVICE_HOST\" \"$KUBERNETES_SERVICE_PORT\" >/dev/null && echo reached",
+    ]);
+    assert_eq!(reached.trim(), "reached");
+
+    // A forged token is refused.
+    let forged = format!("{}x", token.trim());
+    let refused = kubectl_with_token(&c, &ca, &forged, &["get", "pods"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // `kubectl create token` (TokenRequest) gives a working token too.
+    let created = c.kubectl_ok(&["create", "token", "reader", "--duration=15m"]);
+    let whoami = kubectl_with_token(
+        &c,
+        &ca,
+        created.trim(),
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&whoami.stdout),
+        "system:serviceaccount:default:reader",
+        "{}",
+        String::from_utf8_lossy(&whoami.stderr)
+    );
+    let short = c.kubectl(&["create", "token", "reader", "--duration=1m"]);
+    assert!(
+        String::from_utf8_lossy(&short.stderr)
+            .contains("may not specify a duration less than 10 minutes"),
+        "{}",
+        String::from_utf8_lossy(&short.stderr)
+    );
+
+    // Deleting the pod revokes its token.
+    c.kubectl_ok(&["delete", "pod", "sa-reader", "--wait=true"]);
+    c.wait(
+        Duration::from_secs(20),
+        "the deleted pod's token refused",
+        |_| {
+            let out = kubectl_with_token(&c, &ca, &token, &["get", "pods"]);
+            String::from_utf8_lossy(&out.stderr).contains("Unauthorized")
+        },
+    );
+
+    // A new namespace gets the CA bundle pods read.
+    c.kubectl_ok(&["create", "namespace", "fresh"]);
+    c.wait(
+        Duration::from_secs(20),
+        "kube-root-ca.crt in the new namespace",
+        |c| {
+            let out = c.kubectl(&[
+                "get",
+                "configmap",
+                "kube-root-ca.crt",
+                "-n",
+                "fresh",
+                "-o",
+                "jsonpath={.data.ca\\.crt}",
+            ]);
+            String::from_utf8_lossy(&out.stdout) == cluster_ca
+        },
+    );
+}

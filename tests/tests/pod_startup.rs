@@ -190,15 +190,15 @@ fn spans(
 /// a real cluster's client runs elsewhere.
 async fn measure(nodes: usize, pods: usize) -> Run {
     let c = Stack::start(nodes);
-    let runtime_alone = runtime_alone::measure(&c, nodes, pods, "before").await;
-    baton_e2e::nodes::wait_nodes_ready(&c.plane, nodes, Duration::from_secs(60))
-        .expect("the nodes Ready again after their kubelets restarted");
     let kubeconfig = Kubeconfig::read_from(&c.kubeconfig).expect("the admin kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .expect("a client configuration");
     let client = kube::Client::try_from(config).expect("a client");
     let api: Api<Pod> = Api::namespaced(client, "default");
+    let runtime_alone = runtime_alone::measure(&c, &api, nodes, pods, "before").await;
+    baton_e2e::nodes::wait_nodes_ready(&c.plane, nodes, Duration::from_secs(60))
+        .expect("the nodes Ready again after their kubelets restarted");
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Pod, Instant)>();
     let events = watcher(api.clone(), watcher::Config::default());
@@ -270,7 +270,7 @@ async fn measure(nodes: usize, pods: usize) -> Run {
     tokio::time::sleep(STEADY).await;
     let steady_cpu = cpu_between(&steady_before, &cpu_snapshot());
     delete_all(&api).await;
-    let runtime_alone_after = runtime_alone::measure(&c, nodes, pods, "after").await;
+    let runtime_alone_after = runtime_alone::measure(&c, &api, nodes, pods, "after").await;
     Run {
         latencies: spans(&seen, |s| s.created, |s| s.ready),
         to_running: spans(&seen, |s| s.created, |s| s.running),

@@ -85,6 +85,7 @@ pub fn up(args: &UpArgs) -> Result<()> {
         }
         nodes::wait_nodes_ready(&plane, args.nodes, Duration::from_secs(120))?;
         note(format!("{} nodes Ready", args.nodes));
+        nodes::route_control_plane_to_pods(&cluster, &plane)?;
         Ok(())
     })?;
     println!("cluster is up: API server {}", plane.server);

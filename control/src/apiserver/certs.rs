@@ -1,7 +1,8 @@
 //! The cluster's PKI: a CA, the API server's serving certificate and client
 //! certificates, generated with rcgen on first start into the cert dir and
 //! reused afterwards (file names as kubeadm's: `ca.crt`, `ca.key`,
-//! `apiserver.crt`, `apiserver.key`).
+//! `apiserver.crt`, `apiserver.key`, and `sa.key` for service-account
+//! tokens).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -212,6 +213,18 @@ pub fn client_pair(
     write(&key, &pair.key_pem, true)?;
     write(&crt, &pair.cert_pem, false)?;
     Ok(pair)
+}
+
+/// Loads the key service-account tokens are signed with (`sa.key`, as
+/// kubeadm's; ECDSA P-256), creating it on first use.
+pub fn service_account_key(dir: &Path) -> Result<KeyPair, CertError> {
+    let path = dir.join("sa.key");
+    if path.exists() {
+        return KeyPair::from_pem(&read(&path)?).map_err(rc("parse sa.key"));
+    }
+    let key = KeyPair::generate().map_err(rc("generate sa.key"))?;
+    write(&path, &key.serialize_pem(), true)?;
+    Ok(key)
 }
 
 /// The user a client certificate names: CN is the user, each O a group.

@@ -23,6 +23,8 @@ pub mod server;
 pub mod status;
 pub mod streaming;
 pub mod table;
+pub mod token_auth;
+pub mod tokens;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -53,7 +55,14 @@ pub struct Config {
     pub etcd_compaction_interval: Duration,
     /// Node address types tried, in order, to reach a kubelet.
     pub kubelet_preferred_address_types: Vec<String>,
+    /// `--disable-admission-plugins`: admission plugins turned off (only
+    /// [`SERVICE_ACCOUNT_PLUGIN`] can be).
+    pub disabled_admission_plugins: Vec<String>,
 }
+
+/// The admission plugin that checks a pod's ServiceAccount and mounts its
+/// token.
+pub const SERVICE_ACCOUNT_PLUGIN: &str = "ServiceAccount";
 
 impl Default for Config {
     fn default() -> Self {
@@ -72,6 +81,7 @@ impl Default for Config {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            disabled_admission_plugins: Vec::new(),
         }
     }
 }
@@ -109,6 +119,10 @@ pub enum StartError {
     Range(#[from] RangeError),
     #[error(transparent)]
     Kubelet(#[from] kubelet::KubeletError),
+    #[error(transparent)]
+    Tokens(#[from] tokens::TokenError),
+    #[error("admission plugin {0:?} cannot be disabled (only {SERVICE_ACCOUNT_PLUGIN:?} can)")]
+    AdmissionPlugin(String),
 }
 
 /// A running API server.
@@ -137,6 +151,13 @@ impl Drop for Running {
 
 /// Starts the API server: returns once it listens.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    if let Some(other) = config
+        .disabled_admission_plugins
+        .iter()
+        .find(|p| *p != SERVICE_ACCOUNT_PLUGIN)
+    {
+        return Err(StartError::AdmissionPlugin(other.clone()));
+    }
     let network = ServiceNetwork::parse(
         &config.service_cluster_ip_range,
         &config.service_node_port_range,
@@ -194,6 +215,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         &kubelet_client,
         config.kubelet_preferred_address_types.clone(),
     )?);
+    let tokens = Arc::new(tokens::ServiceAccountKey::new(
+        &certs::service_account_key(&config.cert_dir)?,
+    )?);
     let tls = server::tls_config(&ca.cert_pem, &serving)?;
     let store = Store::start(
         &StorageConfig {
@@ -204,7 +228,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         strategy::fields_for,
     )
     .await?;
-    let registry = Arc::new(Registry { store, network });
+    let registry = Arc::new(Registry {
+        store,
+        network,
+        service_account_admission: !config
+            .disabled_admission_plugins
+            .iter()
+            .any(|p| p == SERVICE_ACCOUNT_PLUGIN),
+    });
     // apiserver_storage_objects, refreshed like kube-apiserver's (which
     // counts every minute; the watch caches make it cheap to do more often).
     let counted = registry.clone();
@@ -237,6 +268,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         server_address: format!("{}:{}", advertise, addr.port()),
         bootstrapped: ready_rx,
         kubelet,
+        token_auth: token_auth::TokenAuthenticator::new(tokens.clone(), registry.clone()),
+        tokens,
     });
     info!(%addr, url = %config.server_url(), "API server listening");
     let serving_task = tokio::spawn(server::serve(listener, tls, api));

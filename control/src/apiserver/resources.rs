@@ -261,6 +261,13 @@ pub static RESOURCES: &[Resource] = &[
     resource("", "v1", "Secret", "SecretList", "secrets", "secret", true),
     Resource {
         short_names: &["sa"],
+        subresources: &[Subresource {
+            name: "token",
+            kind: "TokenRequest",
+            group: "authentication.k8s.io",
+            version: "v1",
+            verbs: CREATE,
+        }],
         ..resource(
             "",
             "v1",
@@ -361,6 +368,19 @@ pub static RESOURCES: &[Resource] = &[
             "events",
             "event",
             true,
+        )
+    },
+    // authentication.k8s.io/v1 (`kubectl auth whoami`)
+    Resource {
+        verbs: CREATE,
+        ..resource(
+            "authentication.k8s.io",
+            "v1",
+            "SelfSubjectReview",
+            "",
+            "selfsubjectreviews",
+            "selfsubjectreview",
+            false,
         )
     },
     // rbac.authorization.k8s.io/v1

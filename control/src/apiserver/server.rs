@@ -103,7 +103,18 @@ pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, api: Arc<Api>)
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| certs::subject_of(c))
-                .map(|(name, groups)| User { name, groups });
+                .map(|(name, mut groups)| {
+                    // Every authenticated user is in this group too, as
+                    // kube-apiserver's authenticators add it.
+                    if !groups.iter().any(|g| g == "system:authenticated") {
+                        groups.push("system:authenticated".into());
+                    }
+                    User {
+                        name,
+                        groups,
+                        ..User::default()
+                    }
+                });
             let svc = service_fn(move |req| handlers::handle(api.clone(), req, user.clone()));
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder.http2().max_concurrent_streams(1000);

@@ -11,7 +11,8 @@ use super::Config;
 pub struct ManagerFlags {
     /// Controllers to run: `*` for all, a name to enable, `-name` to
     /// disable (deployment, replicaset, endpointslice, endpoints,
-    /// nodelifecycle, nodeipam, garbagecollector, namespace, serviceaccount).
+    /// nodelifecycle, nodeipam, garbagecollector, namespace, serviceaccount,
+    /// root-ca-cert-publisher).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     pub controllers: Vec<String>,
     /// Pod address range the node IPAM cuts node ranges from.
@@ -32,6 +33,10 @@ pub struct ManagerFlags {
     /// Objects of one kind synced at once.
     #[arg(long, default_value_t = 5)]
     pub concurrent_syncs: u16,
+    /// CA bundle published to every namespace as the `kube-root-ca.crt`
+    /// ConfigMap (default: the CA the kubeconfig trusts for the API server).
+    #[arg(long)]
+    pub root_ca_file: Option<PathBuf>,
 }
 
 /// `baton-control controllers`.
@@ -77,6 +82,7 @@ impl ManagerFlags {
             node_monitor_grace_period: self.node_monitor_grace_period,
             node_monitor_period: self.node_monitor_period,
             concurrent_syncs: self.concurrent_syncs,
+            root_ca_file: self.root_ca_file.clone(),
             ..Config::default()
         }
     }

@@ -16,6 +16,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podutil;
 pub mod replicaset;
+pub mod root_ca;
 pub mod runtime;
 pub mod serviceaccount;
 
@@ -24,7 +25,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Namespace, Node, Pod, Service, ServiceAccount,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::watcher;
@@ -43,6 +46,7 @@ pub const ALL: &[&str] = &[
     "garbagecollector",
     "namespace",
     "serviceaccount",
+    "root-ca-cert-publisher",
 ];
 
 /// Settings (flags of `baton-control controllers`, named like
@@ -61,6 +65,9 @@ pub struct Config {
     pub node_monitor_grace_period: Duration,
     pub node_monitor_period: Duration,
     pub concurrent_syncs: u16,
+    /// `--root-ca-file`: the bundle published as `kube-root-ca.crt`; by
+    /// default the CA the kubeconfig trusts for the API server.
+    pub root_ca_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -76,6 +83,7 @@ impl Default for Config {
             node_monitor_grace_period: Duration::from_secs(40),
             node_monitor_period: Duration::from_secs(5),
             concurrent_syncs: 5,
+            root_ca_file: None,
         }
     }
 }
@@ -225,6 +233,26 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
             sas.subscribe(),
         ));
     }
+    let mut root_cas = Informer::new(
+        Api::<ConfigMap>::all(client.clone()),
+        watcher::Config::default().fields(&format!("metadata.name={}", root_ca::NAME)),
+    );
+    if cfg.enabled("root-ca-cert-publisher") {
+        match root_ca_bundle(&cfg).await {
+            Ok(ca) if !ca.is_empty() => {
+                tasks.spawn(root_ca::run(
+                    client.clone(),
+                    ca,
+                    nss.store(),
+                    nss.subscribe(),
+                    root_cas.store(),
+                    root_cas.subscribe(),
+                ));
+            }
+            Ok(_) => warn!("no root CA to publish: the kubeconfig names none"),
+            Err(e) => warn!(error = %e, "no root CA to publish"),
+        }
+    }
     let ns_sub = cfg
         .enabled("namespace")
         .then(|| (nss.store(), nss.subscribe()));
@@ -239,6 +267,7 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
         &mut nodes,
         &mut nss,
         &mut leases,
+        &mut root_cas,
     ] {
         i.start();
     }
@@ -266,6 +295,30 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
     }
     info!(controllers = ?ALL.iter().filter(|c| cfg.enabled(c)).collect::<Vec<_>>(), "controllers started");
     while tasks.join_next().await.is_some() {}
+}
+
+/// Why there is no bundle to publish.
+#[derive(Debug, thiserror::Error)]
+enum RootCaError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Kubeconfig(#[from] client::ClientError),
+}
+
+/// The bundle `kube-root-ca.crt` publishes: `--root-ca-file`, or the CA
+/// the controller manager's kubeconfig trusts for the API server.
+async fn root_ca_bundle(cfg: &Config) -> Result<String, RootCaError> {
+    match &cfg.root_ca_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|source| RootCaError::Read {
+            path: path.clone(),
+            source,
+        }),
+        None => Ok(client::server_ca_pem(&cfg.kubeconfig).await?),
+    }
 }
 
 trait Start {

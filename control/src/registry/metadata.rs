@@ -11,14 +11,16 @@ use crate::apiserver::status::{ApiError, Cause};
 /// fraction is cut off, not rounded (Go's `time.Format`), so a timestamp is
 /// never later than the moment it records.
 pub fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    time(jiff::Timestamp::now())
 }
 
 /// Time `secs` seconds from now, in the same format.
 pub fn now_plus(secs: i64) -> String {
-    let t = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs);
+    time(jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs))
+}
+
+/// `t` in the same format.
+pub fn time(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 

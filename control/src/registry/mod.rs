@@ -55,6 +55,11 @@ impl WriteContext {
 pub struct Registry {
     pub store: Arc<Store>,
     pub network: ServiceNetwork,
+    /// The ServiceAccount admission plugin runs (kube-apiserver's
+    /// default; `--disable-admission-plugins=ServiceAccount` turns it off,
+    /// for an API server without the controller that creates the
+    /// `default` ServiceAccounts).
+    pub service_account_admission: bool,
 }
 
 /// Most attempts of an optimistic update before giving up.
@@ -91,6 +96,22 @@ impl Registry {
             (Some(kv), _) => parse_stored(&key, &kv.value, kv.mod_revision),
             (None, _) => Err(ApiError::not_found(r, name)),
         }
+    }
+
+    /// One object as the watch cache holds it (what a read with
+    /// `resourceVersion=0` may serve), or from etcd while the cache is not
+    /// live; `None` when it does not exist.
+    pub async fn get_recent(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ApiError> {
+        let key = keys::object_key(r, ns, name);
+        if let Some(cached) = self.store.cache(r).and_then(|c| c.get(&key)) {
+            return Ok(cached.map(|o| o.value()));
+        }
+        Ok(self.get_raw(r, ns, name).await?.map(|(object, _)| object))
     }
 
     async fn get_raw(
@@ -190,6 +211,52 @@ impl Registry {
         }
     }
 
+    /// The ServiceAccount admission plugin's token mount: the pod's
+    /// ServiceAccount must exist (the `default` one is waited for about a
+    /// second, as its controller creates it with the namespace), and the
+    /// pod gets its token volume unless it or the account opts out.
+    async fn mount_service_account_token(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+        pod: &mut Value,
+    ) -> Result<(), ApiError> {
+        use crate::validation::service_account;
+        let sar = resources::find("", "v1", "serviceaccounts").expect("serviceaccounts are served");
+        let account = pod
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_owned();
+        let mut found = self.get_recent(sar, ns, &account).await?;
+        let attempts = if account == "default" { 10 } else { 1 };
+        for attempt in 0..attempts {
+            if found.is_some() {
+                break;
+            }
+            if attempt > 0 {
+                let wait = rand::Rng::random_range(&mut rand::rng(), 100..200);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            }
+            found = self.get_raw(sar, ns, &account).await?.map(|(sa, _)| sa);
+        }
+        let Some(sa) = found else {
+            return Err(ApiError::forbidden(
+                r,
+                name,
+                &format!(
+                    "error looking up service account {ns}/{account}: serviceaccount \"{account}\" not found"
+                ),
+            ));
+        };
+        if service_account::automounts(pod, &sa) {
+            let volume = metadata::generate_name(service_account::VOLUME_PREFIX);
+            service_account::mount_token(pod, &volume);
+        }
+        Ok(())
+    }
+
     /// Creates an object (already checked against the URL).
     pub async fn create(
         &self,
@@ -211,6 +278,10 @@ impl Registry {
             None
         };
         admission::admit_create(r, &mut obj, class.as_ref())?;
+        if r.kind == "Pod" && r.group.is_empty() && self.service_account_admission {
+            self.mount_service_account_token(r, ns, &name, &mut obj)
+                .await?;
+        }
         admission::normalize_service(r, &mut obj, None);
         fieldmanager::record(
             &mut obj,

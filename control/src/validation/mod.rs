@@ -3,6 +3,8 @@
 //!
 //! The API server's write paths call, in upstream's order:
 //! - create: [`default_object`] → (name generation) → [`admit_create`] →
+//!   (for a Pod, the ServiceAccount plugin's token mount,
+//!   [`service_account`], with the account the registry looks up) →
 //!   allocation of Service IPs and ports → [`validate_create`];
 //! - update (PUT/PATCH): [`default_object`] → [`metadata::carry_over_for_update`]
 //!   → [`validate_update`];
@@ -33,6 +35,7 @@ mod rbac;
 mod resources;
 mod scheduling;
 mod service;
+pub mod service_account;
 mod service_validation;
 mod storage;
 mod volume;

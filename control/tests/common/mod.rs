@@ -243,6 +243,9 @@ impl ApiServer {
             .args(["--secure-port", &self.port.to_string()])
             .args(["--cert-dir", self.cert_dir().to_str().unwrap()])
             .args(["--admin-kubeconfig", self.kubeconfig().to_str().unwrap()])
+            // As upstream's integration tests: no controller manager need
+            // create `default` ServiceAccounts before pods can be written.
+            .arg("--disable-admission-plugins=ServiceAccount")
             .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

@@ -32,6 +32,7 @@ pub mod server;
 pub mod sources;
 pub mod spec;
 pub mod status;
+pub mod tokens;
 pub mod volumes;
 pub mod worker;
 

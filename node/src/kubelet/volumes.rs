@@ -1,6 +1,7 @@
 //! Pod volumes under the kubelet's root directory
 //! (`<root>/pods/<uid>/volumes/kubernetes.io~<plugin>/<name>`): configMap,
-//! secret, downwardAPI and projected volumes written atomically like the
+//! secret, downwardAPI and projected volumes (secret and projected ones on
+//! tmpfs) written atomically like the
 //! kubelet's `AtomicWriter` (files in a timestamped directory, a `..data`
 //! symlink swapped with one rename, user-visible names linking through
 //! it, so a reader never sees half an update); emptyDir on disk or tmpfs;
@@ -14,16 +15,16 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount, Volume,
+    Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Volume,
 };
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use nix::mount::{MntFlags, MsFlags};
 
 use super::env;
 use super::sources::{Kind, NotListed, SourceData, Sources};
+use super::tokens::Tokens;
 use crate::cri::api as cri;
 
 const DATA_LINK: &str = "..data";
@@ -216,6 +217,8 @@ pub struct Volumes {
     root: PathBuf,
     /// The ConfigMaps and Secrets they mount.
     pub sources: Sources,
+    /// Service-account tokens of projected volumes.
+    tokens: Tokens,
 }
 
 impl std::fmt::Debug for Volumes {
@@ -230,6 +233,7 @@ impl Volumes {
     #[must_use]
     pub fn new(client: Client, root: PathBuf, sources: Sources) -> Self {
         Self {
+            tokens: Tokens::new(client.clone()),
             client,
             root,
             sources,
@@ -466,8 +470,11 @@ impl Volumes {
                         .as_ref()
                         .and_then(|s| s.service_account_name.clone())
                         .unwrap_or_else(|| "default".into());
-                    match self
-                        .token(
+                    // Without its token the volume is not set up (the
+                    // kubelet's `FailedMount`), and the sync is retried.
+                    let value = self
+                        .tokens
+                        .get(
                             pod,
                             namespace,
                             &sa,
@@ -475,18 +482,14 @@ impl Volumes {
                             token.expiration_seconds,
                         )
                         .await
-                    {
-                        Ok(value) => {
-                            files.insert(token.path.clone(), (value.into_bytes(), default_mode));
-                        }
-                        Err(err) => {
-                            // The pod still starts; the API server would
-                            // refuse its requests, as with a revoked token.
-                            tracing::warn!(%err, volume = %v.name, "no service account token");
-                        }
-                    }
+                        .map_err(api_err)?;
+                    files.insert(token.path.clone(), (value.into_bytes(), default_mode));
                 }
             }
+            // In memory, as the kubelet keeps projected volumes: they may
+            // carry secrets and tokens.
+            fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+            mount_tmpfs(&dir, None)?;
             write_atomic(&dir, &files)?;
             return Ok(dir);
         }
@@ -525,39 +528,10 @@ impl Volumes {
         })
     }
 
-    async fn token(
-        &self,
-        pod: &Pod,
-        namespace: &str,
-        sa: &str,
-        audience: Option<String>,
-        expiration: Option<i64>,
-    ) -> Result<String, kube::Error> {
-        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-        let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: audience.into_iter().collect(),
-                expiration_seconds: Some(expiration.unwrap_or(3607)),
-                bound_object_ref: Some(
-                    k8s_openapi::api::authentication::v1::BoundObjectReference {
-                        api_version: Some("v1".into()),
-                        kind: Some("Pod".into()),
-                        name: pod.metadata.name.clone(),
-                        uid: pod.metadata.uid.clone(),
-                    },
-                ),
-            },
-            ..Default::default()
-        };
-        let answer: TokenRequest = api
-            .create_subresource("token", sa, &PostParams::default(), &request)
-            .await?;
-        Ok(answer.status.map(|s| s.token).unwrap_or_default())
-    }
-
     /// Unmounts and removes everything of pod `uid`.
     pub fn teardown(&self, uid: &str) -> Result<(), VolumeError> {
         self.sources.release(uid);
+        self.tokens.forget(uid);
         let dir = self.pod_dir(uid);
         for point in mounts_under(&dir) {
             nix::mount::umount2(&point, MntFlags::MNT_DETACH).map_err(|source| {

@@ -1,7 +1,7 @@
-//! The runtime alone: the benchmark's pods started by calling each node's
-//! containerd over CRI directly, with the requests baton-node builds for
-//! them (`baton_node::kubelet::spec`) and nothing else running — no API
-//! server write, no watch, no kubelet. Each pod's latency is from its
+//! The runtime alone: the benchmark's pods (as the API server admits them)
+//! started by calling each node's containerd over CRI directly, with the
+//! requests baton-node builds for them (`baton_node::kubelet::spec`) and
+//! nothing else running — no API server write, no watch, no kubelet. Each pod's latency is from its
 //! `RunPodSandbox` request to the return of its `StartContainer`, all pods
 //! at once, as the kubelets start a burst.
 //!
@@ -22,6 +22,7 @@ use baton_node::cri::{Cri, api as cri};
 use baton_node::kubelet::spec::{self, ContainerInputs, NodeSettings};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
 
 use super::{QUIET_BUSY, bench_pod, cpu_between, cpu_snapshot};
 
@@ -74,7 +75,27 @@ struct NodeRuntime {
 /// Starts the benchmark's `pods` through the nodes' runtimes directly with
 /// every baton-node stopped, removes them again, and starts the baton-nodes.
 /// `round` tells one such burst of a run from another (names and UIDs).
-pub async fn measure(stack: &Stack, nodes: usize, pods: usize, round: &str) -> RuntimeAlone {
+pub async fn measure(
+    stack: &Stack,
+    api: &Api<Pod>,
+    nodes: usize,
+    pods: usize,
+    round: &str,
+) -> RuntimeAlone {
+    // The pods as the API server admits them (a dry run): with the
+    // service-account token volume baton-node mounts.
+    let mut admitted = Vec::new();
+    for i in 0..pods {
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        admitted.push(
+            api.create(&dry_run, &bench_pod(i, nodes))
+                .await
+                .expect("the pod as the API server admits it"),
+        );
+    }
     let stopped = KubeletsStopped::stop(stack, nodes);
     let mut runtimes = Vec::new();
     for index in 1..=nodes {
@@ -92,9 +113,10 @@ pub async fn measure(stack: &Stack, nodes: usize, pods: usize, round: &str) -> R
             root_dir: NodeAgentPaths::for_node(node).root_dir,
         });
     }
-    let pods: Vec<(usize, Pod)> = (0..pods)
-        .map(|i| {
-            let mut pod = bench_pod(i, nodes);
+    let pods: Vec<(usize, Pod)> = admitted
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut pod)| {
             pod.metadata.name = Some(format!("runtime-alone-{round}-{i}"));
             pod.metadata.namespace = Some("default".into());
             pod.metadata.uid = Some(format!("runtime-alone-{}-{round}-{i}", std::process::id()));
@@ -163,15 +185,21 @@ async fn start_pod(
     let sandbox_config = spec::sandbox_config(pod, 0, &log_dir, &runtime.settings);
     let sandbox = runtime.cri.run_pod_sandbox(sandbox_config.clone()).await?;
     runtime.cri.pod_sandbox_status(&sandbox).await?;
+    let volumes = volume_dirs(&runtime.root_dir, pod)?;
     for c in &pod.spec.as_ref().expect("a pod spec").containers {
         let term_file = termination_file(&runtime.root_dir, pod, &c.name)?;
+        // The same bind mounts as baton-node's: the pod's volumes (here
+        // empty directories: setting them up is the kubelet's work, not
+        // the runtime's) and the termination-message file.
+        let mut mounts = baton_node::kubelet::volumes::mounts(c, &volumes)?;
+        mounts.push(cri::Mount {
+            container_path: "/dev/termination-log".into(),
+            host_path: term_file.display().to_string(),
+            ..Default::default()
+        });
         let inputs = ContainerInputs {
             image: c.image.clone().unwrap_or_default(),
-            mounts: vec![cri::Mount {
-                container_path: "/dev/termination-log".into(),
-                host_path: term_file.display().to_string(),
-                ..Default::default()
-            }],
+            mounts,
             ..Default::default()
         };
         let config = spec::container_config(pod, c, &inputs);
@@ -182,6 +210,30 @@ async fn start_pod(
         runtime.cri.start_container(&id).await?;
     }
     Ok((sandbox, start.elapsed().as_secs_f64()))
+}
+
+/// An empty directory for each volume of `pod`, by volume name.
+fn volume_dirs(
+    root_dir: &Path,
+    pod: &Pod,
+) -> std::io::Result<std::collections::HashMap<String, std::path::PathBuf>> {
+    let mut dirs = std::collections::HashMap::new();
+    for volume in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let dir = root_dir
+            .join("pods")
+            .join(pod.metadata.uid.as_deref().unwrap_or_default())
+            .join("volumes")
+            .join(&volume.name);
+        std::fs::create_dir_all(&dir)?;
+        dirs.insert(volume.name.clone(), dir);
+    }
+    Ok(dirs)
 }
 
 /// An empty termination-message file for container `name` of `pod`, where

@@ -64,6 +64,8 @@ impl LoopbackControlPlane {
                 .arg(format!("--secure-port={port}"))
                 .arg(format!("--cert-dir={}", cert_dir.display()))
                 .arg(format!("--admin-kubeconfig={}", kubeconfig.display()))
+                // No controller manager creates the `default` ServiceAccount.
+                .arg("--disable-admission-plugins=ServiceAccount")
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(log("apiserver.log")?)

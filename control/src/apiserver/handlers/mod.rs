@@ -7,7 +7,9 @@ pub mod node_proxy;
 pub mod nonresource;
 pub mod output;
 pub mod pod_streams;
+pub mod self_subject_review;
 pub mod subresources;
+pub mod token_request;
 pub mod watch;
 pub mod write;
 
@@ -31,10 +33,15 @@ use crate::registry::Registry;
 pub type Body = BoxBody<Bytes, Infallible>;
 
 /// An authenticated user.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct User {
     pub name: String,
     pub groups: Vec<String>,
+    /// Set for service accounts: the account's UID.
+    pub uid: String,
+    /// What else the credential says (for a service-account token: the
+    /// pod and node it is bound to, its ID).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Everything a handler needs.
@@ -46,6 +53,10 @@ pub struct Api {
     pub bootstrapped: tokio::sync::watch::Receiver<bool>,
     /// HTTPS to the nodes' kubelets (pods/log, exec, attach).
     pub kubelet: Arc<super::kubelet::KubeletClient>,
+    /// Signs service-account tokens (`serviceaccounts/token`).
+    pub tokens: Arc<super::tokens::ServiceAccountKey>,
+    /// Authenticates bearer tokens.
+    pub token_auth: super::token_auth::TokenAuthenticator,
 }
 
 /// A parsed request.
@@ -157,10 +168,21 @@ pub async fn handle(
         Ok(r) => r,
         Err(e) => return Ok(error_response(&e)),
     };
+    // Without a client certificate, a bearer token; one that does not
+    // authenticate is refused whatever the path, as kube-apiserver does.
+    let user = match (user, bearer_token(&parts.headers)) {
+        (Some(user), _) => Some(user),
+        (None, Some(token)) => match api.token_auth.authenticate(token).await {
+            Some(user) => Some(user),
+            None => return Ok(error_response(&ApiError::unauthorized())),
+        },
+        (None, None) => None,
+    };
     let Some(user) = user.or_else(|| {
         is_public(&route).then(|| User {
             name: "system:anonymous".into(),
             groups: vec!["system:unauthenticated".into()],
+            ..User::default()
         })
     }) else {
         return Ok(error_response(&ApiError::unauthorized()));
@@ -224,6 +246,14 @@ pub async fn handle(
     Ok(resp)
 }
 
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 fn request_kind(rr: &ResourceRequest) -> RequestKind {
     RequestKind {
         verb: rr.verb.metric(),
@@ -273,6 +303,9 @@ async fn resource(
     kind: &RequestKind,
 ) -> Result<Response<Body>, ApiError> {
     check_verb(rr)?;
+    if rr.resource.kind == "SelfSubjectReview" {
+        return self_subject_review::create(rr, r);
+    }
     let verb = rr.verb;
     if let Some(sub) = rr.subresource.as_deref()
         && sub != "status"

@@ -1,6 +1,7 @@
 //! Subresources other than status: pods/binding, pods/eviction,
 //! deployments|replicasets/scale (autoscaling/v1 Scale) and the `bindings`
-//! resource (pods/log|exec|attach are in `pod_streams`).
+//! resource (pods/log|exec|attach are in `pod_streams`,
+//! serviceaccounts/token in `token_request`).
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub async fn handle(
     match (sub, rr.verb) {
         ("binding", Verb::Create) => bind(api, rr, r).await,
         ("eviction", Verb::Create) => evict(api, rr, r).await,
+        ("token", Verb::Create) => super::token_request::create(api, rr, r).await,
         ("scale", Verb::Get) => scale_get(api, rr, r).await,
         ("scale", Verb::Update | Verb::Patch) => scale_write(api, rr, r).await,
         _ => Err(ApiError::method_not_supported(

@@ -27,6 +27,7 @@ fn k8s_pb_src() -> PathBuf {
 const MODULES: &[&str] = &[
     "api/core/v1",
     "api/apps/v1",
+    "api/authentication/v1",
     "api/autoscaling/v1",
     "api/coordination/v1",
     "api/discovery/v1",

@@ -26,19 +26,39 @@ pub enum ClientError {
     },
 }
 
-/// A client speaking to the server named by the kubeconfig at `path`.
-pub async fn from_kubeconfig(path: &Path) -> Result<kube::Client, ClientError> {
+async fn config(path: &Path) -> Result<kube::Config, ClientError> {
     let kc = kube::config::Kubeconfig::read_from(path).map_err(|source| ClientError::Read {
         path: path.into(),
         source,
     })?;
-    let mut cfg =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|source| ClientError::Config {
-                path: path.into(),
-                source,
-            })?;
+    kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|source| ClientError::Config {
+            path: path.into(),
+            source,
+        })
+}
+
+/// The CA certificates the kubeconfig at `path` trusts for its server, as
+/// PEM (empty when it names none).
+pub async fn server_ca_pem(path: &Path) -> Result<String, ClientError> {
+    use base64::Engine as _;
+    let mut pem = String::new();
+    for der in config(path).await?.root_cert.unwrap_or_default() {
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        let text = base64::engine::general_purpose::STANDARD.encode(der);
+        for line in text.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    Ok(pem)
+}
+
+/// A client speaking to the server named by the kubeconfig at `path`.
+pub async fn from_kubeconfig(path: &Path) -> Result<kube::Client, ClientError> {
+    let mut cfg = config(path).await?;
     // Watches stay open for long; the default read timeout would cut them.
     cfg.read_timeout = None;
     kube::Client::try_from(cfg).map_err(|source| ClientError::Build {

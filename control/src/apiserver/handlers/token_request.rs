@@ -1,0 +1,227 @@
+//! `serviceaccounts/token`: the TokenRequest API (`kubectl create token`,
+//! and the kubelet's projected `serviceAccountToken` volumes), as
+//! kube-apiserver's token REST: a token for the ServiceAccount, optionally
+//! bound to a Pod, Secret or Node that must exist (and have the UID the
+//! request names), for the requested audiences (the API server's when
+//! none) and lifetime (an hour by default, at least ten minutes).
+
+use std::sync::Arc;
+
+use http::Response;
+use serde_json::{Value, json};
+
+use super::list::accept;
+use super::{Api, Body, Req, respond_json};
+use crate::apiserver::content;
+use crate::apiserver::resources::{self, Resource};
+use crate::apiserver::router::ResourceRequest;
+use crate::apiserver::status::{ApiError, Cause};
+use crate::apiserver::tokens::{self, Claims, ObjectRef, Private};
+use crate::registry::metadata::{self, meta_str};
+
+/// kube-apiserver's default lifetime and shortest allowed one.
+const DEFAULT_SECONDS: i64 = 3600;
+const MIN_SECONDS: i64 = 600;
+const MAX_SECONDS: i64 = 1 << 32;
+
+fn core(plural: &str) -> &'static Resource {
+    resources::find("", "v1", plural).expect("a core resource")
+}
+
+fn invalid(name: &str, field: &str, message: String) -> ApiError {
+    ApiError::invalid(
+        "TokenRequest",
+        "authentication.k8s.io",
+        name,
+        &[Cause {
+            reason: "FieldValueInvalid".into(),
+            message,
+            field: field.into(),
+        }],
+    )
+}
+
+/// An object as the watch cache holds it (404 when it does not exist):
+/// what a token is checked against later too.
+async fn lookup(
+    api: &Arc<Api>,
+    res: &Resource,
+    namespace: &str,
+    name: &str,
+) -> Result<Value, ApiError> {
+    api.registry
+        .get_recent(res, namespace, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(res, name))
+}
+
+/// The object a request binds its token to, looked up: its reference and,
+/// for a pod, its node's.
+async fn bound_object(
+    api: &Arc<Api>,
+    namespace: &str,
+    service_account: &str,
+    reference: &Value,
+) -> Result<(Private, Option<ObjectRef>), ApiError> {
+    let kind = reference.get("kind").and_then(Value::as_str).unwrap_or("");
+    let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
+    let (plural, scoped) = match kind {
+        "Pod" => ("pods", true),
+        "Secret" => ("secrets", true),
+        "Node" => ("nodes", false),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "cannot bind token for serviceaccount {service_account:?} to object of type {other}"
+            )));
+        }
+    };
+    let res = core(plural);
+    let object = lookup(api, res, if scoped { namespace } else { "" }, name).await?;
+    if kind == "Pod"
+        && object
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            != Some(service_account)
+    {
+        return Err(ApiError::bad_request(format!(
+            "cannot bind token for serviceaccount {service_account:?} to pod running with different serviceaccount name."
+        )));
+    }
+    let uid = meta_str(&object, "uid").to_owned();
+    if let Some(wanted) = reference.get("uid").and_then(Value::as_str)
+        && !wanted.is_empty()
+        && wanted != uid
+    {
+        return Err(ApiError::conflict(
+            res,
+            name,
+            &format!(
+                "the UID in the bound object reference ({wanted}) does not match the UID in record. The object might have been deleted and then recreated"
+            ),
+        ));
+    }
+    let this = Some(ObjectRef {
+        name: name.to_owned(),
+        uid,
+    });
+    let mut private = Private {
+        namespace: namespace.to_owned(),
+        serviceaccount: ObjectRef {
+            name: service_account.to_owned(),
+            uid: String::new(),
+        },
+        pod: None,
+        secret: None,
+        node: None,
+    };
+    let mut node = None;
+    match kind {
+        "Pod" => {
+            private.pod = this;
+            // The pod's node, when it is bound to one that exists.
+            if let Some(node_name) = object.pointer("/spec/nodeName").and_then(Value::as_str)
+                && let Ok(n) = lookup(api, core("nodes"), "", node_name).await
+            {
+                node = Some(ObjectRef {
+                    name: node_name.to_owned(),
+                    uid: meta_str(&n, "uid").to_owned(),
+                });
+            }
+        }
+        "Secret" => private.secret = this,
+        _ => private.node = this,
+    }
+    Ok((private, node))
+}
+
+/// POST `.../serviceaccounts/<name>/token`.
+pub async fn create(
+    api: &Arc<Api>,
+    rr: &ResourceRequest,
+    r: &Req,
+) -> Result<Response<Body>, ApiError> {
+    let accept = accept(rr, r)?;
+    let format = content::body_format(r.header("content-type"))?;
+    let request = content::decode(format, &r.body)?;
+    let namespace = rr.namespace();
+    let name = rr.name();
+    let spec = request.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let seconds = spec
+        .get("expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(DEFAULT_SECONDS);
+    if seconds < MIN_SECONDS {
+        return Err(invalid(
+            name,
+            "spec.expirationSeconds",
+            format!("Invalid value: {seconds}: may not specify a duration less than 10 minutes"),
+        ));
+    }
+    if seconds > MAX_SECONDS {
+        return Err(invalid(
+            name,
+            "spec.expirationSeconds",
+            format!(
+                "Invalid value: {seconds}: may not specify a duration larger than 2^32 seconds"
+            ),
+        ));
+    }
+    let audiences: Vec<String> = spec
+        .get("audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .filter(|a: &Vec<String>| !a.is_empty())
+        .unwrap_or_else(|| vec![tokens::ISSUER.to_owned()]);
+    let service_account = lookup(api, rr.resource, namespace, name).await?;
+    let (mut private, node) = match spec.get("boundObjectRef").filter(|b| !b.is_null()) {
+        Some(reference) => bound_object(api, namespace, name, reference).await?,
+        None => (
+            Private {
+                namespace: namespace.to_owned(),
+                serviceaccount: ObjectRef {
+                    name: name.to_owned(),
+                    uid: String::new(),
+                },
+                pod: None,
+                secret: None,
+                node: None,
+            },
+            None,
+        ),
+    };
+    private.serviceaccount.uid = meta_str(&service_account, "uid").to_owned();
+    if private.pod.is_some() {
+        private.node = node;
+    }
+    let now = jiff::Timestamp::now();
+    let claims = Claims::new(private, audiences.clone(), now.as_second(), seconds);
+    let token = api
+        .tokens
+        .sign(&claims)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let expires =
+        jiff::Timestamp::from_second(claims.exp).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut spec = spec;
+    spec["audiences"] = json!(audiences);
+    spec["expirationSeconds"] = json!(seconds);
+    let answer = json!({
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "creationTimestamp": metadata::time(now),
+        },
+        "spec": spec,
+        "status": {
+            "token": token,
+            "expirationTimestamp": metadata::time(expires),
+        },
+    });
+    Ok(respond_json(201, &accept, &answer))
+}
