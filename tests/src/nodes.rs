@@ -154,29 +154,40 @@ pub fn wait_nodes_ready(
 ) -> Result<(), NodeAgentError> {
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match exec::run(
-            plane.kubectl().args([
-                "get",
-                "nodes",
-                "-o",
-                "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
-            ]),
-            Duration::from_secs(10),
+        let last = match node_lines(
+            plane,
+            "{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}",
         ) {
-            Ok(out) if out.success() => {
-                let ready = out.stdout.lines().filter(|l| l.ends_with("=True")).count();
+            Ok(lines) => {
+                let ready = lines.lines().filter(|l| l.ends_with("=True")).count();
                 if ready == count {
                     return Ok(());
                 }
-                format!("{ready}/{count} Ready: {}", out.stdout.trim().replace('\n', ", "))
+                format!(
+                    "{ready}/{count} Ready: {}",
+                    lines.trim().replace('\n', ", ")
+                )
             }
-            Ok(out) => out.stderr.trim().to_owned(),
-            Err(err) => err.to_string(),
+            Err(err) => err,
         };
         if Instant::now() >= deadline {
             return Err(NodeAgentError::NotReady { timeout, last });
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// One line per Node: `fields` (a kubectl JSONPath template) of each; the
+/// error kubectl gave otherwise.
+fn node_lines(plane: &ControlPlane, fields: &str) -> Result<String, String> {
+    let template = format!("jsonpath={{range .items[*]}}{fields}{{\"\\n\"}}{{end}}");
+    match exec::run(
+        plane.kubectl().args(["get", "nodes", "-o", &template]),
+        Duration::from_secs(10),
+    ) {
+        Ok(out) if out.success() => Ok(out.stdout),
+        Ok(out) => Err(out.stderr.trim().to_owned()),
+        Err(err) => Err(err.to_string()),
     }
 }
 
@@ -189,20 +200,12 @@ pub fn route_control_plane_to_pods(
     cluster: &Cluster,
     plane: &ControlPlane,
 ) -> Result<(), NodeAgentError> {
-    let out = exec::run(
-        plane.kubectl().args([
-            "get",
-            "nodes",
-            "-o",
-            "jsonpath={range .items[*]}{.spec.podCIDR} {.status.addresses[?(@.type==\"InternalIP\")].address}{\"\\n\"}{end}",
-        ]),
-        Duration::from_secs(10),
+    let lines = node_lines(
+        plane,
+        "{.spec.podCIDR} {.status.addresses[?(@.type==\"InternalIP\")].address}",
     )
-    .map_err(|e| NodeAgentError::PodRanges(e.to_string()))?;
-    if !out.success() {
-        return Err(NodeAgentError::PodRanges(out.stderr.trim().to_owned()));
-    }
-    for line in out.stdout.lines() {
+    .map_err(NodeAgentError::PodRanges)?;
+    for line in lines.lines() {
         let mut fields = line.split_whitespace();
         let (Some(cidr), Some(address)) = (fields.next(), fields.next()) else {
             continue;

@@ -53,6 +53,13 @@ pub struct Remaining {
 }
 
 /// The conditions for a pass's result (`updateNamespaceStatusFunc`'s texts).
+/// Whether objects may still be created in `ns`: not being deleted.
+#[must_use]
+pub fn is_active(ns: &Namespace) -> bool {
+    ns.metadata.deletion_timestamp.is_none()
+        && ns.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating")
+}
+
 pub fn conditions(r: &Remaining, now: jiff::Timestamp) -> Vec<NamespaceCondition> {
     let c = |t: &str, status: bool, reason: &str, message: String| NamespaceCondition {
         type_: t.into(),

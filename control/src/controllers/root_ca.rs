@@ -100,8 +100,7 @@ fn desired(namespace: &str, ca: &str, current: Option<&ConfigMap>) -> Option<Con
 
 async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let namespace = ns.name_any();
-    let active = ns.metadata.deletion_timestamp.is_none()
-        && ns.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating");
+    let active = super::namespace::is_active(&ns);
     if !active {
         return Ok(Action::await_change());
     }

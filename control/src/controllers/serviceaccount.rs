@@ -65,8 +65,7 @@ pub async fn run(
 
 async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let name = ns.name_any();
-    let active = ns.metadata.deletion_timestamp.is_none()
-        && ns.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating");
+    let active = super::namespace::is_active(&ns);
     if !active
         || ctx
             .accounts

@@ -210,6 +210,25 @@ fn mode_of(mode: Option<i32>) -> u32 {
     mode.and_then(|m| u32::try_from(m).ok()).unwrap_or(0o644)
 }
 
+/// What of a pod's own object its volumes' files can show besides what
+/// only a new pod changes (name, UID, resources): its labels and
+/// annotations, through downwardAPI items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodMetadata {
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+impl PodMetadata {
+    #[must_use]
+    pub fn of(pod: &Pod) -> Self {
+        Self {
+            labels: pod.metadata.labels.clone(),
+            annotations: pod.metadata.annotations.clone(),
+        }
+    }
+}
+
 /// The pod's volumes, set up on this node.
 #[derive(Clone)]
 pub struct Volumes {
@@ -648,7 +667,7 @@ fn check_host_path(path: &Path, kind: &str, volume: &str) -> Result<(), VolumeEr
 }
 
 fn mount_tmpfs(dir: &Path, size: Option<i64>) -> Result<(), VolumeError> {
-    if mounts_under(dir).iter().any(|p| p == dir) {
+    if is_mount_point(dir) {
         return Ok(());
     }
     let options = size.map(|s| format!("size={s}"));
@@ -664,6 +683,18 @@ fn mount_tmpfs(dir: &Path, size: Option<i64>) -> Result<(), VolumeError> {
         path: dir.to_owned(),
         source,
     })
+}
+
+/// Whether `dir` is a mount point (of a file system other than its
+/// parent's, as every tmpfs is): two `stat`s, where the volumes are
+/// refreshed often, instead of reading the node's whole mount table.
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let device = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+    match (device(dir), dir.parent().and_then(device)) {
+        (Some(own), Some(parent)) => own != parent,
+        _ => false,
+    }
 }
 
 /// Mount points at or below `dir`, deepest first.
@@ -733,6 +764,14 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (v.as_bytes().to_vec(), 0o644)))
             .collect()
+    }
+
+    #[test]
+    fn a_mount_point_is_told_from_a_plain_directory() {
+        assert!(is_mount_point(Path::new("/proc")));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_mount_point(dir.path()));
+        assert!(!is_mount_point(&dir.path().join("absent")));
     }
 
     #[test]

@@ -52,8 +52,8 @@ pub struct WorkerState {
     pub failures_rx: tokio::sync::mpsc::UnboundedReceiver<probes::Failure>,
     waiting: HashMap<String, (String, String)>,
     last_volume_refresh: Option<Instant>,
-    /// The pod's resourceVersion its volumes were last written for.
-    volumes_written_for: Option<String>,
+    /// The pod's labels and annotations its volumes were last written for.
+    volumes_written_for: Option<volumes::PodMetadata>,
     volume_paths: HashMap<String, PathBuf>,
     /// Containers whose probes this worker started.
     probed: HashSet<String>,
@@ -503,9 +503,7 @@ async fn create_sandbox(
     };
     state.volume_paths = paths;
     state.last_volume_refresh = Some(Instant::now());
-    state
-        .volumes_written_for
-        .clone_from(&pod.metadata.resource_version);
+    state.volumes_written_for = Some(volumes::PodMetadata::of(pod));
     let log_dir = ctx.log_dir(pod);
     std::fs::create_dir_all(&log_dir).map_err(|source| KubeletError::Io {
         action: "creating",
@@ -1004,10 +1002,12 @@ async fn refresh_volumes(ctx: &Context, pod: &Pod, runtime: &PodRuntime, state: 
     let Some(sandbox) = runtime.sandbox().filter(|s| s.ready) else {
         return;
     };
-    // A mounted ConfigMap or Secret changed, the pod changed (labels and
-    // annotations in downwardAPI files), or the periodic rewrite is due.
+    // A mounted ConfigMap or Secret changed, the pod's labels or
+    // annotations changed (downwardAPI files), or the periodic rewrite is
+    // due. The pod's own status writes change nothing its volumes show.
     let sources_changed = ctx.volumes.sources.take_changed(&uid_of(pod));
-    let pod_changed = state.volumes_written_for != pod.metadata.resource_version;
+    let metadata = volumes::PodMetadata::of(pod);
+    let pod_changed = state.volumes_written_for.as_ref() != Some(&metadata);
     let due = state
         .last_volume_refresh
         .is_none_or(|t| t.elapsed() >= VOLUME_REFRESH);
@@ -1015,9 +1015,7 @@ async fn refresh_volumes(ctx: &Context, pod: &Pod, runtime: &PodRuntime, state: 
         return;
     }
     state.last_volume_refresh = Some(Instant::now());
-    state
-        .volumes_written_for
-        .clone_from(&pod.metadata.resource_version);
+    state.volumes_written_for = Some(metadata);
     match ctx
         .volumes
         .setup(pod, sandbox.ip.as_deref().unwrap_or_default(), &ctx.host_ip)
