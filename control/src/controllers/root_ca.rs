@@ -5,19 +5,17 @@
 //! changed. Pods read it through their service-account volume.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tracing::debug;
 
-use super::runtime::informer::{objects, tokio_stream_from};
-use super::runtime::{Change, is_status};
+use super::runtime::informer::tokio_stream_from;
+use super::runtime::{Change, is_status, per_namespace};
 
 /// The ConfigMap's name and key.
 pub const NAME: &str = "kube-root-ca.crt";
@@ -50,27 +48,19 @@ pub async fn run(
     map_rx: UnboundedReceiver<Change<ConfigMap>>,
 ) {
     let ctx = Arc::new(Ctx { client, maps, ca });
-    let touched = tokio_stream_from(map_rx).map(|c| {
-        Ok::<_, kube::runtime::watcher::Error>(match c {
-            Change::Applied { new, .. } => (*new).clone(),
-            Change::Deleted(old) => (*old).clone(),
-        })
+    let touched = tokio_stream_from(map_rx).map(|c| match c {
+        Change::Applied { new, .. } => (*new).clone(),
+        Change::Deleted(old) => (*old).clone(),
     });
-    Controller::for_stream(objects(ns_rx), namespaces)
-        .watches_stream(touched, |cm: ConfigMap| {
-            cm.namespace().map(|ns| ObjectRef::new(&ns))
-        })
-        .with_config(ControllerConfig::default().concurrency(2))
-        .run(
-            reconcile,
-            |_, e, _| {
-                debug!(error = %e, "root CA publishing failed; retrying");
-                Action::requeue(Duration::from_secs(2))
-            },
-            ctx,
-        )
-        .for_each(|_| futures::future::ready(()))
-        .await;
+    per_namespace::run(
+        "root CA publishing",
+        namespaces,
+        ns_rx,
+        touched,
+        reconcile,
+        ctx,
+    )
+    .await;
 }
 
 /// The ConfigMap as it should be, from `current` (its resourceVersion

@@ -2,19 +2,17 @@
 //! active namespace, recreated if deleted.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tracing::debug;
 
-use super::runtime::informer::{objects, tokio_stream_from};
-use super::runtime::{Change, is_status};
+use super::runtime::informer::tokio_stream_from;
+use super::runtime::{Change, is_status, per_namespace};
 
 pub const DEFAULT: &str = "default";
 
@@ -42,25 +40,19 @@ pub async fn run(
     let ctx = Arc::new(Ctx { client, accounts });
     let deleted = tokio_stream_from(sa_rx).filter_map(|c| {
         futures::future::ready(match c {
-            Change::Deleted(sa) if sa.name_any() == DEFAULT => Some(Ok((*sa).clone())),
+            Change::Deleted(sa) if sa.name_any() == DEFAULT => Some((*sa).clone()),
             _ => None,
         })
     });
-    Controller::for_stream(objects(ns_rx), namespaces)
-        .watches_stream(deleted, |sa: ServiceAccount| {
-            sa.namespace().map(|ns| ObjectRef::new(&ns))
-        })
-        .with_config(ControllerConfig::default().concurrency(2))
-        .run(
-            reconcile,
-            |_, e, _| {
-                debug!(error = %e, "service account sync failed; retrying");
-                Action::requeue(Duration::from_secs(2))
-            },
-            ctx,
-        )
-        .for_each(|_| futures::future::ready(()))
-        .await;
+    per_namespace::run(
+        "service account sync",
+        namespaces,
+        ns_rx,
+        deleted,
+        reconcile,
+        ctx,
+    )
+    .await;
 }
 
 async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod informer;
 pub mod leader;
+pub mod per_namespace;
 pub mod recorder;
 pub mod time;
 
