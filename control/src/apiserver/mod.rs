@@ -151,12 +151,12 @@ impl Drop for Running {
 
 /// Starts the API server: returns once it listens.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    if let Some(other) = config
-        .disabled_admission_plugins
-        .iter()
-        .find(|p| *p != SERVICE_ACCOUNT_PLUGIN)
-    {
-        return Err(StartError::AdmissionPlugin(other.clone()));
+    let mut service_account_admission = true;
+    for plugin in &config.disabled_admission_plugins {
+        if plugin != SERVICE_ACCOUNT_PLUGIN {
+            return Err(StartError::AdmissionPlugin(plugin.clone()));
+        }
+        service_account_admission = false;
     }
     let network = ServiceNetwork::parse(
         &config.service_cluster_ip_range,
@@ -231,10 +231,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let registry = Arc::new(Registry {
         store,
         network,
-        service_account_admission: !config
-            .disabled_admission_plugins
-            .iter()
-            .any(|p| p == SERVICE_ACCOUNT_PLUGIN),
+        service_account_admission,
     });
     // apiserver_storage_objects, refreshed like kube-apiserver's (which
     // counts every minute; the watch caches make it cheap to do more often).

@@ -55,14 +55,10 @@ async fn lookup(
         .ok_or_else(|| ApiError::not_found(res, name))
 }
 
-/// The object a request binds its token to, looked up: its reference and,
-/// for a pod, its node's.
-async fn bound_object(
-    api: &Arc<Api>,
-    namespace: &str,
-    service_account: &str,
-    reference: &Value,
-) -> Result<(Private, Option<ObjectRef>), ApiError> {
+/// Binds the token of `private` to the object `reference` names, which
+/// must exist: its reference, and for a pod also its node's.
+async fn bind(api: &Arc<Api>, private: &mut Private, reference: &Value) -> Result<(), ApiError> {
+    let service_account = private.serviceaccount.name.as_str();
     let kind = reference.get("kind").and_then(Value::as_str).unwrap_or("");
     let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
     let (plural, scoped) = match kind {
@@ -76,7 +72,12 @@ async fn bound_object(
         }
     };
     let res = core(plural);
-    let object = lookup(api, res, if scoped { namespace } else { "" }, name).await?;
+    let namespace = if scoped {
+        private.namespace.as_str()
+    } else {
+        ""
+    };
+    let object = lookup(api, res, namespace, name).await?;
     if kind == "Pod"
         && object
             .pointer("/spec/serviceAccountName")
@@ -104,17 +105,6 @@ async fn bound_object(
         name: name.to_owned(),
         uid,
     });
-    let mut private = Private {
-        namespace: namespace.to_owned(),
-        serviceaccount: ObjectRef {
-            name: service_account.to_owned(),
-            uid: String::new(),
-        },
-        pod: None,
-        secret: None,
-        node: None,
-    };
-    let mut node = None;
     match kind {
         "Pod" => {
             private.pod = this;
@@ -122,7 +112,7 @@ async fn bound_object(
             if let Some(node_name) = object.pointer("/spec/nodeName").and_then(Value::as_str)
                 && let Ok(n) = lookup(api, core("nodes"), "", node_name).await
             {
-                node = Some(ObjectRef {
+                private.node = Some(ObjectRef {
                     name: node_name.to_owned(),
                     uid: meta_str(&n, "uid").to_owned(),
                 });
@@ -131,7 +121,7 @@ async fn bound_object(
         "Secret" => private.secret = this,
         _ => private.node = this,
     }
-    Ok((private, node))
+    Ok(())
 }
 
 /// POST `.../serviceaccounts/<name>/token`.
@@ -178,25 +168,18 @@ pub async fn create(
         .filter(|a: &Vec<String>| !a.is_empty())
         .unwrap_or_else(|| vec![tokens::ISSUER.to_owned()]);
     let service_account = lookup(api, rr.resource, namespace, name).await?;
-    let (mut private, node) = match spec.get("boundObjectRef").filter(|b| !b.is_null()) {
-        Some(reference) => bound_object(api, namespace, name, reference).await?,
-        None => (
-            Private {
-                namespace: namespace.to_owned(),
-                serviceaccount: ObjectRef {
-                    name: name.to_owned(),
-                    uid: String::new(),
-                },
-                pod: None,
-                secret: None,
-                node: None,
-            },
-            None,
-        ),
+    let mut private = Private {
+        namespace: namespace.to_owned(),
+        serviceaccount: ObjectRef {
+            name: name.to_owned(),
+            uid: meta_str(&service_account, "uid").to_owned(),
+        },
+        pod: None,
+        secret: None,
+        node: None,
     };
-    private.serviceaccount.uid = meta_str(&service_account, "uid").to_owned();
-    if private.pod.is_some() {
-        private.node = node;
+    if let Some(reference) = spec.get("boundObjectRef").filter(|b| !b.is_null()) {
+        bind(api, &mut private, reference).await?;
     }
     let now = jiff::Timestamp::now();
     let claims = Claims::new(private, audiences.clone(), now.as_second(), seconds);
