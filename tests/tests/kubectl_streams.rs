@@ -1,19 +1,22 @@
-//! `kubectl logs`, `exec` and `attach` end to end: the real kubectl 1.33
-//! against the API server, which proxies `pods/log|exec|attach` to the
-//! node's kubelet over HTTPS (websocket `v5.channel.k8s.io` sessions
-//! translated to SPDY, SPDY passed through), down to containerd's
-//! streaming server; and the kubelet's metrics through `nodes/proxy`.
+//! `kubectl logs`, `exec`, `attach` and `port-forward` end to end: the
+//! real kubectl 1.33 against the API server, which proxies
+//! `pods/log|exec|attach|portforward` to the node's kubelet over HTTPS
+//! (websocket `v5.channel.k8s.io` sessions translated to SPDY, SPDY
+//! tunnelled through websockets carried, SPDY passed through), down to
+//! containerd's streaming server; and the kubelet's metrics through
+//! `nodes/proxy`.
 //! One cluster serves every scenario, run in sequence.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use baton_e2e::Stack;
 
-/// How kubectl reaches exec and attach: websockets first (its default,
-/// falling back to SPDY), or SPDY only.
+/// How kubectl reaches exec, attach and port-forward: websockets first (its
+/// default, falling back to SPDY), or SPDY only.
 #[derive(Clone, Copy, Debug)]
 enum Transport {
     Websocket,
@@ -23,14 +26,14 @@ enum Transport {
 fn kubectl(c: &Stack, transport: Transport, args: &[&str]) -> Command {
     let mut cmd = Command::new("kubectl");
     cmd.arg("--kubeconfig").arg(&c.kubeconfig).args(args);
-    // kubectl's switch for its websocket remote-command client.
-    cmd.env(
-        "KUBECTL_REMOTE_COMMAND_WEBSOCKETS",
-        match transport {
-            Transport::Websocket => "true",
-            Transport::Spdy => "false",
-        },
-    );
+    // kubectl's switches for its websocket remote-command and
+    // port-forward clients.
+    let websockets = match transport {
+        Transport::Websocket => "true",
+        Transport::Spdy => "false",
+    };
+    cmd.env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets);
     cmd
 }
 
@@ -103,10 +106,14 @@ struct Streaming {
 
 impl Streaming {
     fn start(c: &Stack, transport: Transport, args: &[&str]) -> Self {
+        Self::start_with_stderr(c, transport, args, Stdio::null())
+    }
+
+    fn start_with_stderr(c: &Stack, transport: Transport, args: &[&str], err: Stdio) -> Self {
         let mut child = kubectl(c, transport, args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(err)
             .spawn()
             .expect("kubectl is installed");
         let out = child.stdout.take().expect("piped");
@@ -214,6 +221,17 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: web}
+spec:
+  nodeName: baton-node-1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: baton.local/echo:1
+    ports: [{name: http, containerPort: 8080}, {name: echo, containerPort: 9000}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: unscheduled}
 spec:
   nodeSelector: {no-such-label: "true"}
@@ -237,6 +255,88 @@ spec:
   - {name: app, image: baton.local/echo:1}
 "#;
 
+/// The local port kubectl says it forwards to `remote` (`Forwarding from
+/// 127.0.0.1:<port> -> <remote>`).
+fn forwarded_port(lines: &[String], remote: u16) -> Option<u16> {
+    lines.iter().find_map(|l| {
+        l.strip_prefix("Forwarding from 127.0.0.1:")?
+            .strip_suffix(&format!(" -> {remote}"))?
+            .parse()
+            .ok()
+    })
+}
+
+/// `kubectl port-forward` to the echo pod's HTTP and TCP echo ports: an
+/// HTTP request answered from inside the pod, and a quarter megabyte echoed
+/// back on two connections at once (both directions of the tunnel, with
+/// back-pressure). With websockets, kubectl's SPDY-over-websocket tunnel is
+/// served, not refused into its SPDY fallback (which would pass too).
+fn port_forward(c: &Stack, transport: Transport) {
+    let log = tempfile::NamedTempFile::new().expect("a file for kubectl's log");
+    let forward = Streaming::start_with_stderr(
+        c,
+        transport,
+        &["port-forward", "-v=4", "pod/web", ":8080", ":9000"],
+        Stdio::from(log.reopen().expect("kubectl's log file")),
+    );
+    let mut lines = forward.expect("-> 9000", Duration::from_secs(30));
+    if forwarded_port(&lines, 8080).is_none() {
+        lines.extend(forward.expect("-> 8080", Duration::from_secs(5)));
+    }
+    let (http_port, echo_port) = (
+        forwarded_port(&lines, 8080).expect("the HTTP port's local end"),
+        forwarded_port(&lines, 9000).expect("the echo port's local end"),
+    );
+
+    let mut conn = TcpStream::connect(("127.0.0.1", http_port)).expect("the forwarded HTTP port");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    conn.write_all(b"GET /through-the-tunnel HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)
+        .expect("the pod's HTTP answer");
+    assert!(
+        answer.starts_with("HTTP/1.1 200")
+            && answer.contains("\"path\":\"/through-the-tunnel\"")
+            && answer.contains("\"hostname\":\"web\""),
+        "{transport:?}: {answer}"
+    );
+
+    let echoes: Vec<_> = (0..2u8)
+        .map(|n| {
+            std::thread::spawn(move || {
+                let data: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8 ^ n).collect();
+                let mut conn = TcpStream::connect(("127.0.0.1", echo_port)).expect("the echo port");
+                conn.set_read_timeout(Some(Duration::from_secs(20)))
+                    .unwrap();
+                let mut writer = conn.try_clone().unwrap();
+                let sent = data.clone();
+                let sending = std::thread::spawn(move || writer.write_all(&sent));
+                let mut back = vec![0; data.len()];
+                conn.read_exact(&mut back).expect("the echoed bytes");
+                sending.join().unwrap().expect("sending through the tunnel");
+                back == data
+            })
+        })
+        .collect();
+    for echo in echoes {
+        assert!(echo.join().unwrap(), "{transport:?}: the echo differs");
+    }
+    drop(forward);
+    let mut log_text = String::new();
+    std::fs::File::open(log.path())
+        .and_then(|mut f| f.read_to_string(&mut log_text))
+        .expect("kubectl's log");
+    // client-go's tunneling dialer logs its websocket negotiation.
+    let tunnelled = log_text.contains("negotiated protocol: portforward.k8s.io");
+    assert_eq!(
+        tunnelled,
+        matches!(transport, Transport::Websocket),
+        "{transport:?}: {log_text}"
+    );
+}
+
 #[test]
 fn kubectl_logs_exec_and_attach_reach_the_containers() {
     let c = Stack::start(1);
@@ -253,7 +353,7 @@ fn kubectl_logs_exec_and_attach_reach_the_containers() {
         "-p",
         r#"{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}],"daemonEndpoints":{"kubeletEndpoint":{"Port":1}}}}"#,
     ]);
-    for pod in ["talker", "pair"] {
+    for pod in ["talker", "pair", "web"] {
         c.wait(Duration::from_secs(90), &format!("{pod} running"), |c| {
             c.get("pod", pod, "{.status.phase}") == "Running"
         });
@@ -387,6 +487,10 @@ fn kubectl_logs_exec_and_attach_reach_the_containers() {
         attach.expect("tick", Duration::from_secs(20));
     }
 
+    for transport in [Transport::Websocket, Transport::Spdy] {
+        port_forward(&c, transport);
+    }
+
     // logs --previous: the attempt before the restart.
     c.wait(Duration::from_secs(90), "restarter restarted", |c| {
         c.get(
@@ -504,20 +608,35 @@ fn kubectl_logs_exec_and_attach_reach_the_containers() {
                 text.contains("kubelet_node_name{node=\"baton-node-1\"} 1"),
                 "{text}"
             );
-            // talker and pair run; each was timed from its creation.
-            metric(&text, "kubelet_running_pods").is_some_and(|n| n >= 2.0)
-                && metric(
-                    &text,
+            [
+                // talker, pair and web run; each was timed from its creation.
+                ("kubelet_running_pods", 2.0),
+                (
                     "kubelet_running_containers{container_state=\"running\"}",
-                )
-                .is_some_and(|n| n >= 3.0)
-                && metric(&text, "kubelet_pod_start_sli_duration_seconds_count")
-                    .is_some_and(|n| n >= 2.0)
-                && metric(
-                    &text,
+                    3.0,
+                ),
+                ("kubelet_pod_start_sli_duration_seconds_count", 2.0),
+                (
                     "kubelet_started_containers_total{container_type=\"container\"}",
-                )
-                .is_some_and(|n| n >= 3.0)
+                    3.0,
+                ),
+                // The CRI calls, timed by operation type, and the volume
+                // set-ups (each pod's service-account token volume).
+                (
+                    "kubelet_runtime_operations_duration_seconds_count{operation_type=\"run_podsandbox\"}",
+                    2.0,
+                ),
+                (
+                    "kubelet_runtime_operations_total{operation_type=\"start_container\"}",
+                    3.0,
+                ),
+                (
+                    "storage_operation_duration_seconds_count{volume_plugin=\"kubernetes.io/projected\",operation_name=\"volume_mount\",status=\"success\",migrated=\"false\"}",
+                    2.0,
+                ),
+            ]
+            .iter()
+            .all(|(name, least)| metric(&text, name).is_some_and(|n| n >= *least))
         },
     );
     let ghost = run(

@@ -10,6 +10,10 @@
 //! started on the same cluster by calling the nodes' runtimes directly
 //! ([`runtime_alone`]): the floor of that hour.
 
+#[path = "pod_startup/machine.rs"]
+mod machine;
+#[path = "pod_startup/operations.rs"]
+mod operations;
 #[path = "pod_startup/runtime_alone.rs"]
 mod runtime_alone;
 
@@ -120,6 +124,11 @@ struct Run {
     window: f64,
     /// CPU seconds per component over [`STEADY`] once every pod is Ready.
     steady_cpu: serde_json::Map<String, serde_json::Value>,
+    /// How fast the machine was just before ([`machine::speed`]).
+    machine: serde_json::Value,
+    /// The nodes' CRI calls and volume set-ups in that window
+    /// ([`operations::Steps::until`]).
+    steps: serde_json::Value,
     /// The same pods started through the runtimes alone, just before.
     runtime_alone: runtime_alone::RuntimeAlone,
     /// And again once baton's pods were deleted.
@@ -195,7 +204,7 @@ async fn measure(nodes: usize, pods: usize) -> Run {
         .await
         .expect("a client configuration");
     let client = kube::Client::try_from(config).expect("a client");
-    let api: Api<Pod> = Api::namespaced(client, "default");
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let runtime_alone = runtime_alone::measure(&c, &api, nodes, pods, "before").await;
     baton_e2e::nodes::wait_nodes_ready(&c.plane, nodes, Duration::from_secs(60))
         .expect("the nodes Ready again after their kubelets restarted");
@@ -213,6 +222,7 @@ async fn measure(nodes: usize, pods: usize) -> Run {
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let machine = machine::speed();
     // The bring-up (and a previous run's teardown) keeps the cores busy for
     // a while; the pods start on a quiet machine. This blocks the runtime,
     // which has nothing to do before the first create.
@@ -224,6 +234,7 @@ async fn measure(nodes: usize, pods: usize) -> Run {
         if settled { "" } else { " (it did not)" }
     );
 
+    let steps_before = operations::scrape_nodes(&client).await;
     let cpu_before = cpu_snapshot();
     let window_start = Instant::now();
     let created = futures::stream::iter((0..pods).map(|i| {
@@ -260,6 +271,7 @@ async fn measure(nodes: usize, pods: usize) -> Run {
     }
     let window = window_start.elapsed().as_secs_f64();
     let cpu = cpu_between(&cpu_before, &cpu_snapshot());
+    let steps = steps_before.until(&operations::scrape_nodes(&client).await);
     watching.abort();
     let ready = seen.values().filter(|s| s.ready.is_some()).count();
     assert_eq!(ready, pods, "not every pod became Ready within 300 s");
@@ -278,6 +290,8 @@ async fn measure(nodes: usize, pods: usize) -> Run {
         cpu,
         window,
         steady_cpu,
+        machine,
+        steps,
         runtime_alone,
         runtime_alone_after,
     }
@@ -317,6 +331,7 @@ fn alone_json(alone: &runtime_alone::RuntimeAlone) -> serde_json::Value {
         "samples_seconds": alone.latencies,
         "window_seconds": (alone.window * 100.0).round() / 100.0,
         "cpu_seconds": alone.cpu,
+        "steps": alone.steps,
     })
 }
 
@@ -382,6 +397,8 @@ fn pod_startup_latency() {
             "running_to_ready": phase(&run.running_to_ready),
             "window_seconds": (run.window * 100.0).round() / 100.0,
             "cpu_seconds": run.cpu,
+            "steps": run.steps,
+            "machine": run.machine,
             "steady_seconds": STEADY.as_secs(),
             "steady_cpu_seconds": run.steady_cpu,
             "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),

@@ -189,6 +189,13 @@ pub static RESOURCES: &[Resource] = &[
                 version: "",
                 verbs: &["create", "get"],
             },
+            Subresource {
+                name: "portforward",
+                kind: "PodPortForwardOptions",
+                group: "",
+                version: "",
+                verbs: &["create", "get"],
+            },
         ],
         ..resource("", "v1", "Pod", "PodList", "pods", "pod", true)
     },

@@ -4,12 +4,15 @@
 //!
 //! The generated types and clients come from `k8s-cri` (the CRI
 //! `api.proto`, tonic + prost); this module only connects, sets the
-//! kubelet's message size limit, and names the calls.
+//! kubelet's message size limit, names the calls and times them
+//! ([`metrics`]).
 
 pub mod labels;
+pub mod metrics;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
@@ -19,6 +22,7 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 pub use k8s_cri::v1 as api;
+pub use metrics::RuntimeMetrics;
 
 /// The kubelet's limit for CRI messages (16 MiB): a node with many
 /// containers lists more than tonic's 4 MiB default.
@@ -51,10 +55,58 @@ impl CriError {
     }
 }
 
-fn call_err(call: &'static str) -> impl FnOnce(tonic::Status) -> CriError {
-    move |status| CriError::Call {
-        call,
-        status: Box::new(status),
+/// A CRI call: the method's name (errors name it) and the kubelet's
+/// `operation_type` for it (the metrics label it).
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Version,
+    Status,
+    RunPodSandbox,
+    StopPodSandbox,
+    RemovePodSandbox,
+    PodSandboxStatus,
+    ListPodSandbox,
+    CreateContainer,
+    StartContainer,
+    StopContainer,
+    RemoveContainer,
+    ListContainers,
+    ContainerStatus,
+    ExecSync,
+    Exec,
+    Attach,
+    PortForward,
+    ImageStatus,
+    PullImage,
+    ListImages,
+    RemoveImage,
+}
+
+impl Op {
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Version => ("Version", "version"),
+            Self::Status => ("Status", "status"),
+            Self::RunPodSandbox => ("RunPodSandbox", "run_podsandbox"),
+            Self::StopPodSandbox => ("StopPodSandbox", "stop_podsandbox"),
+            Self::RemovePodSandbox => ("RemovePodSandbox", "remove_podsandbox"),
+            Self::PodSandboxStatus => ("PodSandboxStatus", "podsandbox_status"),
+            Self::ListPodSandbox => ("ListPodSandbox", "list_podsandbox"),
+            Self::CreateContainer => ("CreateContainer", "create_container"),
+            Self::StartContainer => ("StartContainer", "start_container"),
+            Self::StopContainer => ("StopContainer", "stop_container"),
+            Self::RemoveContainer => ("RemoveContainer", "remove_container"),
+            Self::ListContainers => ("ListContainers", "list_containers"),
+            Self::ContainerStatus => ("ContainerStatus", "container_status"),
+            Self::ExecSync => ("ExecSync", "exec_sync"),
+            Self::Exec => ("Exec", "exec"),
+            Self::Attach => ("Attach", "attach"),
+            Self::PortForward => ("PortForward", "port_forward"),
+            Self::ImageStatus => ("ImageStatus", "image_status"),
+            Self::PullImage => ("PullImage", "pull_image"),
+            Self::ListImages => ("ListImages", "list_images"),
+            Self::RemoveImage => ("RemoveImage", "remove_image"),
+        }
     }
 }
 
@@ -78,6 +130,7 @@ pub struct Cri {
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
     socket: PathBuf,
+    metrics: Arc<RuntimeMetrics>,
 }
 
 impl Cri {
@@ -107,7 +160,33 @@ impl Cri {
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
             socket: socket.to_owned(),
+            metrics: Arc::default(),
         })
+    }
+
+    /// How this client's calls went (counts, durations, failures).
+    #[must_use]
+    pub fn metrics(&self) -> &RuntimeMetrics {
+        &self.metrics
+    }
+
+    /// Makes a call, timed and counted as `op`.
+    async fn call<T>(
+        &self,
+        op: Op,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, CriError> {
+        let (method, operation_type) = op.names();
+        let start = Instant::now();
+        let result = call.await;
+        self.metrics
+            .observe(operation_type, start.elapsed(), result.is_ok());
+        result
+            .map(tonic::Response::into_inner)
+            .map_err(|status| CriError::Call {
+                call: method,
+                status: Box::new(status),
+            })
     }
 
     /// The socket this client talks to.
@@ -119,88 +198,90 @@ impl Cri {
     // ---- runtime ----
 
     pub async fn version(&self) -> Result<cri::VersionResponse, CriError> {
-        self.runtime
-            .clone()
-            .version(request(cri::VersionRequest::default(), CALL_TIMEOUT))
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(call_err("Version"))
+        self.call(
+            Op::Version,
+            self.runtime
+                .clone()
+                .version(request(cri::VersionRequest::default(), CALL_TIMEOUT)),
+        )
+        .await
     }
 
     /// The runtime's conditions (`RuntimeReady`, `NetworkReady`).
     pub async fn status(&self) -> Result<cri::RuntimeStatus, CriError> {
         let response = self
-            .runtime
-            .clone()
-            .status(request(cri::StatusRequest { verbose: false }, CALL_TIMEOUT))
-            .await
-            .map_err(call_err("Status"))?
-            .into_inner();
+            .call(
+                Op::Status,
+                self.runtime
+                    .clone()
+                    .status(request(cri::StatusRequest { verbose: false }, CALL_TIMEOUT)),
+            )
+            .await?;
         Ok(response.status.unwrap_or_default())
     }
 
     /// Creates and starts a sandbox; returns its ID.
     pub async fn run_pod_sandbox(&self, config: cri::PodSandboxConfig) -> Result<String, CriError> {
         let response = self
-            .runtime
-            .clone()
-            .run_pod_sandbox(request(
-                cri::RunPodSandboxRequest {
-                    config: Some(config),
-                    runtime_handler: String::new(),
-                },
-                // Includes the CNI ADD and, on a cold node, the pause image.
-                Duration::from_secs(240),
-            ))
-            .await
-            .map_err(call_err("RunPodSandbox"))?;
-        Ok(response.into_inner().pod_sandbox_id)
+            .call(
+                Op::RunPodSandbox,
+                self.runtime.clone().run_pod_sandbox(request(
+                    cri::RunPodSandboxRequest {
+                        config: Some(config),
+                        runtime_handler: String::new(),
+                    },
+                    // Includes the CNI ADD and, on a cold node, the pause image.
+                    Duration::from_secs(240),
+                )),
+            )
+            .await?;
+        Ok(response.pod_sandbox_id)
     }
 
     /// Stops every container of the sandbox and tears down its network
     /// (CNI DEL). Idempotent.
     pub async fn stop_pod_sandbox(&self, id: &str) -> Result<(), CriError> {
-        self.runtime
-            .clone()
-            .stop_pod_sandbox(request(
+        self.call(
+            Op::StopPodSandbox,
+            self.runtime.clone().stop_pod_sandbox(request(
                 cri::StopPodSandboxRequest {
                     pod_sandbox_id: id.to_owned(),
                 },
                 CALL_TIMEOUT,
-            ))
-            .await
-            .map(drop)
-            .map_err(call_err("StopPodSandbox"))
+            )),
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn remove_pod_sandbox(&self, id: &str) -> Result<(), CriError> {
-        self.runtime
-            .clone()
-            .remove_pod_sandbox(request(
+        self.call(
+            Op::RemovePodSandbox,
+            self.runtime.clone().remove_pod_sandbox(request(
                 cri::RemovePodSandboxRequest {
                     pod_sandbox_id: id.to_owned(),
                 },
                 CALL_TIMEOUT,
-            ))
-            .await
-            .map(drop)
-            .map_err(call_err("RemovePodSandbox"))
+            )),
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn pod_sandbox_status(&self, id: &str) -> Result<cri::PodSandboxStatus, CriError> {
         let response = self
-            .runtime
-            .clone()
-            .pod_sandbox_status(request(
-                cri::PodSandboxStatusRequest {
-                    pod_sandbox_id: id.to_owned(),
-                    verbose: false,
-                },
-                CALL_TIMEOUT,
-            ))
-            .await
-            .map_err(call_err("PodSandboxStatus"))?;
-        Ok(response.into_inner().status.unwrap_or_default())
+            .call(
+                Op::PodSandboxStatus,
+                self.runtime.clone().pod_sandbox_status(request(
+                    cri::PodSandboxStatusRequest {
+                        pod_sandbox_id: id.to_owned(),
+                        verbose: false,
+                    },
+                    CALL_TIMEOUT,
+                )),
+            )
+            .await?;
+        Ok(response.status.unwrap_or_default())
     }
 
     pub async fn list_pod_sandboxes(
@@ -208,12 +289,14 @@ impl Cri {
         filter: Option<cri::PodSandboxFilter>,
     ) -> Result<Vec<cri::PodSandbox>, CriError> {
         let response = self
-            .runtime
-            .clone()
-            .list_pod_sandbox(request(cri::ListPodSandboxRequest { filter }, CALL_TIMEOUT))
-            .await
-            .map_err(call_err("ListPodSandbox"))?;
-        Ok(response.into_inner().items)
+            .call(
+                Op::ListPodSandbox,
+                self.runtime
+                    .clone()
+                    .list_pod_sandbox(request(cri::ListPodSandboxRequest { filter }, CALL_TIMEOUT)),
+            )
+            .await?;
+        Ok(response.items)
     }
 
     /// Creates a container in a sandbox; returns its ID.
@@ -224,65 +307,65 @@ impl Cri {
         sandbox_config: cri::PodSandboxConfig,
     ) -> Result<String, CriError> {
         let response = self
-            .runtime
-            .clone()
-            .create_container(request(
-                cri::CreateContainerRequest {
-                    pod_sandbox_id: sandbox_id.to_owned(),
-                    config: Some(config),
-                    sandbox_config: Some(sandbox_config),
-                },
-                CALL_TIMEOUT,
-            ))
-            .await
-            .map_err(call_err("CreateContainer"))?;
-        Ok(response.into_inner().container_id)
+            .call(
+                Op::CreateContainer,
+                self.runtime.clone().create_container(request(
+                    cri::CreateContainerRequest {
+                        pod_sandbox_id: sandbox_id.to_owned(),
+                        config: Some(config),
+                        sandbox_config: Some(sandbox_config),
+                    },
+                    CALL_TIMEOUT,
+                )),
+            )
+            .await?;
+        Ok(response.container_id)
     }
 
     pub async fn start_container(&self, id: &str) -> Result<(), CriError> {
-        self.runtime
-            .clone()
-            .start_container(request(
+        self.call(
+            Op::StartContainer,
+            self.runtime.clone().start_container(request(
                 cri::StartContainerRequest {
                     container_id: id.to_owned(),
                 },
                 CALL_TIMEOUT,
-            ))
-            .await
-            .map(drop)
-            .map_err(call_err("StartContainer"))
+            )),
+        )
+        .await
+        .map(drop)
     }
 
     /// Stops a container: SIGTERM (or the image's stop signal), SIGKILL
     /// after `grace`.
     pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), CriError> {
         let timeout = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
-        self.runtime
-            .clone()
-            .stop_container(request(
+        self.call(
+            Op::StopContainer,
+            self.runtime.clone().stop_container(request(
                 cri::StopContainerRequest {
                     container_id: id.to_owned(),
                     timeout,
                 },
                 grace + CALL_TIMEOUT,
-            ))
-            .await
-            .map(drop)
-            .map_err(call_err("StopContainer"))
+            )),
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn remove_container(&self, id: &str) -> Result<(), CriError> {
-        self.runtime
-            .clone()
-            .remove_container(request(
+        self.call(
+            Op::RemoveContainer,
+            self.runtime.clone().remove_container(request(
                 cri::RemoveContainerRequest {
                     container_id: id.to_owned(),
                 },
                 CALL_TIMEOUT,
-            ))
-            .await
-            .map(drop)
-            .map_err(call_err("RemoveContainer"))
+            )),
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn list_containers(
@@ -290,28 +373,30 @@ impl Cri {
         filter: Option<cri::ContainerFilter>,
     ) -> Result<Vec<cri::Container>, CriError> {
         let response = self
-            .runtime
-            .clone()
-            .list_containers(request(cri::ListContainersRequest { filter }, CALL_TIMEOUT))
-            .await
-            .map_err(call_err("ListContainers"))?;
-        Ok(response.into_inner().containers)
+            .call(
+                Op::ListContainers,
+                self.runtime
+                    .clone()
+                    .list_containers(request(cri::ListContainersRequest { filter }, CALL_TIMEOUT)),
+            )
+            .await?;
+        Ok(response.containers)
     }
 
     pub async fn container_status(&self, id: &str) -> Result<cri::ContainerStatus, CriError> {
         let response = self
-            .runtime
-            .clone()
-            .container_status(request(
-                cri::ContainerStatusRequest {
-                    container_id: id.to_owned(),
-                    verbose: false,
-                },
-                CALL_TIMEOUT,
-            ))
-            .await
-            .map_err(call_err("ContainerStatus"))?;
-        Ok(response.into_inner().status.unwrap_or_default())
+            .call(
+                Op::ContainerStatus,
+                self.runtime.clone().container_status(request(
+                    cri::ContainerStatusRequest {
+                        container_id: id.to_owned(),
+                        verbose: false,
+                    },
+                    CALL_TIMEOUT,
+                )),
+            )
+            .await?;
+        Ok(response.status.unwrap_or_default())
     }
 
     /// Runs `cmd` in a container and waits for it (at most `timeout`).
@@ -322,19 +407,18 @@ impl Cri {
         timeout: Duration,
     ) -> Result<ExecOutput, CriError> {
         let response = self
-            .runtime
-            .clone()
-            .exec_sync(request(
-                cri::ExecSyncRequest {
-                    container_id: id.to_owned(),
-                    cmd,
-                    timeout: i64::try_from(timeout.as_secs().max(1)).unwrap_or(i64::MAX),
-                },
-                timeout + Duration::from_secs(10),
-            ))
-            .await
-            .map_err(call_err("ExecSync"))?
-            .into_inner();
+            .call(
+                Op::ExecSync,
+                self.runtime.clone().exec_sync(request(
+                    cri::ExecSyncRequest {
+                        container_id: id.to_owned(),
+                        cmd,
+                        timeout: i64::try_from(timeout.as_secs().max(1)).unwrap_or(i64::MAX),
+                    },
+                    timeout + Duration::from_secs(10),
+                )),
+            )
+            .await?;
         Ok(ExecOutput {
             exit_code: response.exit_code,
             stdout: response.stdout,
@@ -346,23 +430,45 @@ impl Cri {
     /// streaming server that serves it.
     pub async fn exec(&self, req: cri::ExecRequest) -> Result<String, CriError> {
         let response = self
-            .runtime
-            .clone()
-            .exec(request(req, CALL_TIMEOUT))
-            .await
-            .map_err(call_err("Exec"))?;
-        Ok(response.into_inner().url)
+            .call(
+                Op::Exec,
+                self.runtime.clone().exec(request(req, CALL_TIMEOUT)),
+            )
+            .await?;
+        Ok(response.url)
     }
 
     /// Prepares a streaming attach; returns the streaming URL.
     pub async fn attach(&self, req: cri::AttachRequest) -> Result<String, CriError> {
         let response = self
-            .runtime
-            .clone()
-            .attach(request(req, CALL_TIMEOUT))
-            .await
-            .map_err(call_err("Attach"))?;
-        Ok(response.into_inner().url)
+            .call(
+                Op::Attach,
+                self.runtime.clone().attach(request(req, CALL_TIMEOUT)),
+            )
+            .await?;
+        Ok(response.url)
+    }
+
+    /// Prepares port forwarding into a sandbox's network namespace;
+    /// returns the streaming URL.
+    pub async fn port_forward(
+        &self,
+        sandbox_id: &str,
+        ports: Vec<i32>,
+    ) -> Result<String, CriError> {
+        let response = self
+            .call(
+                Op::PortForward,
+                self.runtime.clone().port_forward(request(
+                    cri::PortForwardRequest {
+                        pod_sandbox_id: sandbox_id.to_owned(),
+                        port: ports,
+                    },
+                    CALL_TIMEOUT,
+                )),
+            )
+            .await?;
+        Ok(response.url)
     }
 
     // ---- images ----
@@ -370,18 +476,18 @@ impl Cri {
     /// The image as the runtime has it, if present.
     pub async fn image_status(&self, image: &str) -> Result<Option<cri::Image>, CriError> {
         let response = self
-            .images
-            .clone()
-            .image_status(request(
-                cri::ImageStatusRequest {
-                    image: Some(image_spec(image)),
-                    verbose: false,
-                },
-                CALL_TIMEOUT,
-            ))
-            .await
-            .map_err(call_err("ImageStatus"))?;
-        Ok(response.into_inner().image)
+            .call(
+                Op::ImageStatus,
+                self.images.clone().image_status(request(
+                    cri::ImageStatusRequest {
+                        image: Some(image_spec(image)),
+                        verbose: false,
+                    },
+                    CALL_TIMEOUT,
+                )),
+            )
+            .await?;
+        Ok(response.image)
     }
 
     /// Pulls an image; returns its reference (the image ID).
@@ -392,46 +498,46 @@ impl Cri {
         sandbox_config: Option<cri::PodSandboxConfig>,
     ) -> Result<String, CriError> {
         let response = self
-            .images
-            .clone()
-            .pull_image(request(
-                cri::PullImageRequest {
-                    image: Some(image_spec(image)),
-                    auth,
-                    sandbox_config,
-                },
-                Duration::from_secs(600),
-            ))
-            .await
-            .map_err(call_err("PullImage"))?;
-        Ok(response.into_inner().image_ref)
+            .call(
+                Op::PullImage,
+                self.images.clone().pull_image(request(
+                    cri::PullImageRequest {
+                        image: Some(image_spec(image)),
+                        auth,
+                        sandbox_config,
+                    },
+                    Duration::from_secs(600),
+                )),
+            )
+            .await?;
+        Ok(response.image_ref)
     }
 
     pub async fn list_images(&self) -> Result<Vec<cri::Image>, CriError> {
         let response = self
-            .images
-            .clone()
-            .list_images(request(
-                cri::ListImagesRequest { filter: None },
-                CALL_TIMEOUT,
-            ))
-            .await
-            .map_err(call_err("ListImages"))?;
-        Ok(response.into_inner().images)
+            .call(
+                Op::ListImages,
+                self.images.clone().list_images(request(
+                    cri::ListImagesRequest { filter: None },
+                    CALL_TIMEOUT,
+                )),
+            )
+            .await?;
+        Ok(response.images)
     }
 
     pub async fn remove_image(&self, image: &str) -> Result<(), CriError> {
-        self.images
-            .clone()
-            .remove_image(request(
+        self.call(
+            Op::RemoveImage,
+            self.images.clone().remove_image(request(
                 cri::RemoveImageRequest {
                     image: Some(image_spec(image)),
                 },
                 CALL_TIMEOUT,
-            ))
-            .await
-            .map(drop)
-            .map_err(call_err("RemoveImage"))
+            )),
+        )
+        .await
+        .map(drop)
     }
 }
 

@@ -12,7 +12,11 @@
 //! - `kubelet_pod_start_sli_duration_seconds` and
 //!   `kubelet_pod_start_total_duration_seconds`: from the pod's creation to
 //!   the kubelet seeing, on its watch, every container running — the pod
-//!   startup SLI (without, and with, the time spent pulling images).
+//!   startup SLI (without, and with, the time spent pulling images);
+//! - `storage_operation_duration_seconds{volume_plugin, operation_name,
+//!   status, migrated}`: each volume's set-up (`volume_mount`), including
+//!   what it waits for (its ConfigMap or Secret, its token);
+//! - `kubelet_runtime_operations_*`: the CRI calls ([`crate::cri::metrics`]).
 
 use std::time::{Duration, Instant};
 
@@ -28,9 +32,14 @@ use prometheus_client::{
 };
 
 use super::relist::Snapshot;
-use crate::cri::api as cri;
+use crate::cri::{RuntimeMetrics, api as cri};
 
 type Labels = Vec<(String, String)>;
+
+/// The volume manager's buckets for storage operations, in seconds.
+const STORAGE_BUCKETS: [f64; 13] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 25.0, 50.0, 120.0, 300.0, 600.0,
+];
 
 /// The kubelet's `podStartupDurationBuckets`, in seconds.
 const POD_START_BUCKETS: [f64; 25] = [
@@ -90,10 +99,19 @@ impl KubeletMetrics {
             .observe((total - pulling.as_secs_f64()).max(0.0));
     }
 
-    /// The metrics in the Prometheus text format, the gauges from `relist`.
+    /// The metrics in the Prometheus text format: the gauges from `relist`,
+    /// the volumes' operations from `storage` and the CRI calls from
+    /// `runtime`.
     #[must_use]
-    pub fn render(&self, relist: &Snapshot) -> String {
+    pub fn render(
+        &self,
+        relist: &Snapshot,
+        storage: &StorageMetrics,
+        runtime: &RuntimeMetrics,
+    ) -> String {
         let mut registry = Registry::default();
+        storage.register(&mut registry);
+        runtime.register(&mut registry);
         registry.register(
             "kubelet_started_pods",
             "Cumulative number of pods started",
@@ -121,6 +139,48 @@ impl KubeletMetrics {
         );
         registry.register_collector(Box::new(RuntimeGauges::of(&self.node_name, relist)));
         crate::proxy::metrics::render(&registry)
+    }
+}
+
+/// How long volume operations took (`storage_operation_duration_seconds`);
+/// clones share the histograms.
+#[derive(Debug, Clone)]
+pub struct StorageMetrics {
+    durations: Family<StorageLabels, Histogram, fn() -> Histogram>,
+}
+
+/// `volume_plugin`, `operation_name`, `status`, `migrated`.
+type StorageLabels = [(&'static str, &'static str); 4];
+
+impl Default for StorageMetrics {
+    fn default() -> Self {
+        Self {
+            durations: Family::new_with_constructor(|| Histogram::new(STORAGE_BUCKETS)),
+        }
+    }
+}
+
+impl StorageMetrics {
+    /// A volume of `plugin` (`kubernetes.io/configmap`, …) was set up in
+    /// `took`, or failed to be.
+    pub fn mounted(&self, plugin: &'static str, took: Duration, ok: bool) {
+        let labels = [
+            ("volume_plugin", plugin),
+            ("operation_name", "volume_mount"),
+            ("status", if ok { "success" } else { "fail-unknown" }),
+            ("migrated", "false"),
+        ];
+        self.durations
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "storage_operation_duration_seconds",
+            "Storage operation duration",
+            self.durations.clone(),
+        );
     }
 }
 
@@ -315,7 +375,11 @@ mod tests {
             ),
             ("c", &[("sandbox/4", not_ready), ("container/4", exited)]),
         ]);
-        let text = KubeletMetrics::new("node-1").render(&snapshot);
+        let text = KubeletMetrics::new("node-1").render(
+            &snapshot,
+            &StorageMetrics::default(),
+            &RuntimeMetrics::default(),
+        );
         assert!(
             text.contains("kubelet_node_name{node=\"node-1\"} 1\n"),
             "{text}"
@@ -358,7 +422,11 @@ mod tests {
         }));
         startup.observed(&metrics, &running);
         startup.observed(&metrics, &running);
-        let text = metrics.render(&Snapshot::default());
+        let text = metrics.render(
+            &Snapshot::default(),
+            &StorageMetrics::default(),
+            &RuntimeMetrics::default(),
+        );
         // 10 s from creation, 6 s of it pulling.
         assert!(
             text.contains("kubelet_pod_start_sli_duration_seconds_count 1\n"),
@@ -391,7 +459,11 @@ mod tests {
         let mut startup = PodStartup::new(&running);
         startup.running(&metrics);
         startup.observed(&metrics, &running);
-        let text = metrics.render(&Snapshot::default());
+        let text = metrics.render(
+            &Snapshot::default(),
+            &StorageMetrics::default(),
+            &RuntimeMetrics::default(),
+        );
         assert!(
             text.contains("kubelet_pod_start_sli_duration_seconds_count 0\n"),
             "{text}"
@@ -403,13 +475,39 @@ mod tests {
     }
 
     #[test]
+    fn volume_set_ups_are_timed_by_plugin_and_outcome() {
+        let storage = StorageMetrics::default();
+        storage.mounted("kubernetes.io/projected", Duration::from_millis(30), true);
+        storage.mounted("kubernetes.io/projected", Duration::from_millis(700), true);
+        storage.mounted("kubernetes.io/secret", Duration::from_millis(5), false);
+        let text = KubeletMetrics::new("n").render(
+            &Snapshot::default(),
+            &storage,
+            &RuntimeMetrics::default(),
+        );
+        let projected = "volume_plugin=\"kubernetes.io/projected\",operation_name=\"volume_mount\",status=\"success\",migrated=\"false\"";
+        for line in [
+            format!("storage_operation_duration_seconds_count{{{projected}}} 2\n"),
+            format!("storage_operation_duration_seconds_bucket{{le=\"0.1\",{projected}}} 1\n"),
+            format!("storage_operation_duration_seconds_bucket{{le=\"1.0\",{projected}}} 2\n"),
+            "storage_operation_duration_seconds_count{volume_plugin=\"kubernetes.io/secret\",operation_name=\"volume_mount\",status=\"fail-unknown\",migrated=\"false\"} 1\n".to_owned(),
+        ] {
+            assert!(text.contains(&line), "{line} missing from:\n{text}");
+        }
+    }
+
+    #[test]
     fn started_containers_are_counted_by_type() {
         let metrics = KubeletMetrics::new("n");
         metrics.pod_started();
         metrics.container_started(true);
         metrics.container_started(false);
         metrics.container_started(false);
-        let text = metrics.render(&Snapshot::default());
+        let text = metrics.render(
+            &Snapshot::default(),
+            &StorageMetrics::default(),
+            &RuntimeMetrics::default(),
+        );
         assert!(text.contains("kubelet_started_pods_total 1\n"), "{text}");
         assert!(
             text.contains("kubelet_started_containers_total{container_type=\"container\"} 2\n"),

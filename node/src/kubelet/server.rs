@@ -1,6 +1,6 @@
 //! The node's HTTPS endpoint (the kubelet's API on `daemonEndpoints`
 //! port), which the API server proxies `pods/log`, `pods/exec`,
-//! `pods/attach` and `nodes/proxy` to:
+//! `pods/attach`, `pods/portforward` and `nodes/proxy` to:
 //!
 //! - `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`,
 //!   `tailLines`, `previous`, `timestamps`, `sinceSeconds`, `limitBytes`:
@@ -11,6 +11,9 @@
 //!   `v5/v4.channel.k8s.io` or SPDY `v4.channel.k8s.io`) is proxied to the
 //!   runtime's streaming server and the upgraded connection spliced, as
 //!   the kubelet does with its runtime's streaming URL.
+//! - `/portForward/{namespace}/{pod}[/{uid}]`: prepared through CRI
+//!   `PortForward` for the pod's sandbox, then proxied the same way (SPDY
+//!   `portforward.k8s.io`).
 //! - `GET /healthz`.
 //! - `GET /metrics`: the kubelet's metrics ([`super::metrics`]).
 //!
@@ -227,7 +230,8 @@ async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Response<Body> {
                     .relist
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                ctx.metrics.render(&relist)
+                ctx.metrics
+                    .render(&relist, &ctx.volumes.metrics, ctx.cri.metrics())
             };
             let mut resp = full(StatusCode::OK, text);
             resp.headers_mut().insert(
@@ -243,6 +247,8 @@ async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Response<Body> {
         ["attach", ns, pod, container] | ["attach", ns, pod, _, container] => {
             stream(&ctx, req, false, ns, pod, container).await
         }
+        ["portForward", ns, pod] => port_forward(&ctx, req, ns, pod, None).await,
+        ["portForward", ns, pod, uid] => port_forward(&ctx, req, ns, pod, Some(uid)).await,
         _ => full(StatusCode::NOT_FOUND, format!("404 page not found: {path}")),
     }
 }
@@ -486,6 +492,58 @@ async fn stream(
             })
             .await
     };
+    to_streaming_server(req, url).await
+}
+
+/// Port forwarding into a pod: CRI `PortForward` for its running sandbox,
+/// then the upgrade (SPDY `portforward.k8s.io`, or a websocket with the
+/// ports in `port` query parameters) proxied to the runtime's streaming
+/// server, which dials the ports inside the pod's network namespace.
+async fn port_forward(
+    ctx: &Context,
+    req: Request<Incoming>,
+    ns: &str,
+    pod: &str,
+    uid: Option<&str>,
+) -> Response<Body> {
+    let mut ports = Vec::new();
+    for port in query(&req).remove("port").unwrap_or_default() {
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => ports.push(i32::from(p)),
+            _ => {
+                return full(
+                    StatusCode::BAD_REQUEST,
+                    format!("unable to parse {port:?} as a port"),
+                );
+            }
+        }
+    }
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let p = match api.get_opt(pod).await {
+        Ok(Some(p)) if uid.is_none_or(|u| p.metadata.uid.as_deref() == Some(u)) => p,
+        Ok(_) => return full(StatusCode::NOT_FOUND, "pod does not exist"),
+        Err(err) => return full(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+    };
+    let runtime =
+        match super::worker::observe(ctx, p.metadata.uid.as_deref().unwrap_or_default()).await {
+            Ok(r) => r,
+            Err(err) => return full(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+        };
+    let Some(sandbox) = runtime.sandbox().filter(|s| s.ready) else {
+        return full(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("pod not found (\"{pod}_{ns}\")"),
+        );
+    };
+    to_streaming_server(req, ctx.cri.port_forward(&sandbox.id, ports).await).await
+}
+
+/// Proxies a streaming request to the URL the runtime prepared for it (500
+/// when it could not).
+async fn to_streaming_server(
+    req: Request<Incoming>,
+    url: Result<String, crate::cri::CriError>,
+) -> Response<Body> {
     let url = match url {
         Ok(u) => u,
         Err(err) => return full(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),

@@ -14,6 +14,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{
     Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Volume,
@@ -23,11 +24,33 @@ use kube::api::Api;
 use nix::mount::{MntFlags, MsFlags};
 
 use super::env;
+use super::metrics::StorageMetrics;
 use super::sources::{Kind, NotListed, SourceData, Sources};
 use super::tokens::Tokens;
 use crate::cri::api as cri;
 
 const DATA_LINK: &str = "..data";
+
+/// The kubelet's volume plugin that sets up `v`, as its metrics name it. A
+/// claim has its volume's plugin, not known before the claim is resolved:
+/// its set-up (a directory of a hostPath or local volume) is not timed.
+fn plugin_of(v: &Volume) -> Option<&'static str> {
+    Some(if v.empty_dir.is_some() {
+        "kubernetes.io/empty-dir"
+    } else if v.host_path.is_some() {
+        "kubernetes.io/host-path"
+    } else if v.config_map.is_some() {
+        "kubernetes.io/configmap"
+    } else if v.secret.is_some() {
+        "kubernetes.io/secret"
+    } else if v.downward_api.is_some() {
+        "kubernetes.io/downward-api"
+    } else if v.projected.is_some() {
+        "kubernetes.io/projected"
+    } else {
+        return None;
+    })
+}
 
 /// Setting up or removing a volume failed.
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +261,8 @@ pub struct Volumes {
     pub sources: Sources,
     /// Service-account tokens of projected volumes.
     tokens: Tokens,
+    /// How long set-ups took (`storage_operation_duration_seconds`).
+    pub metrics: StorageMetrics,
 }
 
 impl std::fmt::Debug for Volumes {
@@ -256,6 +281,7 @@ impl Volumes {
             client,
             root,
             sources,
+            metrics: StorageMetrics::default(),
         }
     }
 
@@ -294,10 +320,14 @@ impl Volumes {
             .and_then(|s| s.volumes.clone())
             .unwrap_or_default()
         {
+            let start = Instant::now();
             let path = self
                 .setup_one(pod, &uid, &namespace, &volume, pod_ip, host_ip)
-                .await?;
-            paths.insert(volume.name.clone(), path);
+                .await;
+            if let Some(plugin) = plugin_of(&volume) {
+                self.metrics.mounted(plugin, start.elapsed(), path.is_ok());
+            }
+            paths.insert(volume.name.clone(), path?);
         }
         Ok(paths)
     }

@@ -24,6 +24,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 
+use super::operations::Steps;
 use super::{QUIET_BUSY, bench_pod, cpu_between, cpu_snapshot};
 
 /// Sandboxes removed together after the measurement.
@@ -38,6 +39,8 @@ pub struct RuntimeAlone {
     pub cpu: serde_json::Map<String, serde_json::Value>,
     /// Wall-clock seconds from the first request to the last start.
     pub window: f64,
+    /// The CRI calls of the burst ([`Steps::until`]).
+    pub steps: serde_json::Value,
 }
 
 /// Starts baton-node again on every node it was stopped on, also when the
@@ -139,6 +142,11 @@ pub async fn measure(
     .await;
     let window = start.elapsed().as_secs_f64();
     let cpu = cpu_between(&cpu_before, &cpu_snapshot());
+    let mut calls = Steps::default();
+    for runtime in &runtimes {
+        calls.add_scrape(&runtime.cri.metrics().render());
+    }
+    let steps = Steps::default().until(&calls);
 
     let mut latencies = Vec::new();
     let mut sandboxes = Vec::new();
@@ -168,6 +176,7 @@ pub async fn measure(
         latencies,
         cpu,
         window,
+        steps,
     }
 }
 

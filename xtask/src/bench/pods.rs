@@ -94,7 +94,9 @@ fn render(report: &serde_json::Value) -> String {
             phase("runtime_alone_after"),
         ));
     }
+    text.push_str(&machine_line(report));
     text.push_str(&cpu_table(report));
+    text.push_str(&steps_table(report));
     text.push_str(&steady_table(report));
     text.push_str("\nRaw samples: `target/baton/bench/pods.json`.\n");
     text
@@ -140,6 +142,108 @@ fn cpu_table(report: &serde_json::Value) -> String {
         text.push_str(&format!(" {:.2} s |", column.window));
     }
     text.push('\n');
+    text
+}
+
+/// How fast the machine was when each run started.
+fn machine_line(report: &serde_json::Value) -> String {
+    let runs = runs_with(report, "machine");
+    if runs.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = runs
+        .iter()
+        .map(|run| {
+            format!(
+                "{} pods: {:.2} s and {:.2} s",
+                run["pods"],
+                run["machine"]["hash_128_mib_seconds"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN),
+                run["machine"]["spawn_100_seconds"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN)
+            )
+        })
+        .collect();
+    format!(
+        "\nThe machine just before each run, to compare runs of different hours (SHA-256 of \
+         128 MiB on one core, and 100 process spawns one after the other): {}.\n",
+        each.join("; ")
+    )
+}
+
+/// The order of a pod's steps; steps not named here follow, by name.
+const STEP_ORDER: [&str; 5] = [
+    "volume_mount kubernetes.io/projected",
+    "run_podsandbox",
+    "podsandbox_status",
+    "create_container",
+    "start_container",
+];
+
+/// The nodes' CRI calls and volume set-ups during each burst: the mean
+/// time of one, and how many there were.
+fn steps_table(report: &serde_json::Value) -> String {
+    let mut columns: Vec<(String, &serde_json::Value)> = Vec::new();
+    for run in runs_with(report, "steps") {
+        let heading = format!("{} node(s), {} pods", run["nodes"], run["pods"]);
+        columns.push((heading.clone(), &run["steps"]));
+        if run["runtime_alone"]["steps"].is_object() {
+            columns.push((
+                format!("{heading}, the runtime alone before"),
+                &run["runtime_alone"]["steps"],
+            ));
+        }
+    }
+    if columns.is_empty() {
+        return String::new();
+    }
+    let mut steps: Vec<&String> = columns
+        .iter()
+        .filter_map(|(_, steps)| steps.as_object())
+        .flat_map(|m| m.keys())
+        .collect();
+    steps.sort_by_key(|step| {
+        (
+            STEP_ORDER
+                .iter()
+                .position(|known| known == step)
+                .unwrap_or(STEP_ORDER.len()),
+            *step,
+        )
+    });
+    steps.dedup();
+    let mut text = String::from(
+        "\nThe nodes' steps in the same windows (`kubelet_runtime_operations_duration_seconds` \
+         and `storage_operation_duration_seconds`, from the kubelets' metrics; for the runtime \
+         alone, from the benchmark's CRI clients): the mean time of one, and how many ran:\n\n\
+         | step |",
+    );
+    let mut sep = String::from("| --- |");
+    for (heading, _) in &columns {
+        text.push_str(&format!(" {heading} |"));
+        sep.push_str(" ---: |");
+    }
+    text.push('\n');
+    text.push_str(&sep);
+    text.push('\n');
+    for step in steps {
+        text.push_str(&format!("| {step} |"));
+        for (_, column) in &columns {
+            let cell = &column[step.as_str()];
+            if cell.is_object() {
+                text.push_str(&format!(
+                    " {:.0} ms ({}) |",
+                    cell["mean_seconds"].as_f64().unwrap_or(f64::NAN) * 1e3,
+                    cell["calls"].as_f64().unwrap_or(0.0)
+                ));
+            } else {
+                text.push_str(" |");
+            }
+        }
+        text.push('\n');
+    }
     text
 }
 
@@ -243,6 +347,50 @@ mod tests {
         assert!(text.contains("| baton-node | 0.60 s (20 ms) |"), "{text}");
         assert!(text.contains("| etcd | 0.30 s (10 ms) |"), "{text}");
         assert!(text.contains("| window (wall clock) | 3.00 s |"), "{text}");
+    }
+
+    #[test]
+    fn steps_are_tabled_in_a_pods_order_beside_the_runtime_alone() {
+        let report = serde_json::json!({"runs": [{
+            "nodes": 1, "pods": 30, "p50_seconds": 1.0, "p99_seconds": 2.0, "max_seconds": 2.0,
+            "steps": {
+                "start_container": {"calls": 30.0, "mean_seconds": 0.25},
+                "list_containers": {"calls": 4.0, "mean_seconds": 0.002},
+                "volume_mount kubernetes.io/projected": {"calls": 30.0, "mean_seconds": 0.1},
+            },
+            "runtime_alone": {"steps": {"start_container": {"calls": 30.0, "mean_seconds": 0.2}}},
+        }]});
+        let text = render(&report);
+        let table = text.split("| step |").nth(1).expect("a steps table");
+        assert!(
+            table.contains(
+                "| volume_mount kubernetes.io/projected | 100 ms (30) | |\n\
+                 | start_container | 250 ms (30) | 200 ms (30) |\n\
+                 | list_containers | 2 ms (4) | |\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            table.starts_with(
+                " 1 node(s), 30 pods | 1 node(s), 30 pods, the runtime alone before |"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_machines_speed_is_told_per_run() {
+        let report = serde_json::json!({"runs": [
+            {"nodes": 1, "pods": 30, "machine": {"hash_128_mib_seconds": 0.31, "spawn_100_seconds": 0.125}},
+            {"nodes": 3, "pods": 90, "machine": {"hash_128_mib_seconds": 0.5, "spawn_100_seconds": 0.25}},
+        ]});
+        let text = render(&report);
+        assert!(
+            text.contains(
+                "one after the other): 30 pods: 0.31 s and 0.12 s; 90 pods: 0.50 s and 0.25 s.\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

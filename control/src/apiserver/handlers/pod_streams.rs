@@ -1,9 +1,12 @@
-//! `pods/log`, `pods/exec` and `pods/attach` (kube's `LogREST`, `ExecREST`
-//! and `AttachREST`): the options from the query, the pod's container and
-//! node, the node's kubelet (`pkg/registry/core/pod/strategy.go`:
-//! `LogLocation`, `streamLocation`), then the stream — a log body passed
-//! on as it comes, an exec/attach session proxied through its upgrade or,
-//! for websocket `v5.channel.k8s.io` clients, translated to SPDY.
+//! `pods/log`, `pods/exec`, `pods/attach` and `pods/portforward` (kube's
+//! `LogREST`, `ExecREST`, `AttachREST` and `PortForwardREST`): the options
+//! from the query, the pod's container and node, the node's kubelet
+//! (`pkg/registry/core/pod/strategy.go`: `LogLocation`, `streamLocation`,
+//! `PortForwardLocation`), then the stream — a log body passed on as it
+//! comes, an exec/attach session proxied through its upgrade or, for
+//! websocket `v5.channel.k8s.io` clients, translated to SPDY, a port
+//! forwarding session proxied through its SPDY upgrade or, for clients
+//! tunnelling SPDY through a websocket, carried through that tunnel.
 
 use std::sync::Arc;
 
@@ -24,7 +27,10 @@ use crate::apiserver::streaming::{self, StreamOptions};
 pub fn is_stream(rr: &ResourceRequest) -> bool {
     rr.resource.group.is_empty()
         && rr.resource.plural == "pods"
-        && matches!(rr.subresource.as_deref(), Some("log" | "exec" | "attach"))
+        && matches!(
+            rr.subresource.as_deref(),
+            Some("log" | "exec" | "attach" | "portforward")
+        )
 }
 
 /// Query parameters in order, repeated keys kept (`command`).
@@ -166,6 +172,21 @@ pub(super) async fn node_endpoint(api: &Api, node: &str) -> Result<Endpoint, Api
     let n = api.registry.get(nodes, "", node).await?;
     kubelet::endpoint_of(&n, &api.kubelet.preferred_address_types)
         .map_err(|msg| ApiError::new(500, "", msg))
+}
+
+/// The kubelet of the node pod `name` is bound to; 400 while it is bound
+/// to none (exec, attach and port forwarding need a running pod).
+async fn assigned_kubelet(api: &Api, pod: &Value, name: &str) -> Result<Endpoint, ApiError> {
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if node.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    node_endpoint(api, node).await
 }
 
 /// `PodLogOptions` from the query, validated like `ValidatePodLogOptions`.
@@ -356,16 +377,7 @@ async fn exec_or_attach(
     };
     let pod = api.registry.get(rr.resource, rr.namespace(), name).await?;
     let container = validate_container(q.container(), &pod, name)?;
-    let node = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if node.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    }
-    let endpoint = node_endpoint(api, node).await?;
+    let endpoint = assigned_kubelet(api, &pod, name).await?;
     // kube's `streamParams`.
     let mut params: Vec<(&str, String)> = Vec::new();
     for (key, on) in [
@@ -395,6 +407,39 @@ async fn exec_or_attach(
         .map_err(|e| ApiError::new(500, "", format!("error dialing backend: {e}")))
 }
 
+/// `pods/portforward`: the pod's kubelet at `/portForward/<ns>/<pod>`, with
+/// the `ports` asked for passed on as `port`.
+async fn port_forward(
+    api: &Arc<Api>,
+    rr: &ResourceRequest,
+    q: &Query,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let name = rr.name();
+    let mut params = Vec::new();
+    for port in q.all("ports") {
+        let port: i32 = port.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "strconv.ParseInt: parsing {port:?}: invalid syntax"
+            ))
+        })?;
+        params.push(("port", port.to_string()));
+    }
+    let pod = api.registry.get(rr.resource, rr.namespace(), name).await?;
+    let endpoint = assigned_kubelet(api, &pod, name).await?;
+    let mut path = format!("/portForward/{}/{name}", rr.namespace());
+    if !params.is_empty() {
+        path.push('?');
+        path.push_str(&encode_query(params));
+    }
+    if !streaming::tunneled_protocols(req.headers()).is_empty() {
+        return streaming::tunnel(api.kubelet.clone(), endpoint, path, &mut req).await;
+    }
+    streaming::pass_through(api.kubelet.clone(), &endpoint, &path, req)
+        .await
+        .map_err(|e| ApiError::new(500, "", format!("error dialing backend: {e}")))
+}
+
 /// Serves a streaming subresource of a pod.
 pub async fn handle(
     api: &Arc<Api>,
@@ -405,6 +450,7 @@ pub async fn handle(
     match rr.subresource.as_deref() {
         Some("log") => log(api, rr, &q).await,
         Some("exec") => exec_or_attach(api, rr, &q, true, req).await,
+        Some("portforward") => port_forward(api, rr, &q, req).await,
         _ => exec_or_attach(api, rr, &q, false, req).await,
     }
 }

@@ -238,10 +238,18 @@ pub(super) fn proxy(kind: &str, in_path: bool) -> Vec<Value> {
     }
 }
 
-/// Parameters of `pods/exec` and `pods/attach`.
-pub(super) fn stream(exec: bool) -> Vec<Value> {
+/// Parameters of the pods' connect subresources (`exec`, `attach`,
+/// `portforward`).
+pub(super) fn connect(subresource: &str) -> Vec<Value> {
+    if subresource == "portforward" {
+        return vec![query(
+            "ports",
+            "integer",
+            "List of ports to forward Required when using WebSockets",
+        )];
+    }
     let mut out = vec![];
-    if exec {
+    if subresource == "exec" {
         out.push(query(
             "command",
             "string",

@@ -408,7 +408,7 @@ impl<'a> Builder<'a> {
                     responses: params::text_responses(),
                 },
             ),
-            "exec" | "attach" => {
+            "exec" | "attach" | "portforward" => {
                 for (verb, method) in [("get", "Get"), ("post", "Post")] {
                     self.insert(
                         path.clone(),
@@ -422,7 +422,7 @@ impl<'a> Builder<'a> {
                                 sub.name
                             ),
                             gvk,
-                            parameters: params::stream(sub.name == "exec"),
+                            parameters: params::connect(sub.name),
                             request: None,
                             responses: params::text_responses(),
                         },

@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt as _, StreamExt as _};
-use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Empty};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
@@ -26,13 +25,12 @@ use tokio::io::{AsyncWriteExt as _, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 use super::spdy::{self, Frame, HeaderEncoder};
-use super::{V4_CHANNEL, V5_CHANNEL};
-use crate::apiserver::handlers::{Body, full};
+use super::{V4_CHANNEL, V5_CHANNEL, handshake, kubelet_spdy};
+use crate::apiserver::handlers::Body;
 use crate::apiserver::kubelet::{Endpoint, KubeletClient};
 use crate::apiserver::status::ApiError;
 
@@ -88,35 +86,7 @@ pub fn translate(
     opts: StreamOptions,
     req: &mut Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let key = req
-        .headers()
-        .get(http::header::SEC_WEBSOCKET_KEY)
-        .map(|k| k.as_bytes().to_vec());
-    let version_ok = req
-        .headers()
-        .get(http::header::SEC_WEBSOCKET_VERSION)
-        .is_some_and(|v| v.as_bytes() == b"13");
-    let (Some(key), true, true) = (key, version_ok, req.method() == http::Method::GET) else {
-        return Err(ApiError::bad_request(
-            "websocket: not a websocket handshake",
-        ));
-    };
-    let upgrade = hyper::upgrade::on(req);
-    let mut resp = Response::new(full(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(
-        http::header::CONNECTION,
-        HeaderValue::from_static("Upgrade"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&derive_accept_key(&key)) {
-        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
-    }
-    h.insert(
-        http::header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(V5_CHANNEL),
-    );
+    let (resp, upgrade) = handshake::accept(req, V5_CHANNEL)?;
     tokio::spawn(session(upgrade, kubelet, endpoint, path_and_query, opts));
     Ok(resp)
 }
@@ -166,96 +136,19 @@ async fn session(
         }
     };
     let mut ws = ws;
-    let spdy = match connect_spdy(&kubelet, &endpoint, &path_and_query).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = ws.send(status_message(&e)).await;
-            close(ws).await;
-            return;
-        }
-    };
+    let spdy =
+        match kubelet_spdy::connect(&kubelet, &endpoint, &path_and_query, &[V4_CHANNEL]).await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                let _ = ws.send(status_message(&e)).await;
+                close(ws).await;
+                return;
+            }
+        };
     if let Err(e) = Bridge::new(opts).run(&mut ws, spdy).await {
         let _ = ws.send(status_message(&e)).await;
     }
     close(ws).await;
-}
-
-/// Opens the SPDY connection to the kubelet (client-go's SPDY executor:
-/// POST with `Upgrade: SPDY/3.1` and the protocol version).
-async fn connect_spdy(
-    kubelet: &KubeletClient,
-    endpoint: &Endpoint,
-    path_and_query: &str,
-) -> Result<Upgraded, ApiError> {
-    let url = format!("https://{}{path_and_query}", endpoint.authority());
-    let req = Request::builder()
-        .method(http::Method::POST)
-        .uri(path_and_query)
-        .header(http::header::HOST, endpoint.authority())
-        .header(http::header::CONNECTION, "Upgrade")
-        .header(http::header::UPGRADE, "SPDY/3.1")
-        .header("X-Stream-Protocol-Version", V4_CHANNEL)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut resp = kubelet
-        .send(endpoint, req)
-        .await
-        .map_err(|e| ApiError::internal(format!("Post \"{url}\": {e}")))?;
-    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let code = resp.status().as_u16();
-        let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        // A Status body is passed on as is (client-go's SPDY upgrader).
-        if let Ok(status) = serde_json::from_slice::<serde_json::Value>(&body)
-            && status.get("kind").and_then(|k| k.as_str()) == Some("Status")
-        {
-            let message = status["message"].as_str().unwrap_or("").to_string();
-            let code = status["code"]
-                .as_u64()
-                .and_then(|c| u16::try_from(c).ok())
-                .unwrap_or(code);
-            let reason = known_reason(status["reason"].as_str().unwrap_or(""));
-            return Err(ApiError::new(code, reason, message));
-        }
-        return Err(ApiError::internal(format!(
-            "unable to upgrade connection: {}",
-            String::from_utf8_lossy(&body).trim()
-        )));
-    }
-    let negotiated = resp
-        .headers()
-        .get("X-Stream-Protocol-Version")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if negotiated != V4_CHANNEL {
-        return Err(ApiError::internal(format!(
-            "unable to upgrade streaming request: the kubelet negotiated {negotiated:?}, not {V4_CHANNEL}"
-        )));
-    }
-    hyper::upgrade::on(&mut resp)
-        .await
-        .map_err(|e| ApiError::internal(format!("unable to upgrade connection: {e}")))
-}
-
-/// The reasons a kubelet's Status may carry, as this server names them.
-fn known_reason(reason: &str) -> &'static str {
-    [
-        "BadRequest",
-        "NotFound",
-        "Forbidden",
-        "Unauthorized",
-        "InternalError",
-        "ServiceUnavailable",
-        "Timeout",
-        "Invalid",
-    ]
-    .into_iter()
-    .find(|r| *r == reason)
-    .unwrap_or("")
 }
 
 /// Reads SPDY frames into a channel (reading a frame is not cancel-safe,
