@@ -289,6 +289,28 @@ spec:
         ),
         "ContainersNotReady"
     );
+    // Its probe fails every second, and the kubelet counts the failures
+    // on one event (what `kubectl describe` shows as `(x5 over 4s)`).
+    c.wait(
+        Duration::from_secs(20),
+        "one Unhealthy event of never-ready counting its failures",
+        |c| {
+            let counts = c.kubectl_ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=never-ready",
+                "-o",
+                "jsonpath={.items[?(@.reason==\"Unhealthy\")].count}",
+            ]);
+            let counts: Vec<u32> = counts
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            assert!(counts.len() <= 1, "one event per message: {counts:?}");
+            counts.first().is_some_and(|n| *n >= 3)
+        },
+    );
 
     // A pod that outlives its activeDeadlineSeconds fails for it, and its
     // container is stopped and not started again (restartPolicy Always).

@@ -2,12 +2,26 @@
 //! recorder writes them (`source.component: kubelet`, `source.host`,
 //! involved object with the container's `fieldPath`), so
 //! `kubectl describe pod` and `kubectl get events` show them.
+//!
+//! As client-go's broadcaster, one task writes them in order in the
+//! background: an event never holds up the pod it is about. Repeats are
+//! counted on the first event, too many similar ones combined, and too
+//! many of one object dropped ([`super::event_correlator`]).
+
+use std::time::Instant;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use tokio::sync::mpsc;
+
+use super::event_correlator::{Correlator, Write};
+
+/// Events waiting to be written; more are dropped, as client-go's
+/// broadcaster drops them (`maxQueuedEvents`).
+const QUEUE: usize = 1000;
 
 /// Normal or Warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +33,8 @@ pub enum Kind {
 /// Writes Events for one node.
 #[derive(Clone)]
 pub struct Recorder {
-    client: Client,
     node: String,
+    queue: mpsc::Sender<Event>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -34,7 +48,9 @@ impl std::fmt::Debug for Recorder {
 impl Recorder {
     #[must_use]
     pub fn new(client: Client, node: String) -> Self {
-        Self { client, node }
+        let (queue, events) = mpsc::channel(QUEUE);
+        tokio::spawn(write_all(client, events));
+        Self { node, queue }
     }
 
     /// Records an event about `pod` (and its container `container`, if
@@ -103,14 +119,46 @@ impl Recorder {
             reporting_instance: Some(self.node.clone()),
             ..Default::default()
         };
-        // Written in the background, as the kubelet's recorder does: an
-        // event never holds up the pod it is about.
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        let reason = reason.to_owned();
-        tokio::spawn(async move {
-            if let Err(err) = api.create(&PostParams::default(), &event).await {
-                tracing::warn!(%err, pod = %pod_name, %reason, "could not record an event");
+        if self.queue.try_send(event).is_err() {
+            tracing::warn!(pod = %pod_name, %reason, "too many events waiting: one dropped");
+        }
+    }
+}
+
+/// Writes the queued events one after the other, correlated.
+async fn write_all(client: Client, mut events: mpsc::Receiver<Event>) {
+    let mut correlator = Correlator::default();
+    while let Some(event) = events.recv().await {
+        let write = correlator.correlate(event, Instant::now());
+        let (event, patched) = match write {
+            Write::Drop => continue,
+            Write::Create(event) => (event, None),
+            Write::Patch { name, patch, event } => (event, Some((name, patch))),
+        };
+        let api: Api<Event> = Api::namespaced(
+            client.clone(),
+            event.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let reason = event.reason.clone().unwrap_or_default();
+        if let Some((name, patch)) = patched {
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await
+            {
+                Ok(_) => continue,
+                // Gone (deleted, or expired): written anew below.
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(err) => {
+                    tracing::warn!(%err, %reason, "could not update an event");
+                    continue;
+                }
             }
-        });
+        }
+        match api.create(&PostParams::default(), &event).await {
+            Ok(created) => {
+                correlator.written(&event, created.metadata.name.as_deref().unwrap_or_default());
+            }
+            Err(err) => tracing::warn!(%err, %reason, "could not record an event"),
+        }
     }
 }

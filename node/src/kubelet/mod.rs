@@ -19,6 +19,7 @@
 pub mod actions;
 pub mod backoff;
 pub mod env;
+pub mod event_correlator;
 pub mod events;
 pub mod metrics;
 pub mod node;
