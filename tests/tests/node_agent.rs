@@ -153,6 +153,9 @@ kind: Pod
 metadata: {name: cfg-reader}
 spec:
   nodeName: baton-node-1
+  subdomain: readers
+  hostAliases:
+  - {ip: 10.1.2.3, hostnames: [foo.local, bar.local]}
   containers:
   - name: echo
     image: baton.local/echo:1
@@ -231,6 +234,17 @@ spec:
         ])
     };
     assert_eq!(environment().trim(), "first first first");
+    // The kubelet's /etc/hosts: the pod under its own names, its aliases.
+    let hosts = c.kubectl_ok(&["exec", "cfg-reader", "--", "cat", "/etc/hosts"]);
+    let pod_ip = c.get("pod", "cfg-reader", "{.status.podIP}");
+    assert!(
+        hosts.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n")
+            && hosts.contains(&format!(
+                "\n{pod_ip}\tcfg-reader.readers.default.svc.cluster.local\tcfg-reader\n"
+            ))
+            && hosts.ends_with("# Entries added by HostAliases.\n10.1.2.3\tfoo.local\tbar.local\n"),
+        "{hosts}"
+    );
     // The updates reach the files through the node's watches of the two
     // objects, well before the minute the volumes are rewritten anyway.
     for (kind, name, patch, path) in [

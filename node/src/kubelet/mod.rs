@@ -21,6 +21,7 @@ pub mod backoff;
 pub mod env;
 pub mod event_correlator;
 pub mod events;
+pub mod hosts;
 pub mod metrics;
 pub mod node;
 pub mod observed;

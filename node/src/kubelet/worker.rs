@@ -22,7 +22,7 @@ use super::probes;
 use super::sources::Kind as SourceKind;
 use super::spec::{self, ContainerInputs};
 use super::status::{self, Extra};
-use super::{Context, KubeletError, env, relist, volumes};
+use super::{Context, KubeletError, env, hosts, relist, volumes};
 use crate::cri::api as cri;
 use crate::cri::labels;
 
@@ -608,12 +608,19 @@ async fn start_container(
         state.volume_paths = ctx.volumes.setup(pod, pod_ip, &ctx.host_ip).await?;
     }
     let mut mounts = volumes::mounts(c, &state.volume_paths)?;
+    let pod_dir = ctx.volumes.pod_dir(&uid_of(pod));
+    // The kubelet-managed /etc/hosts.
+    mounts.extend(
+        hosts::mount(pod, c, &pod_dir, pod_ip, &ctx.settings.cluster_domain).map_err(|source| {
+            KubeletError::Io {
+                action: "writing the hosts file in",
+                path: pod_dir.clone(),
+                source,
+            }
+        })?,
+    );
     // The termination message file, as the kubelet provides it.
-    let term_dir = ctx
-        .volumes
-        .pod_dir(&uid_of(pod))
-        .join("containers")
-        .join(&c.name);
+    let term_dir = pod_dir.join("containers").join(&c.name);
     std::fs::create_dir_all(&term_dir).map_err(|source| KubeletError::Io {
         action: "creating",
         path: term_dir.clone(),

@@ -181,9 +181,9 @@ pub async fn measure(
 }
 
 /// Runs `pod`'s sandbox and its containers as baton-node's worker does
-/// (log directory, sandbox, its status for the IP, the termination-message
-/// file, create, start) and returns its sandbox ID and the seconds since
-/// `start`.
+/// (log directory, sandbox, its status for the IP, the hosts and
+/// termination-message files, create, start) and returns its sandbox ID
+/// and the seconds since `start`.
 async fn start_pod(
     runtime: &NodeRuntime,
     pod: &Pod,
@@ -193,14 +193,31 @@ async fn start_pod(
     std::fs::create_dir_all(&log_dir)?;
     let sandbox_config = spec::sandbox_config(pod, 0, &log_dir, &runtime.settings);
     let sandbox = runtime.cri.run_pod_sandbox(sandbox_config.clone()).await?;
-    runtime.cri.pod_sandbox_status(&sandbox).await?;
+    let ip = runtime
+        .cri
+        .pod_sandbox_status(&sandbox)
+        .await?
+        .network
+        .map(|n| n.ip)
+        .unwrap_or_default();
     let volumes = volume_dirs(&runtime.root_dir, pod)?;
+    let pod_dir = runtime
+        .root_dir
+        .join("pods")
+        .join(pod.metadata.uid.as_deref().unwrap_or_default());
     for c in &pod.spec.as_ref().expect("a pod spec").containers {
         let term_file = termination_file(&runtime.root_dir, pod, &c.name)?;
         // The same bind mounts as baton-node's: the pod's volumes (here
         // empty directories: setting them up is the kubelet's work, not
-        // the runtime's) and the termination-message file.
+        // the runtime's), its hosts file and the termination-message file.
         let mut mounts = baton_node::kubelet::volumes::mounts(c, &volumes)?;
+        mounts.extend(baton_node::kubelet::hosts::mount(
+            pod,
+            c,
+            &pod_dir,
+            &ip,
+            &runtime.settings.cluster_domain,
+        )?);
         mounts.push(cri::Mount {
             container_path: "/dev/termination-log".into(),
             host_path: term_file.display().to_string(),
