@@ -203,6 +203,16 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: gated}
+spec:
+  nodeName: baton-node-1
+  readinessGates:
+  - conditionType: example.com/load-balancer
+  containers:
+  - {name: echo, image: baton.local/echo:1}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: deadline}
 spec:
   nodeName: baton-node-1
@@ -325,6 +335,52 @@ spec:
             counts.first().is_some_and(|n| *n >= 3)
         },
     );
+
+    // A readiness gate keeps a pod whose containers are ready from being
+    // Ready until its condition, set by someone else, is True; the
+    // kubelet's later status writes keep that condition.
+    c.wait(Duration::from_secs(30), "gated's containers ready", |c| {
+        c.get(
+            "pod",
+            "gated",
+            "{.status.conditions[?(@.type==\"ContainersReady\")].status}",
+        ) == "True"
+    });
+    let ready = |c: &Stack, field: &str| {
+        c.get(
+            "pod",
+            "gated",
+            &format!("{{.status.conditions[?(@.type==\"Ready\")].{field}}}"),
+        )
+    };
+    assert_eq!(ready(&c, "status"), "False");
+    assert_eq!(ready(&c, "reason"), "ReadinessGatesNotReady");
+    assert_eq!(
+        ready(&c, "message"),
+        "corresponding condition of pod readiness gate \"example.com/load-balancer\" does not exist."
+    );
+    c.kubectl_ok(&[
+        "patch",
+        "pod",
+        "gated",
+        "--subresource=status",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/status/conditions/-","value":{"type":"example.com/load-balancer","status":"True"}}]"#,
+    ]);
+    c.wait(Duration::from_secs(20), "gated Ready", |c| {
+        ready(c, "status") == "True"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.get(
+            "pod",
+            "gated",
+            "{.status.conditions[?(@.type==\"example.com/load-balancer\")].status}"
+        ),
+        "True"
+    );
+    assert_eq!(ready(&c, "status"), "True");
 
     // A pod that outlives its activeDeadlineSeconds fails for it, and its
     // container is stopped and not started again (restartPolicy Always).

@@ -1,6 +1,11 @@
 //! The pod's status from its spec and what the runtime has, as the
 //! kubelet's `generateAPIPodStatus`/`getPhase`: phase, conditions,
 //! container statuses with state, last state, restart count and readiness.
+//!
+//! Conditions of other types than the kubelet's (a readiness gate's, set
+//! by a controller; `DisruptionTarget`) are kept as the API has them, and
+//! the pod is Ready only when its containers are and every readiness gate's
+//! condition is True (`GeneratePodReadyCondition`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -275,6 +280,71 @@ pub fn is_terminal(phase: &str) -> bool {
     matches!(phase, "Succeeded" | "Failed")
 }
 
+/// The condition types the kubelet owns (`PodConditionsByKubelet`, and
+/// `PodReadyToStartContainers`); others are someone else's.
+const KUBELET_CONDITIONS: [&str; 5] = [
+    "PodScheduled",
+    "PodReadyToStartContainers",
+    "Initialized",
+    "ContainersReady",
+    "Ready",
+];
+
+fn is_kubelets(c: &PodCondition) -> bool {
+    KUBELET_CONDITIONS.contains(&c.type_.as_str())
+}
+
+/// `status` (what the kubelet last wrote) with the conditions others own
+/// as the API's copy `api` has them: the kubelet's own write may be newer
+/// than the API's copy, but the others' are not in it.
+#[must_use]
+pub fn with_others_conditions(status: &PodStatus, api: Option<&PodStatus>) -> PodStatus {
+    let mut out = status.clone();
+    let mut conditions: Vec<PodCondition> = api
+        .and_then(|a| a.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| !is_kubelets(c))
+        .cloned()
+        .collect();
+    conditions.extend(
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .filter(|c| is_kubelets(c))
+            .cloned(),
+    );
+    out.conditions = Some(conditions);
+    out
+}
+
+/// Why the pod's readiness gates keep it from being Ready: one message per
+/// gate whose condition is missing or not True, in the gates' order.
+fn unready_gates(pod: &Pod, conditions: &[PodCondition]) -> Vec<String> {
+    let gates = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_deref())
+        .unwrap_or_default();
+    gates
+        .iter()
+        .filter_map(|gate| {
+            let kind = &gate.condition_type;
+            match conditions.iter().find(|c| &c.type_ == kind) {
+                None => Some(format!(
+                    "corresponding condition of pod readiness gate \"{kind}\" does not exist."
+                )),
+                Some(c) if c.status != "True" => Some(format!(
+                    "the status of pod readiness gate \"{kind}\" is not \"True\", but {}",
+                    c.status
+                )),
+                Some(_) => None,
+            }
+        })
+        .collect()
+}
+
 fn condition(kind: &str, ok: bool, reason: Option<&str>, message: Option<String>) -> PodCondition {
     PodCondition {
         type_: kind.to_owned(),
@@ -374,7 +444,28 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
         )
     };
     conditions.push(condition("ContainersReady", ready, reason, message.clone()));
-    conditions.push(condition("Ready", ready, reason, message));
+    let others: Vec<PodCondition> = old
+        .conditions
+        .iter()
+        .flatten()
+        .filter(|c| !is_kubelets(c))
+        .cloned()
+        .collect();
+    let gates = if ready {
+        unready_gates(pod, &others)
+    } else {
+        Vec::new()
+    };
+    conditions.push(if gates.is_empty() {
+        condition("Ready", ready, reason, message)
+    } else {
+        condition(
+            "Ready",
+            false,
+            Some("ReadinessGatesNotReady"),
+            Some(gates.join(", ")),
+        )
+    });
     // PodScheduled is the scheduler's; kept as it is, added if missing.
     let scheduled = old
         .conditions
@@ -393,6 +484,8 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
             _ => Some(Time(now)),
         };
     }
+    // Others' conditions first, as the kubelet keeps them.
+    conditions.splice(0..0, others);
     PodStatus {
         phase: Some(phase.to_owned()),
         conditions: Some(conditions),
@@ -544,6 +637,104 @@ mod tests {
         let cs = &s.container_statuses.as_ref().unwrap()[0];
         assert!(cs.ready);
         assert_eq!(cs.container_id.as_deref(), Some("containerd://c1"));
+    }
+
+    #[test]
+    fn readiness_gates_hold_ready_until_their_conditions_are_true() {
+        let rt = runtime(vec![c("c1", 0, State::Running, 0)]);
+        let extra = Extra {
+            ready: HashMap::from([("c1".into(), true)]),
+            ..Extra::default()
+        };
+        let gated = |conditions: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p", "uid": "u"},
+                "spec": {
+                    "containers": [{"name": "app", "image": "img"}],
+                    "readinessGates": [
+                        {"conditionType": "example.com/lb"},
+                        {"conditionType": "example.com/dns"},
+                    ],
+                },
+                "status": {"conditions": conditions},
+            }))
+            .unwrap()
+        };
+        let s = compute(&gated(serde_json::json!([])), &rt, &extra, Timestamp::now());
+        assert_eq!(cond(&s, "ContainersReady").status, "True");
+        let ready = cond(&s, "Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("False", Some("ReadinessGatesNotReady"))
+        );
+        assert_eq!(
+            ready.message.as_deref(),
+            Some(
+                "corresponding condition of pod readiness gate \"example.com/lb\" does not exist., \
+                 corresponding condition of pod readiness gate \"example.com/dns\" does not exist."
+            )
+        );
+        let half = gated(serde_json::json!([
+            {"type": "example.com/lb", "status": "True"},
+            {"type": "example.com/dns", "status": "False"},
+        ]));
+        let s = compute(&half, &rt, &extra, Timestamp::now());
+        assert_eq!(
+            cond(&s, "Ready").message.as_deref(),
+            Some("the status of pod readiness gate \"example.com/dns\" is not \"True\", but False")
+        );
+        let all = gated(serde_json::json!([
+            {"type": "example.com/lb", "status": "True", "reason": "Registered"},
+            {"type": "example.com/dns", "status": "True"},
+        ]));
+        let s = compute(&all, &rt, &extra, Timestamp::now());
+        assert_eq!(cond(&s, "Ready").status, "True");
+        // The gates' conditions stay as their owner wrote them, first.
+        let kinds: Vec<&str> = s
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(&kinds[..2], ["example.com/lb", "example.com/dns"]);
+        assert_eq!(
+            cond(&s, "example.com/lb").reason.as_deref(),
+            Some("Registered")
+        );
+    }
+
+    #[test]
+    fn the_last_write_takes_others_conditions_from_the_api() {
+        let last: PodStatus = serde_json::from_value(serde_json::json!({
+            "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "example.com/lb", "status": "False"},
+            ],
+        }))
+        .unwrap();
+        let api: PodStatus = serde_json::from_value(serde_json::json!({
+            "conditions": [
+                {"type": "Ready", "status": "False"},
+                {"type": "example.com/lb", "status": "True"},
+                {"type": "DisruptionTarget", "status": "True"},
+            ],
+        }))
+        .unwrap();
+        let merged = with_others_conditions(&last, Some(&api));
+        let got: Vec<(&str, &str)> = merged
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("example.com/lb", "True"),
+                ("DisruptionTarget", "True"),
+                ("Ready", "True")
+            ]
+        );
     }
 
     #[test]

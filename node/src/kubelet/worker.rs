@@ -58,6 +58,8 @@ pub struct WorkerState {
     /// Containers whose probes this worker started.
     probed: HashSet<String>,
     last_status: Option<k8s_openapi::api::core::v1::PodStatus>,
+    /// The pod's resourceVersion after that write.
+    last_written_version: Option<String>,
     /// What this worker last read of the pod from CRI.
     observed: Option<Observed>,
     /// The pod's startup, for the startup metrics (set at the first sync).
@@ -86,6 +88,7 @@ impl WorkerState {
             volume_paths: HashMap::new(),
             probed: HashSet::new(),
             last_status: None,
+            last_written_version: None,
             observed: None,
             startup: None,
             finished: false,
@@ -1123,8 +1126,8 @@ async fn write_status(
     };
     let mut current = pod.clone();
     if let Some(last) = &state.last_status {
-        // The cache may lag our own last write.
-        current.status = Some(last.clone());
+        // The cache may lag our own last write, but not others' writes.
+        current.status = Some(status::with_others_conditions(last, pod.status.as_ref()));
     }
     let new = status::compute(&current, runtime, &extra, Timestamp::now());
     if let Some(old) = current.status.as_ref()
@@ -1143,7 +1146,19 @@ async fn write_status(
         ctx.client.clone(),
         pod.metadata.namespace.as_deref().unwrap_or("default"),
     );
-    let patch = serde_json::json!({ "status": new });
+    // The version the status was computed from is a precondition: a
+    // status replaces the conditions list whole, so a write racing someone
+    // else's (a readiness gate's condition) must not drop theirs. That is
+    // the newer of the watch's copy and the kubelet's own last write, which
+    // the watch may not have shown yet.
+    let version = newer_version(
+        pod.metadata.resource_version.as_deref(),
+        state.last_written_version.as_deref(),
+    );
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": version},
+        "status": new,
+    });
     match api
         .patch_status(
             pod.metadata.name.as_deref().unwrap_or_default(),
@@ -1152,7 +1167,8 @@ async fn write_status(
         )
         .await
     {
-        Ok(_) => {
+        Ok(written) => {
+            state.last_written_version = written.metadata.resource_version;
             let phase = |s: Option<&k8s_openapi::api::core::v1::PodStatus>| {
                 s.and_then(|s| s.phase.clone()).unwrap_or_default()
             };
@@ -1169,7 +1185,21 @@ async fn write_status(
             Ok(())
         }
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        // Written meanwhile by someone else: computed again once the watch
+        // shows it (the failed sync is retried, and the change wakes it).
         Err(err) => Err(KubeletError::api("update pod status")(err)),
+    }
+}
+
+/// The newer of two resourceVersions of one object (this API server's are
+/// etcd revisions); the one that is there when the other is not a number.
+fn newer_version<'a>(watched: Option<&'a str>, written: Option<&'a str>) -> Option<&'a str> {
+    match (watched, written) {
+        (Some(w), Some(o)) => match (w.parse::<u64>(), o.parse::<u64>()) {
+            (Ok(a), Ok(b)) if b > a => Some(o),
+            _ => Some(w),
+        },
+        (w, o) => w.or(o),
     }
 }
 
@@ -1193,6 +1223,15 @@ mod tests {
         // something is left undone.
         assert_eq!(next_sync(true, [Some(Duration::ZERO), None]), RETRY);
         assert_eq!(next_sync(false, [secs(3), secs(2)]), RETRY);
+    }
+
+    #[test]
+    fn the_status_is_written_against_the_newest_known_version() {
+        assert_eq!(newer_version(Some("12"), Some("15")), Some("15"));
+        assert_eq!(newer_version(Some("20"), Some("15")), Some("20"));
+        assert_eq!(newer_version(Some("20"), None), Some("20"));
+        assert_eq!(newer_version(None, Some("15")), Some("15"));
+        assert_eq!(newer_version(Some("x"), Some("15")), Some("x"));
     }
 
     #[test]
