@@ -294,19 +294,24 @@ fn is_kubelets(c: &PodCondition) -> bool {
     KUBELET_CONDITIONS.contains(&c.type_.as_str())
 }
 
+/// The conditions in `status` that are not the kubelet's, in order.
+fn others_conditions(status: Option<&PodStatus>) -> Vec<PodCondition> {
+    status
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| !is_kubelets(c))
+        .cloned()
+        .collect()
+}
+
 /// `status` (what the kubelet last wrote) with the conditions others own
 /// as the API's copy `api` has them: the kubelet's own write may be newer
 /// than the API's copy, but the others' are not in it.
 #[must_use]
 pub fn with_others_conditions(status: &PodStatus, api: Option<&PodStatus>) -> PodStatus {
     let mut out = status.clone();
-    let mut conditions: Vec<PodCondition> = api
-        .and_then(|a| a.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|c| !is_kubelets(c))
-        .cloned()
-        .collect();
+    let mut conditions = others_conditions(api);
     conditions.extend(
         status
             .conditions
@@ -444,13 +449,7 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
         )
     };
     conditions.push(condition("ContainersReady", ready, reason, message.clone()));
-    let others: Vec<PodCondition> = old
-        .conditions
-        .iter()
-        .flatten()
-        .filter(|c| !is_kubelets(c))
-        .cloned()
-        .collect();
+    let others = others_conditions(Some(&old));
     let gates = if ready {
         unready_gates(pod, &others)
     } else {

@@ -217,17 +217,9 @@ fn steps_table(report: &serde_json::Value) -> String {
     let mut text = String::from(
         "\nThe nodes' steps in the same windows (`kubelet_runtime_operations_duration_seconds` \
          and `storage_operation_duration_seconds`, from the kubelets' metrics; for the runtime \
-         alone, from the benchmark's CRI clients): the mean time of one, and how many ran:\n\n\
-         | step |",
+         alone, from the benchmark's CRI clients): the mean time of one, and how many ran:\n\n",
     );
-    let mut sep = String::from("| --- |");
-    for (heading, _) in &columns {
-        text.push_str(&format!(" {heading} |"));
-        sep.push_str(" ---: |");
-    }
-    text.push('\n');
-    text.push_str(&sep);
-    text.push('\n');
+    text.push_str(&table_head("step", columns.iter().map(|(h, _)| h.as_str())));
     for step in steps {
         text.push_str(&format!("| {step} |"));
         for (_, column) in &columns {
@@ -302,18 +294,22 @@ impl<'a> Column<'a> {
     }
 }
 
+/// A table's heading row and its separator: a first column named `first`,
+/// then right-aligned `headings`.
+fn table_head<'a>(first: &str, headings: impl Iterator<Item = &'a str>) -> String {
+    let mut text = format!("| {first} |");
+    let mut sep = String::from("| --- |");
+    for heading in headings {
+        text.push_str(&format!(" {heading} |"));
+        sep.push_str(" ---: |");
+    }
+    format!("{text}\n{sep}\n")
+}
+
 /// A row per component found in any column, each cell
 /// `cell(seconds, column)`.
 fn component_table(columns: &[Column<'_>], cell: impl Fn(f64, &Column<'_>) -> String) -> String {
-    let mut text = String::from("| component |");
-    let mut sep = String::from("| --- |");
-    for column in columns {
-        text.push_str(&format!(" {} |", column.heading));
-        sep.push_str(" ---: |");
-    }
-    text.push('\n');
-    text.push_str(&sep);
-    text.push('\n');
+    let mut text = table_head("component", columns.iter().map(|c| c.heading.as_str()));
     let mut components: Vec<&String> = columns
         .iter()
         .filter_map(|c| c.cpu.as_object())
