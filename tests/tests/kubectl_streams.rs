@@ -1,4 +1,4 @@
-//! `kubectl logs`, `exec`, `attach` and `port-forward` end to end: the
+//! `kubectl logs`, `exec`, `attach`, `port-forward` and `debug` end to end: the
 //! real kubectl 1.33 against the API server, which proxies
 //! `pods/log|exec|attach|portforward` to the node's kubelet over HTTPS
 //! (websocket `v5.channel.k8s.io` sessions translated to SPDY, SPDY
@@ -37,8 +37,21 @@ fn kubectl(c: &Stack, transport: Transport, args: &[&str]) -> Command {
     cmd
 }
 
-/// Runs kubectl to completion (killed after `within`), feeding `stdin`.
+/// Runs kubectl to completion (killed after 60 s), feeding `stdin` and
+/// then closing it.
 fn run(c: &Stack, transport: Transport, args: &[&str], stdin: Option<&str>) -> Output {
+    run_with(c, transport, args, stdin, false)
+}
+
+/// [`run`]; with `hold`, kubectl's stdin stays open until kubectl ends (a
+/// session that ends on its own, not on the end of its input).
+fn run_with(
+    c: &Stack,
+    transport: Transport,
+    args: &[&str],
+    stdin: Option<&str>,
+    hold: bool,
+) -> Output {
     let mut cmd = kubectl(c, transport, args);
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -48,10 +61,14 @@ fn run(c: &Stack, transport: Transport, args: &[&str], stdin: Option<&str>) -> O
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("kubectl is installed");
+    let mut held = None;
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("piped");
         pipe.write_all(input.as_bytes()).expect("kubectl's stdin");
         // Dropping the pipe closes kubectl's stdin: end of input.
+        if hold {
+            held = Some(pipe);
+        }
     }
     let guard = Killer(child.id());
     let (tx, rx) = mpsc::channel();
@@ -62,6 +79,7 @@ fn run(c: &Stack, transport: Transport, args: &[&str], stdin: Option<&str>) -> O
         .recv_timeout(Duration::from_secs(60))
         .unwrap_or_else(|_| panic!("kubectl {args:?} ({transport:?}) did not finish in 60s"))
         .expect("kubectl output");
+    drop(held);
     std::mem::forget(guard);
     out
 }
@@ -337,6 +355,216 @@ fn port_forward(c: &Stack, transport: Transport) {
     );
 }
 
+/// `kubectl debug` with an ephemeral container: added through
+/// `pods/ephemeralcontainers`, started by the kubelet in the process
+/// namespace of its target, attached to, and never restarted once it ends;
+/// existing ones cannot be removed.
+fn debug(c: &Stack) {
+    let started = run(
+        c,
+        Transport::Websocket,
+        &[
+            "debug",
+            "web",
+            "--image=baton.local/echo:1",
+            "--target=app",
+            "-c",
+            "dbg",
+            "--",
+            "sleep",
+            "3600",
+        ],
+        None,
+    );
+    assert!(started.status.success(), "{}", stderr(&started));
+    // Its strategic merge patch's `$setElementOrder` is a directive, not a
+    // field to warn about.
+    assert!(
+        !stderr(&started).contains("unknown field"),
+        "{}",
+        stderr(&started)
+    );
+    c.wait(
+        Duration::from_secs(60),
+        "the debug container running",
+        |c| {
+            !c.get(
+                "pod",
+                "web",
+                "{.status.ephemeralContainerStatuses[?(@.name==\"dbg\")].state.running.startedAt}",
+            )
+            .is_empty()
+        },
+    );
+    // It sees the target's processes: its PID 1 is the app's, not its own
+    // `sleep`.
+    let init_of = |container: &str| {
+        ok(
+            c,
+            Transport::Websocket,
+            &[
+                "exec",
+                "web",
+                "-c",
+                container,
+                "--",
+                "cat",
+                "/proc/1/cmdline",
+            ],
+            None,
+        )
+    };
+    let (app, dbg) = (init_of("app"), init_of("dbg"));
+    assert!(app.starts_with("/echo"), "{app:?}");
+    assert_eq!(dbg, app);
+    // The pod's own containers and readiness are untouched.
+    assert_eq!(
+        c.get("pod", "web", "{.status.containerStatuses[*].name}"),
+        "app"
+    );
+    assert_eq!(
+        c.get(
+            "pod",
+            "web",
+            "{.status.conditions[?(@.type==\"Ready\")].status}"
+        ),
+        "True"
+    );
+    let events = c.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web,reason=Started",
+        "-o",
+        "jsonpath={.items[*].involvedObject.fieldPath}",
+    ]);
+    assert!(events.contains("spec.ephemeralContainers{dbg}"), "{events}");
+
+    // Interactive: kubectl waits for it to run, then attaches.
+    for (transport, name) in [
+        (Transport::Websocket, "ask-ws"),
+        (Transport::Spdy, "ask-spdy"),
+    ] {
+        // Its stdin stays open (kubectl debug sets no `stdinOnce`: the
+        // runtime ends an attach at the end of its input).
+        let answer = run_with(
+            c,
+            transport,
+            &[
+                "debug",
+                "-i",
+                "web",
+                "--image=baton.local/echo:1",
+                "-c",
+                name,
+                "--",
+                "sh",
+                "-c",
+                // containerd copies stdin before it adds the attach's
+                // output (kubectl says "If you don't see a command
+                // prompt…" for that): a second to be attached.
+                "read line; sleep 1; echo \"got $line\"",
+            ],
+            Some("hello\n"),
+            true,
+        );
+        assert!(
+            answer.status.success(),
+            "{transport:?}: {}",
+            stderr(&answer)
+        );
+        assert!(
+            stdout(&answer).contains("got hello"),
+            "{transport:?}: {:?} {:?}; its log: {:?}; status {}",
+            stdout(&answer),
+            stderr(&answer),
+            run(c, transport, &["logs", "web", "-c", name], None),
+            c.get("pod", "web", "{.status.ephemeralContainerStatuses}")
+        );
+        let path = format!("{{.status.ephemeralContainerStatuses[?(@.name==\"{name}\")]");
+        c.wait(Duration::from_secs(30), "the ended debug container", |c| {
+            c.get("pod", "web", &format!("{path}.state.terminated.exitCode}}")) == "0"
+        });
+        assert_eq!(
+            ok(c, transport, &["logs", "web", "-c", name], None),
+            "got hello\n"
+        );
+    }
+    // Ended, it stays ended: no restart, not even after the pod's next syncs.
+    std::thread::sleep(Duration::from_secs(3));
+    let ended = "{.status.ephemeralContainerStatuses[?(@.name==\"ask-ws\")]}";
+    let status = c.get("pod", "web", ended);
+    assert!(
+        status.contains("\"terminated\"") && status.contains("\"restartCount\":0"),
+        "{status}"
+    );
+
+    // A patch's unknown fields are still named.
+    let bogus = run(
+        c,
+        Transport::Websocket,
+        &[
+            "patch",
+            "pod",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"bogus":1}}"#,
+        ],
+        None,
+    );
+    assert!(
+        stderr(&bogus).contains("Warning: unknown field \"spec.bogus\""),
+        "{}",
+        stderr(&bogus)
+    );
+
+    // Existing ephemeral containers may not be removed, nor may a pod's
+    // update add one.
+    let mut pod: serde_json::Value =
+        serde_json::from_str(&c.kubectl_ok(&["get", "pod", "web", "-o", "json"]))
+            .expect("the pod as JSON");
+    pod["spec"]["ephemeralContainers"] = serde_json::json!([]);
+    let file = tempfile::NamedTempFile::new().expect("a file for the pod");
+    std::fs::write(file.path(), pod.to_string()).expect("the pod written");
+    let path = file.path().to_str().expect("a UTF-8 path");
+    let removed = run(
+        c,
+        Transport::Websocket,
+        &[
+            "replace",
+            "--raw",
+            "/api/v1/namespaces/default/pods/web/ephemeralcontainers",
+            "-f",
+            path,
+        ],
+        None,
+    );
+    assert!(
+        stderr(&removed).contains("may not be removed"),
+        "{}",
+        stderr(&removed)
+    );
+    let added = run(
+        c,
+        Transport::Websocket,
+        &[
+            "patch",
+            "pod",
+            "web",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/spec/ephemeralContainers/-","value":{"name":"sneaky","image":"baton.local/echo:1"}}]"#,
+        ],
+        None,
+    );
+    assert!(
+        stderr(&added).contains("pod updates may not change fields other than"),
+        "{}",
+        stderr(&added)
+    );
+}
+
 #[test]
 fn kubectl_logs_exec_and_attach_reach_the_containers() {
     let c = Stack::start(1);
@@ -490,6 +718,7 @@ fn kubectl_logs_exec_and_attach_reach_the_containers() {
     for transport in [Transport::Websocket, Transport::Spdy] {
         port_forward(&c, transport);
     }
+    debug(&c);
 
     // logs --previous: the attempt before the restart.
     c.wait(Duration::from_secs(90), "restarter restarted", |c| {

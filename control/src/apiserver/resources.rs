@@ -162,6 +162,13 @@ pub static RESOURCES: &[Resource] = &[
                 verbs: CREATE,
             },
             Subresource {
+                name: "ephemeralcontainers",
+                kind: "Pod",
+                group: "",
+                version: "",
+                verbs: GET_PATCH_UPDATE,
+            },
+            Subresource {
                 name: "eviction",
                 kind: "Eviction",
                 group: "policy",

@@ -66,6 +66,9 @@ pub fn validate(
             validation::validate_status_update(r.group, r.version, r.kind, obj, o)
         }
         (Some(o), Some("finalize")) => validation::validate_namespace_finalize(obj, o),
+        (Some(o), Some("ephemeralcontainers")) => {
+            validation::validate_ephemeral_containers_update(obj, o)
+        }
         (Some(o), Some(_)) => validation::validate_update(r.group, r.version, r.kind, obj, o),
     };
     if causes.is_empty() {

@@ -26,6 +26,13 @@ pub fn allow_create_on_update(r: &Resource) -> bool {
     )
 }
 
+/// Subresources read and written as the object itself, through the
+/// generic get, update and patch: `status`, a namespace's `finalize` and a
+/// pod's `ephemeralcontainers`. [`prepare_update`] keeps to each one's part.
+pub fn writes_the_object(subresource: &str) -> bool {
+    matches!(subresource, "status" | "finalize" | "ephemeralcontainers")
+}
+
 pub fn has_status(r: &Resource) -> bool {
     r.subresource("status").is_some()
 }
@@ -101,7 +108,8 @@ fn copy_field(new: &mut Value, old: &Value, field: &str) {
 /// Applies the subresource rules of an update: a main-resource write keeps
 /// the old status; a status write keeps the old spec and metadata except
 /// labels and annotations; a namespace finalize changes only
-/// spec.finalizers.
+/// spec.finalizers; a pod's ephemeralcontainers write changes only
+/// spec.ephemeralContainers (`dropNonEphemeralContainerUpdates`).
 pub fn prepare_update(r: &Resource, subresource: Option<&str>, new: &mut Value, old: &Value) {
     match subresource {
         None => {
@@ -121,6 +129,24 @@ pub fn prepare_update(r: &Resource, subresource: Option<&str>, new: &mut Value, 
         Some("status") => {
             copy_field(new, old, "spec");
             keep_metadata_except_labels(new, old);
+        }
+        Some("ephemeralcontainers") => {
+            let ephemeral = new.pointer("/spec/ephemeralContainers").cloned();
+            let managed = new.pointer("/metadata/managedFields").cloned();
+            let mut next = old.clone();
+            if let Some(spec) = next.get_mut("spec").and_then(Value::as_object_mut) {
+                match ephemeral {
+                    Some(e) => spec.insert("ephemeralContainers".into(), e),
+                    None => spec.remove("ephemeralContainers"),
+                };
+            }
+            if let (Some(meta), Some(m)) = (
+                next.get_mut("metadata").and_then(Value::as_object_mut),
+                managed,
+            ) {
+                meta.insert("managedFields".into(), m);
+            }
+            *new = next;
         }
         Some("finalize") => {
             let fin = new.pointer("/spec/finalizers").cloned();
@@ -322,6 +348,19 @@ mod tests {
         assert_eq!(st["status"]["phase"], "Running");
         assert_eq!(st["metadata"]["labels"]["a"], "2");
         assert_eq!(st["metadata"]["ownerReferences"][0], 1);
+    }
+
+    #[test]
+    fn an_ephemeralcontainers_write_changes_only_the_ephemeral_containers() {
+        let pods = find("", "v1", "pods").unwrap();
+        let old = json!({"metadata": {"name": "p", "labels": {"a": "1"}}, "spec": {"containers": [{"name": "app", "image": "i"}]}, "status": {"phase": "Running"}});
+        let mut new = json!({"metadata": {"name": "p", "labels": {"a": "2"}}, "spec": {"containers": [{"name": "app", "image": "j"}], "ephemeralContainers": [{"name": "dbg", "image": "d"}]}, "status": {"phase": "Failed"}});
+        prepare_update(pods, Some("ephemeralcontainers"), &mut new, &old);
+        assert_eq!(new["spec"]["ephemeralContainers"][0]["name"], "dbg");
+        assert_eq!(new["spec"]["containers"][0]["image"], "i");
+        assert_eq!(new["metadata"]["labels"]["a"], "1");
+        assert_eq!(new["status"]["phase"], "Running");
+        assert!(writes_the_object("ephemeralcontainers") && !writes_the_object("eviction"));
     }
 
     #[test]

@@ -2,15 +2,16 @@
 //! `validateContainers`, `validateInitContainers`, `validateContainerCommon`,
 //! `validateContainerPorts`, `ValidateEnv`, `ValidateEnvFrom`,
 //! `ValidateVolumeMounts`, `validatePullPolicy`, probes, lifecycle handlers,
-//! `ValidateSecurityContext`, host port conflicts).
+//! `ValidateSecurityContext`, host port conflicts, `validateEphemeralContainers`).
 
 use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvFromSource, EnvVar, LifecycleHandler, Probe, SecurityContext,
-    VolumeMount,
+    Container, ContainerPort, EnvFromSource, EnvVar, EphemeralContainer, LifecycleHandler, Probe,
+    SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::Value;
 
 use super::field::{self, Cause, Path};
 use super::metadata::validate_nonnegative;
@@ -669,6 +670,103 @@ pub fn validate_init_containers(
                         errs.push(field::forbidden(&p.child(name), MSG));
                     }
                 }
+            }
+        }
+    }
+    errs
+}
+
+/// The fields of `EphemeralContainerCommon` an ephemeral container may not
+/// set (`allowedEphemeralContainerFields` with `false`): it must not be
+/// relied on for the pod's service.
+const NOT_FOR_EPHEMERAL: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+];
+
+/// Whether a field holds more than Go's zero value (an absent field, an
+/// empty object, list or string, `false` and 0 are all unset).
+fn is_set(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Object(m) => m.values().any(is_set),
+        Value::Array(a) => !a.is_empty(),
+        Value::String(s) => !s.is_empty(),
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+    }
+}
+
+/// An ephemeral container as the `Container` its common fields make
+/// (`(*core.Container)(&ec.EphemeralContainerCommon)`).
+pub fn as_container(ec: &EphemeralContainer) -> Container {
+    let mut v = serde_json::to_value(ec).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("targetContainerName");
+    }
+    serde_json::from_value(v).unwrap_or_default()
+}
+
+/// `validateEphemeralContainers`: the common container rules; names unique
+/// across every kind of container; a target that names a container or init
+/// container; none of ports, resources, probes, lifecycle; no subPath.
+pub fn validate_ephemeral_containers(
+    ephemeral: &[EphemeralContainer],
+    containers: &[Container],
+    init: &[Container],
+    volumes: &VolumeNames,
+    path: &Path,
+) -> Vec<Cause> {
+    const FORBIDDEN: &str = "cannot be set for an Ephemeral Container";
+    let mut errs = Vec::new();
+    let others: HashSet<&str> = containers
+        .iter()
+        .chain(init)
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut names = others.clone();
+    for (i, ec) in ephemeral.iter().enumerate() {
+        let p = path.index(i);
+        let c = as_container(ec);
+        errs.extend(validate_container_common(&c, volumes, &p));
+        let image = c.image.as_deref().unwrap_or("");
+        if image.trim() != image {
+            errs.push(field::invalid(
+                &p.child("image"),
+                image,
+                "must not have leading or trailing whitespace",
+            ));
+        }
+        if !names.insert(ec.name.as_str()) {
+            errs.push(field::duplicate(&p.child("name"), &ec.name));
+        }
+        if let Some(target) = ec
+            .target_container_name
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            && !others.contains(target)
+        {
+            errs.push(field::not_found(&p.child("targetContainerName"), target));
+        }
+        let fields = serde_json::to_value(ec).unwrap_or_default();
+        for name in NOT_FOR_EPHEMERAL {
+            if fields.get(*name).is_some_and(is_set) {
+                errs.push(field::forbidden(&p.child(name), FORBIDDEN));
+            }
+        }
+        for (j, m) in ec.volume_mounts.iter().flatten().enumerate() {
+            let mp = p.child("volumeMounts").index(j);
+            if m.sub_path.as_deref().is_some_and(|s| !s.is_empty()) {
+                errs.push(field::forbidden(&mp.child("subPath"), FORBIDDEN));
+            }
+            if m.sub_path_expr.as_deref().is_some_and(|s| !s.is_empty()) {
+                errs.push(field::forbidden(&mp.child("subPathExpr"), FORBIDDEN));
             }
         }
     }

@@ -265,6 +265,12 @@ pub fn validate_status_update(
     }
 }
 
+/// Validation of a write to a Pod's `/ephemeralcontainers` subresource
+/// (`podEphemeralContainersStrategy.ValidateUpdate`).
+pub fn validate_ephemeral_containers_update(new: &Value, old: &Value) -> Vec<Cause> {
+    check2(new, old, pod::validate_pod_ephemeral_containers_update)
+}
+
 /// Validation of a write to a Namespace's `/finalize` subresource
 /// (`ValidateNamespaceFinalizeUpdate`).
 pub fn validate_namespace_finalize(new: &Value, old: &Value) -> Vec<Cause> {

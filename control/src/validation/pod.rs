@@ -1,5 +1,6 @@
 //! Pod-level validation (core validation: `ValidatePodCreate`,
-//! `ValidatePodUpdate`, `ValidatePodStatusUpdate`, `ValidatePodTemplateSpec`,
+//! `ValidatePodUpdate`, `ValidatePodStatusUpdate`,
+//! `ValidatePodEphemeralContainersUpdate`, `ValidatePodTemplateSpec`,
 //! `ValidatePodBinding`).
 
 use std::collections::HashSet;
@@ -362,6 +363,56 @@ pub fn validate_pod_update(
     errs
 }
 
+/// The annotation that marks a static pod's mirror.
+const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+/// `ValidatePodEphemeralContainersUpdate`: the pod as a whole stays valid,
+/// and ephemeral containers are only added: none removed, none changed.
+pub fn validate_pod_ephemeral_containers_update(new: &Pod, old: &Pod) -> Vec<Cause> {
+    let mp = Path::new("metadata");
+    let mut errs = validate_object_meta_update(&new.metadata, &old.metadata, &mp);
+    errs.extend(validate_metadata_and_spec(new));
+    if old
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(MIRROR_POD_ANNOTATION))
+    {
+        return vec![field::forbidden(
+            &Path::new(""),
+            "static pods do not support ephemeral containers",
+        )];
+    }
+    let path = Path::new("spec").child("ephemeralContainers");
+    let (ns, os) = (spec_of(new), spec_of(old));
+    let added = ns.ephemeral_containers.unwrap_or_default();
+    for before in os.ephemeral_containers.iter().flatten() {
+        match added.iter().find(|c| c.name == before.name) {
+            None => errs.push(field::forbidden(
+                &path,
+                &format!(
+                    "existing ephemeral containers {} may not be removed\n",
+                    field::go_quote(&before.name)
+                ),
+            )),
+            Some(now) if now != before => {
+                let as_value = |c| normalized(&serde_json::to_value(c).unwrap_or_default());
+                errs.push(field::forbidden(
+                    &path.key(&before.name),
+                    &format!(
+                        "existing ephemeral containers {} may not be changed\n{}",
+                        field::go_quote(&before.name),
+                        spec_diff(&as_value(before), &as_value(now))
+                            .replace("core.PodSpec", "core.EphemeralContainer")
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    errs
+}
+
 /// `ValidatePodStatusUpdate`.
 pub fn validate_pod_status_update(new: &Pod, old: &Pod) -> Vec<Cause> {
     let mp = Path::new("metadata");
@@ -511,6 +562,70 @@ mod tests {
             "metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"
         ));
         assert_eq!(errs[1], "spec.containers[0].image: Required value");
+    }
+
+    // ValidatePodEphemeralContainersUpdate: added, never changed or removed;
+    // the common container rules and the ephemeral ones.
+    #[test]
+    fn ephemeral_containers_are_only_added() {
+        let ephemeral_update = |new: &Value, old: &Value| -> Vec<String> {
+            validate_pod_ephemeral_containers_update(&pod(new), &pod(old))
+                .iter()
+                .map(Cause::error_string)
+                .collect()
+        };
+        let old = pod_json();
+        let dbg = json!({"name": "dbg", "image": "busybox", "imagePullPolicy": "IfNotPresent", "terminationMessagePolicy": "File", "targetContainerName": "c", "resources": {}, "stdin": true, "tty": true});
+        let mut added = old.clone();
+        added["spec"]["ephemeralContainers"] = json!([dbg.clone()]);
+        assert!(ephemeral_update(&added, &old).is_empty());
+
+        let mut removed = added.clone();
+        removed["spec"]["ephemeralContainers"] = json!([]);
+        assert_eq!(
+            ephemeral_update(&removed, &added),
+            [
+                "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"dbg\" may not be removed\n"
+            ]
+        );
+        let mut changed = added.clone();
+        changed["spec"]["ephemeralContainers"][0]["image"] = json!("other");
+        let errs = ephemeral_update(&changed, &added);
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].starts_with("spec.ephemeralContainers[dbg]: Forbidden: existing ephemeral containers \"dbg\" may not be changed"),
+            "{errs:?}"
+        );
+
+        let mut bad = dbg.clone();
+        bad["name"] = json!("c");
+        bad["targetContainerName"] = json!("nope");
+        bad["ports"] = json!([{"containerPort": 80}]);
+        bad["readinessProbe"] = json!({"tcpSocket": {"port": 80}});
+        bad["volumeMounts"] = json!([{"name": "v", "mountPath": "/v", "subPath": "x"}]);
+        let mut invalid = old.clone();
+        invalid["spec"]["volumes"] = json!([{"name": "v", "emptyDir": {}}]);
+        let mut with = invalid.clone();
+        with["spec"]["ephemeralContainers"] = json!([bad]);
+        let errs = ephemeral_update(&with, &invalid);
+        for want in [
+            "spec.ephemeralContainers[0].name: Duplicate value: \"c\"",
+            "spec.ephemeralContainers[0].targetContainerName: Not found: \"nope\"",
+            "spec.ephemeralContainers[0].ports: Forbidden: cannot be set for an Ephemeral Container",
+            "spec.ephemeralContainers[0].readinessProbe: Forbidden: cannot be set for an Ephemeral Container",
+            "spec.ephemeralContainers[0].volumeMounts[0].subPath: Forbidden: cannot be set for an Ephemeral Container",
+        ] {
+            assert!(errs.iter().any(|e| e == want), "{want} not in {errs:?}");
+        }
+
+        let mut mirror = old.clone();
+        mirror["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "x"});
+        let mut mirror_added = mirror.clone();
+        mirror_added["spec"]["ephemeralContainers"] = json!([dbg]);
+        assert_eq!(
+            ephemeral_update(&mirror_added, &mirror),
+            ["[]: Forbidden: static pods do not support ephemeral containers"]
+        );
     }
 
     // ValidatePodUpdate: image, activeDeadlineSeconds and added tolerations are mutable.

@@ -9,7 +9,9 @@ use k8s_openapi::api::core::v1::{
     Affinity, NodeSelectorTerm, PodDNSConfig, PodSpec, Toleration, TopologySpreadConstraint,
 };
 
-use super::container::{validate_containers, validate_init_containers};
+use super::container::{
+    validate_containers, validate_ephemeral_containers, validate_init_containers,
+};
 use super::field::{self, BadValue, Cause, Path};
 use super::metadata::{validate_label_name, validate_labels};
 use super::names::{
@@ -460,6 +462,13 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> Vec<Cause> {
         &spec.containers,
         &volumes,
         &path.child("initContainers"),
+    ));
+    errs.extend(validate_ephemeral_containers(
+        spec.ephemeral_containers.as_deref().unwrap_or_default(),
+        &spec.containers,
+        spec.init_containers.as_deref().unwrap_or_default(),
+        &volumes,
+        &path.child("ephemeralContainers"),
     ));
     errs.extend(validate_host_network(spec, path));
     errs.extend(validate_restart_policy(

@@ -157,6 +157,19 @@ pub fn compute(
         return actions;
     }
 
+    // Ephemeral containers, once each and never again, even while the
+    // pod's init containers still run.
+    for e in spec.ephemeral_containers.iter().flatten() {
+        if runtime.latest_any(&e.name).is_none() {
+            actions.start.push(Start {
+                name: e.name.clone(),
+                init: false,
+                attempt: 0,
+                restart_after: None,
+            });
+        }
+    }
+
     // Init containers, one at a time, in order.
     for c in init_containers {
         match runtime.latest(&c.name) {
@@ -510,6 +523,53 @@ mod tests {
         };
         let a = compute(&p, &rt, true, &HashSet::new());
         assert!(a.kill_pod && a.start.is_empty() && !a.create_sandbox);
+    }
+
+    #[test]
+    fn an_ephemeral_container_starts_once_and_is_never_restarted() {
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "p", "uid": "u"},
+            "spec": {
+                "initContainers": [{"name": "i1", "image": "i"}],
+                "containers": [{"name": "app", "image": "i"}],
+                "ephemeralContainers": [{"name": "dbg", "image": "i", "targetContainerName": "app"}],
+            },
+        }));
+        // Not with a new sandbox: only once the pod has one.
+        let a = compute(&p, &PodRuntime::default(), false, &HashSet::new());
+        assert_eq!(
+            a.start.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["i1"]
+        );
+        // Started while the init container still runs.
+        let mut rt = PodRuntime {
+            sandboxes: vec![sandbox("s1", true)],
+            containers: vec![container("a", "i1", 0, State::Running, 0, &p)],
+        };
+        let a = compute(&p, &rt, false, &HashSet::new());
+        assert_eq!(
+            a.start
+                .iter()
+                .map(|s| (s.name.as_str(), s.attempt))
+                .collect::<Vec<_>>(),
+            [("dbg", 0)]
+        );
+        // Once it ran, whatever its exit code, it stays as it is.
+        for exit in [0, 1] {
+            rt.containers = vec![
+                container("d", "dbg", 0, State::Exited, exit, &p),
+                container("b", "app", 0, State::Running, 0, &p),
+                container("a", "i1", 0, State::Exited, 0, &p),
+            ];
+            assert_eq!(
+                compute(&p, &rt, false, &HashSet::new()),
+                PodActions::default()
+            );
+        }
+        // A finished pod starts nothing.
+        rt.containers.remove(0);
+        let a = compute(&p, &rt, true, &HashSet::new());
+        assert!(a.start.is_empty());
     }
 
     #[test]

@@ -81,15 +81,7 @@ impl Sources {
 pub fn referenced(pod: &Pod) -> (HashSet<String>, HashSet<String>) {
     let mut cms = HashSet::new();
     let mut secrets = HashSet::new();
-    let Some(spec) = pod.spec.as_ref() else {
-        return (cms, secrets);
-    };
-    for c in spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(spec.containers.iter())
-    {
+    for (c, _) in super::spec::containers(pod) {
         for e in c.env_from.iter().flatten() {
             if let Some(r) = &e.config_map_ref {
                 cms.insert(r.name.clone());

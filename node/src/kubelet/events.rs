@@ -18,6 +18,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use tokio::sync::mpsc;
 
 use super::event_correlator::{Correlator, Write};
+use super::spec;
 
 /// Events waiting to be written; more are dropped, as client-go's
 /// broadcaster drops them (`maxQueuedEvents`).
@@ -71,16 +72,9 @@ impl Recorder {
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
         let now = Timestamp::now();
         let field_path = container.map(|name| {
-            let init = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.init_containers.as_ref())
-                .is_some_and(|i| i.iter().any(|c| c.name == name));
-            if init {
-                format!("spec.initContainers{{{name}}}")
-            } else {
-                format!("spec.containers{{{name}}}")
-            }
+            spec::find_container(pod, name)
+                .map_or(spec::Role::App, |(_, role)| role)
+                .field_path(name)
         });
         let event = Event {
             metadata: ObjectMeta {

@@ -32,6 +32,7 @@ use prometheus_client::{
 };
 
 use super::relist::Snapshot;
+use super::spec::Role;
 use crate::cri::{RuntimeMetrics, api as cri};
 
 type Labels = Vec<(String, String)>;
@@ -77,9 +78,13 @@ impl KubeletMetrics {
         self.started_pods.inc();
     }
 
-    /// A container was started (`init`: an init container).
-    pub fn container_started(&self, init: bool) {
-        let kind = if init { "init_container" } else { "container" };
+    /// A container was started, counted by its kind.
+    pub fn container_started(&self, role: &Role) {
+        let kind = match role {
+            Role::Init => "init_container",
+            Role::App => "container",
+            Role::Ephemeral { .. } => "ephemeral_container",
+        };
         self.started_containers
             .get_or_create(&vec![("container_type".to_owned(), kind.to_owned())])
             .inc();
@@ -500,9 +505,10 @@ mod tests {
     fn started_containers_are_counted_by_type() {
         let metrics = KubeletMetrics::new("n");
         metrics.pod_started();
-        metrics.container_started(true);
-        metrics.container_started(false);
-        metrics.container_started(false);
+        metrics.container_started(&Role::Init);
+        metrics.container_started(&Role::App);
+        metrics.container_started(&Role::App);
+        metrics.container_started(&Role::Ephemeral { target: None });
         let text = metrics.render(
             &Snapshot::default(),
             &StorageMetrics::default(),
@@ -511,6 +517,12 @@ mod tests {
         assert!(text.contains("kubelet_started_pods_total 1\n"), "{text}");
         assert!(
             text.contains("kubelet_started_containers_total{container_type=\"container\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "kubelet_started_containers_total{container_type=\"ephemeral_container\"} 1\n"
+            ),
             "{text}"
         );
         assert!(

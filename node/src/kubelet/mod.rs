@@ -81,6 +81,9 @@ pub enum KubeletError {
         #[source]
         source: std::io::Error,
     },
+    /// An ephemeral container's target is not running (`getTargetID`).
+    #[error("unable to find target container {name}")]
+    TargetNotRunning { name: String },
     #[error("the pod watch ended before its first list")]
     WatchClosed,
     #[error("the node's podCIDR {cidr} is not an IPv4 network")]

@@ -4,10 +4,11 @@
 //! mounts, log path, resources as Linux cgroup settings, labels and
 //! annotations that let a restarted kubelet recognise it).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod};
 use sha2::{Digest as _, Sha256};
 
 use super::quantity;
@@ -31,6 +32,92 @@ pub struct NodeSettings {
     /// resolver (the runtime copies its resolv.conf).
     pub cluster_dns: Vec<String>,
     pub cluster_domain: String,
+}
+
+/// Which list of the pod spec a container comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Init,
+    App,
+    /// Added through `pods/ephemeralcontainers` (`kubectl debug`): started
+    /// once, never restarted, optionally in the process namespace of the
+    /// container it targets.
+    Ephemeral {
+        target: Option<String>,
+    },
+}
+
+impl Role {
+    /// The container's `fieldPath` in events
+    /// (`spec.ephemeralContainers{dbg}`).
+    #[must_use]
+    pub fn field_path(&self, name: &str) -> String {
+        let list = match self {
+            Self::Init => "initContainers",
+            Self::App => "containers",
+            Self::Ephemeral { .. } => "ephemeralContainers",
+        };
+        format!("spec.{list}{{{name}}}")
+    }
+}
+
+/// An ephemeral container as the `Container` of its common fields, which
+/// every other step (image, env, mounts, CRI config) takes.
+#[must_use]
+pub fn ephemeral_as_container(ec: &EphemeralContainer) -> Container {
+    Container {
+        name: ec.name.clone(),
+        image: ec.image.clone(),
+        image_pull_policy: ec.image_pull_policy.clone(),
+        command: ec.command.clone(),
+        args: ec.args.clone(),
+        working_dir: ec.working_dir.clone(),
+        env: ec.env.clone(),
+        env_from: ec.env_from.clone(),
+        volume_mounts: ec.volume_mounts.clone(),
+        volume_devices: ec.volume_devices.clone(),
+        security_context: ec.security_context.clone(),
+        stdin: ec.stdin,
+        stdin_once: ec.stdin_once,
+        tty: ec.tty,
+        termination_message_path: ec.termination_message_path.clone(),
+        termination_message_policy: ec.termination_message_policy.clone(),
+        ..Default::default()
+    }
+}
+
+/// Every container of the pod with its role: init containers, app
+/// containers, then ephemeral containers.
+pub fn containers(pod: &Pod) -> impl Iterator<Item = (Cow<'_, Container>, Role)> {
+    let spec = pod.spec.as_ref();
+    let init = spec
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| (Cow::Borrowed(c), Role::Init));
+    let app = spec
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| (Cow::Borrowed(c), Role::App));
+    let ephemeral = spec
+        .and_then(|s| s.ephemeral_containers.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let target = e.target_container_name.clone().filter(|t| !t.is_empty());
+            (
+                Cow::Owned(ephemeral_as_container(e)),
+                Role::Ephemeral { target },
+            )
+        });
+    init.chain(app).chain(ephemeral)
+}
+
+/// The container of the pod named `name`, with its role.
+#[must_use]
+pub fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<(Cow<'a, Container>, Role)> {
+    containers(pod).find(|(c, _)| c.name == name)
 }
 
 /// A pod's QoS class, computed as `v1qos.GetPodQOS` does.
@@ -395,6 +482,9 @@ pub fn linux_resources(c: &Container, qos: Qos) -> cri::LinuxContainerResources 
 pub struct ContainerInputs {
     pub attempt: u32,
     pub init: bool,
+    /// The runtime ID of the container whose process namespace an
+    /// ephemeral container joins (CRI `NamespaceMode::TARGET`).
+    pub target_id: Option<String>,
     pub envs: Vec<(String, String)>,
     pub mounts: Vec<cri::Mount>,
     pub image: String,
@@ -490,7 +580,14 @@ pub fn container_config(
             security_context: Some(cri::LinuxContainerSecurityContext {
                 capabilities,
                 privileged: sc.privileged.unwrap_or(false),
-                namespace_options: Some(namespace_options(pod)),
+                namespace_options: Some(match &inputs.target_id {
+                    Some(target) => cri::NamespaceOption {
+                        pid: cri::NamespaceMode::Target as i32,
+                        target_id: target.clone(),
+                        ..namespace_options(pod)
+                    },
+                    None => namespace_options(pod),
+                }),
                 run_as_user: run_as_user.map(|value| cri::Int64Value { value }),
                 run_as_group: run_as_group.map(|value| cri::Int64Value { value }),
                 readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),

@@ -398,6 +398,21 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
         .iter()
         .map(|c| container_status(c, runtime, extra, policy, false, app_default))
         .collect();
+    // Ephemeral containers are never restarted, never probed and never
+    // ready; they do not count towards the pod's readiness.
+    let ephemeral_statuses: Vec<ContainerStatus> = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(|e| {
+            let c = super::spec::ephemeral_as_container(e);
+            ContainerStatus {
+                ready: false,
+                started: None,
+                ..container_status(&c, runtime, extra, None, false, app_default)
+            }
+        })
+        .collect();
 
     let sandbox = runtime.sandbox().filter(|s| s.ready);
     let pod_ip = sandbox
@@ -504,6 +519,8 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
         qos_class: Some(Qos::of(pod).as_str().to_owned()),
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         container_statuses: Some(statuses),
+        ephemeral_container_statuses: (!ephemeral_statuses.is_empty())
+            .then_some(ephemeral_statuses),
         nominated_node_name: old.nominated_node_name.clone(),
         reason: ended_reason,
         message: ended_message,
@@ -734,6 +751,39 @@ mod tests {
                 ("Ready", "True")
             ]
         );
+    }
+
+    #[test]
+    fn ephemeral_containers_have_their_own_statuses_and_leave_the_pod_ready() {
+        let mut p = pod("Always");
+        p.spec.as_mut().unwrap().ephemeral_containers = Some(vec![
+            serde_json::from_value(serde_json::json!(
+                {"name": "dbg", "image": "tools", "targetContainerName": "app"}
+            ))
+            .unwrap(),
+        ]);
+        let app = c("c1", 0, State::Running, 0);
+        let extra = Extra {
+            ready: HashMap::from([("c1".into(), true)]),
+            ..Extra::default()
+        };
+        let s = compute(&p, &runtime(vec![app.clone()]), &extra, Timestamp::now());
+        let dbg = &s.ephemeral_container_statuses.as_ref().unwrap()[0];
+        assert_eq!(dbg.name, "dbg");
+        assert!(dbg.state.as_ref().unwrap().waiting.is_some());
+        assert_eq!(s.container_statuses.as_ref().unwrap().len(), 1);
+
+        // It exited with an error: terminated, not waiting for a restart,
+        // and the pod stays Running and Ready.
+        let mut exited = c("d1", 0, State::Exited, 1);
+        exited.name = "dbg".into();
+        let s = compute(&p, &runtime(vec![exited, app]), &extra, Timestamp::now());
+        let dbg = &s.ephemeral_container_statuses.as_ref().unwrap()[0];
+        let term = dbg.state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!(term.exit_code, 1);
+        assert!(!dbg.ready && dbg.started.is_none());
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(cond(&s, "Ready").status, "True");
     }
 
     #[test]

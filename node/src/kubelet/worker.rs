@@ -20,7 +20,7 @@ use super::metrics::PodStartup;
 use super::observed::{Container, PodRuntime, State};
 use super::probes;
 use super::sources::Kind as SourceKind;
-use super::spec::{self, ContainerInputs};
+use super::spec::{self, ContainerInputs, Role};
 use super::status::{self, Extra};
 use super::{Context, KubeletError, env, hosts, relist, volumes};
 use crate::cri::api as cri;
@@ -231,21 +231,6 @@ async fn read_runtime(
     Ok(runtime)
 }
 
-fn spec_container<'a>(pod: &'a Pod, name: &str) -> Option<(&'a SpecContainer, bool)> {
-    let spec = pod.spec.as_ref()?;
-    spec.init_containers
-        .iter()
-        .flatten()
-        .find(|c| c.name == name)
-        .map(|c| (c, true))
-        .or_else(|| {
-            spec.containers
-                .iter()
-                .find(|c| c.name == name)
-                .map(|c| (c, false))
-        })
-}
-
 /// Syncs `pod` once.
 pub async fn sync(ctx: &Context, pod: &Pod, state: &mut WorkerState) -> Result<(), KubeletError> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -402,8 +387,33 @@ async fn execute(
     );
     state.waiting.clear();
     for start in &plan.start {
-        let Some((c, init)) = spec_container(pod, &start.name) else {
+        let Some((c, role)) = spec::find_container(pod, &start.name) else {
             continue;
+        };
+        // An ephemeral container joins its target's processes, so the
+        // target must be running (`getTargetID`).
+        let target_id = match &role {
+            Role::Ephemeral {
+                target: Some(target),
+            } => match runtime.latest(target).filter(|t| t.state == State::Running) {
+                Some(t) => Some(t.id.clone()),
+                None => {
+                    let err = KubeletError::TargetNotRunning {
+                        name: target.clone(),
+                    };
+                    container_failed(
+                        ctx,
+                        pod,
+                        &c,
+                        state,
+                        Some("CreateContainerConfigError"),
+                        &err,
+                    )
+                    .await;
+                    continue;
+                }
+            },
+            _ => None,
         };
         if let Some(ran_for) = start.restart_after {
             let delay = ctx
@@ -436,7 +446,7 @@ async fn execute(
                         ),
                     )
                     .await;
-                if init {
+                if role == Role::Init {
                     break;
                 }
                 continue;
@@ -452,8 +462,9 @@ async fn execute(
         if let Err(err) = start_container(
             ctx,
             pod,
-            c,
-            init,
+            &c,
+            &role,
+            target_id,
             start.attempt,
             &sandbox_id,
             &pod_ip,
@@ -463,7 +474,7 @@ async fn execute(
         .await
         {
             tracing::warn!(pod = %pod_name(pod), container = %c.name, %err, "could not start container");
-            if init {
+            if role == Role::Init {
                 break;
             }
         }
@@ -573,7 +584,8 @@ async fn start_container(
     ctx: &Context,
     pod: &Pod,
     c: &SpecContainer,
-    init: bool,
+    role: &Role,
+    target_id: Option<String>,
     attempt: u32,
     sandbox_id: &str,
     pod_ip: &str,
@@ -645,7 +657,8 @@ async fn start_container(
     });
     let inputs = ContainerInputs {
         attempt,
-        init,
+        init: *role == Role::Init,
+        target_id,
         envs: env,
         mounts,
         image: image.clone(),
@@ -677,7 +690,7 @@ async fn start_container(
         container_failed(ctx, pod, c, state, None, &err).await;
         return Err(err);
     }
-    ctx.metrics.container_started(init);
+    ctx.metrics.container_started(role);
     tracing::info!(pod = %pod_name(pod), container = %c.name, %id, "container started");
     ctx.recorder
         .record(
@@ -926,10 +939,10 @@ async fn kill_container(
             },
         )
         .await;
-    if let Some((spec, _)) = spec_container(pod, name)
+    if let Some((spec, _)) = spec::find_container(pod, name)
         && let Some(handler) = spec.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
         && !grace.is_zero()
-        && let Err(m) = run_hook(ctx, id, pod_ip, spec, handler, grace).await
+        && let Err(m) = run_hook(ctx, id, pod_ip, &spec, handler, grace).await
     {
         ctx.recorder
             .record(pod, Some(name), Kind::Warning, "FailedPreStopHook", &m)
@@ -1050,7 +1063,8 @@ fn keep_probes(ctx: &Context, pod: &Pod, runtime: &PodRuntime, state: &mut Worke
         if runtime.latest(&c.name).map(|l| &l.id) != Some(&c.id) {
             continue;
         }
-        let Some((spec_c, _)) = spec_container(pod, &c.name) else {
+        // Ephemeral containers are neither probed nor ever ready.
+        let Some((spec_c, Role::Init | Role::App)) = spec::find_container(pod, &c.name) else {
             continue;
         };
         keep.insert(c.id.clone());
@@ -1060,7 +1074,7 @@ fn keep_probes(ctx: &Context, pod: &Pod, runtime: &PodRuntime, state: &mut Worke
             (probes::Kind::Readiness, &spec_c.readiness_probe),
         ] {
             if let Some(probe) = probe {
-                let probe = probes::with_named_ports(probe, spec_c);
+                let probe = probes::with_named_ports(probe, &spec_c);
                 let started = ctx.prober.ensure(
                     &ctx.cri,
                     &c.id,

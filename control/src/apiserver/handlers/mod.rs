@@ -308,8 +308,7 @@ async fn resource(
     }
     let verb = rr.verb;
     if let Some(sub) = rr.subresource.as_deref()
-        && sub != "status"
-        && sub != "finalize"
+        && !crate::registry::strategy::writes_the_object(sub)
     {
         return subresources::handle(api, rr, r, sub).await;
     }

@@ -314,6 +314,7 @@ pub async fn patch(
     let mgr = manager(r, false)?;
     let ctx = WriteContext::update(&mgr, sub, dry_run);
     let body = r.body.clone();
+    let mut dropped = Vec::new();
     let (stored, _) = api
         .registry
         .update(storage_resource(res), rr.namespace(), &name, &ctx, |cur| {
@@ -336,6 +337,7 @@ pub async fn patch(
             for p in &unknown {
                 drop_path(&mut out, p);
             }
+            dropped = unknown;
             // A patch carrying a resourceVersion is a precondition.
             if let Some(want) = resource_version(&out)
                 && resource_version(&live) != Some(want)
@@ -345,16 +347,11 @@ pub async fn patch(
             Ok(to_storage(rr, out))
         })
         .await?;
+    // As kube-apiserver, the fields of the patched object that the schema
+    // does not know, not the patch's own keys (whose `$setElementOrder/…`
+    // and other directives are no fields).
     if mode == FieldValidation::Warn {
-        let unknown = {
-            let p: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-            if pt != PatchType::Json && p.is_object() {
-                schema::unknown_fields(res.group, res.version, res.kind, &p)
-            } else {
-                Vec::new()
-            }
-        };
-        warnings.extend(unknown.iter().map(|p| format!("unknown field \"{p}\"")));
+        warnings.extend(dropped.iter().map(|p| format!("unknown field \"{p}\"")));
     }
     Ok(with_warnings(
         output::object(200, res, &accept, stored, include_object(r)?),

@@ -390,7 +390,7 @@ impl<'a> Builder<'a> {
         let ns = if r.namespaced { "Namespaced" } else { "" };
         let kind = r.kind;
         match sub.name {
-            "status" | "scale" => {
+            "status" | "scale" | "ephemeralcontainers" => {
                 let schema = self.schema(group, version, sub.kind);
                 self.item_ops(r, &path, item_params, &suffix, gvk, &schema);
             }
