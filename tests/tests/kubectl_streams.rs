@@ -1,4 +1,4 @@
-//! `kubectl logs`, `exec`, `attach`, `port-forward` and `debug` end to end: the
+//! `kubectl logs`, `exec`, `attach`, `port-forward`, `cp` and `debug` end to end: the
 //! real kubectl 1.33 against the API server, which proxies
 //! `pods/log|exec|attach|portforward` to the node's kubelet over HTTPS
 //! (websocket `v5.channel.k8s.io` sessions translated to SPDY, SPDY
@@ -499,6 +499,51 @@ fn debug(c: &Stack) {
         "{status}"
     );
 
+    // A node's debugging pod: in the node's network and process
+    // namespaces, with the node's address as its own.
+    let created = run(
+        c,
+        Transport::Websocket,
+        &[
+            "debug",
+            "node/baton-node-1",
+            "--image=baton.local/echo:1",
+            "--",
+            "sleep",
+            "3600",
+        ],
+        None,
+    );
+    let said = stdout(&created) + &stderr(&created);
+    let node_pod = said
+        .split_whitespace()
+        .find(|w| w.starts_with("node-debugger-baton-node-1-"))
+        .unwrap_or_else(|| panic!("no debugging pod named in {said}"))
+        .to_owned();
+    c.wait(
+        Duration::from_secs(60),
+        "the node's debugging pod running",
+        |c| c.get("pod", &node_pod, "{.status.phase}") == "Running",
+    );
+    let node_ip = c.get(
+        "node",
+        "baton-node-1",
+        "{.status.addresses[?(@.type==\"InternalIP\")].address}",
+    );
+    assert!(!node_ip.is_empty());
+    assert_eq!(c.get("pod", &node_pod, "{.status.podIP}"), node_ip);
+    let addresses = ok(
+        c,
+        Transport::Websocket,
+        &["exec", &node_pod, "--", "ip", "-4", "-o", "addr"],
+        None,
+    );
+    assert!(
+        addresses.contains(&format!("inet {node_ip}/")),
+        "{addresses}"
+    );
+    c.kubectl_ok(&["delete", "pod", &node_pod, "--wait=false"]);
+
     // A patch's unknown fields are still named.
     let bogus = run(
         c,
@@ -563,6 +608,52 @@ fn debug(c: &Stack) {
         "{}",
         stderr(&added)
     );
+}
+
+/// `kubectl cp` both ways (a tar stream through exec's stdin and stdout):
+/// the bytes come back as they went.
+fn copy(c: &Stack) {
+    let dir = tempfile::tempdir().expect("a directory for the copies");
+    let sent = dir.path().join("sent.bin");
+    // Bytes of every value, in a length that is no multiple of a block.
+    let data: Vec<u8> = (0..300_007u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&sent, &data).expect("the file to send");
+    for transport in [Transport::Websocket, Transport::Spdy] {
+        let back = dir.path().join(format!("back-{transport:?}.bin"));
+        ok(
+            c,
+            transport,
+            &[
+                "cp",
+                sent.to_str().expect("UTF-8"),
+                "talker:/tmp/copied.bin",
+            ],
+            None,
+        );
+        let sum = ok(
+            c,
+            transport,
+            &["exec", "talker", "--", "wc", "-c", "/tmp/copied.bin"],
+            None,
+        );
+        assert!(sum.starts_with("300007 "), "{transport:?}: {sum}");
+        ok(
+            c,
+            transport,
+            &[
+                "cp",
+                "talker:/tmp/copied.bin",
+                back.to_str().expect("UTF-8"),
+            ],
+            None,
+        );
+        assert!(
+            std::fs::read(&back).expect("the file copied back") == data,
+            "{transport:?}: the copy differs"
+        );
+    }
 }
 
 #[test]
@@ -719,6 +810,7 @@ fn kubectl_logs_exec_and_attach_reach_the_containers() {
         port_forward(&c, transport);
     }
     debug(&c);
+    copy(&c);
 
     // logs --previous: the attempt before the restart.
     c.wait(Duration::from_secs(90), "restarter restarted", |c| {

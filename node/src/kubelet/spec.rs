@@ -235,7 +235,9 @@ pub fn hostname(pod: &Pod) -> String {
     name
 }
 
-fn host_network(pod: &Pod) -> bool {
+/// Whether the pod uses the node's network namespace.
+#[must_use]
+pub fn host_network(pod: &Pod) -> bool {
     pod.spec
         .as_ref()
         .and_then(|s| s.host_network)

@@ -415,9 +415,13 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
         .collect();
 
     let sandbox = runtime.sandbox().filter(|s| s.ready);
+    // A host-network pod has the node's address as its own, as the
+    // kubelet gives it (its sandbox reports none); Endpoints need it.
+    let host_network = spec.host_network.unwrap_or(false);
     let pod_ip = sandbox
         .and_then(|s| s.ip.clone())
-        .filter(|ip| !ip.is_empty());
+        .filter(|ip| !ip.is_empty())
+        .or_else(|| (host_network && !extra.host_ip.is_empty()).then(|| extra.host_ip.clone()));
     let unready_init: Vec<&str> = init_statuses
         .iter()
         .filter(|s| !s.ready)
@@ -784,6 +788,25 @@ mod tests {
         assert!(!dbg.ready && dbg.started.is_none());
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert_eq!(cond(&s, "Ready").status, "True");
+    }
+
+    #[test]
+    fn a_host_network_pod_has_the_nodes_address() {
+        let mut p = pod("Always");
+        p.spec.as_mut().unwrap().host_network = Some(true);
+        let mut rt = runtime(vec![c("c1", 0, State::Running, 0)]);
+        rt.sandboxes[0].ip = Some(String::new());
+        let extra = Extra {
+            host_ip: "172.28.0.11".into(),
+            ..Extra::default()
+        };
+        let s = compute(&p, &rt, &extra, Timestamp::now());
+        assert_eq!(s.pod_ip.as_deref(), Some("172.28.0.11"));
+        assert_eq!(s.pod_ips.unwrap()[0].ip, "172.28.0.11");
+        // Not for a pod of the pod network.
+        p.spec.as_mut().unwrap().host_network = None;
+        let s = compute(&p, &rt, &extra, Timestamp::now());
+        assert_eq!(s.pod_ip, None);
     }
 
     #[test]

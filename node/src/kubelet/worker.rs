@@ -344,10 +344,7 @@ async fn execute(
     state: &mut WorkerState,
 ) -> Result<(), KubeletError> {
     let grace = spec::grace_seconds(pod);
-    let ip = runtime
-        .sandbox()
-        .and_then(|s| s.ip.clone())
-        .unwrap_or_default();
+    let ip = pod_ip(ctx, pod, runtime.sandbox().and_then(|s| s.ip.as_deref()));
     for k in &plan.kill {
         kill_container(ctx, pod, &k.id, &k.name, &ip, grace, &k.message).await?;
         ctx.forget_probes(&k.id);
@@ -371,7 +368,7 @@ async fn execute(
     let mut sandbox = runtime
         .sandbox()
         .filter(|s| s.ready)
-        .map(|s| (s.id.clone(), s.ip.clone().unwrap_or_default()));
+        .map(|s| (s.id.clone(), pod_ip(ctx, pod, s.ip.as_deref())));
     if plan.create_sandbox {
         sandbox = Some(create_sandbox(ctx, pod, plan.sandbox_attempt, state).await?);
     }
@@ -482,6 +479,17 @@ async fn execute(
     Ok(())
 }
 
+/// The pod's address: its sandbox's, or the node's for a host-network pod,
+/// whose sandbox has none of its own (what `status.podIP`, probes, hooks
+/// and the downward API then see, as with the kubelet).
+fn pod_ip(ctx: &Context, pod: &Pod, sandbox_ip: Option<&str>) -> String {
+    match sandbox_ip.filter(|ip| !ip.is_empty()) {
+        Some(ip) => ip.to_owned(),
+        None if spec::host_network(pod) => ctx.host_ip.clone(),
+        None => String::new(),
+    }
+}
+
 fn uid_of(pod: &Pod) -> String {
     pod.metadata.uid.clone().unwrap_or_default()
 }
@@ -540,13 +548,8 @@ async fn create_sandbox(
             return Err(err.into());
         }
     };
-    let ip = ctx
-        .cri
-        .pod_sandbox_status(&id)
-        .await?
-        .network
-        .map(|n| n.ip)
-        .unwrap_or_default();
+    let ip = ctx.cri.pod_sandbox_status(&id).await?.network.map(|n| n.ip);
+    let ip = pod_ip(ctx, pod, ip.as_deref());
     ctx.metrics.pod_started();
     tracing::info!(pod = %pod_name(pod), sandbox = %id, %ip, "sandbox running");
     Ok((id, ip))
@@ -992,10 +995,7 @@ pub async fn terminate(
     state: &mut WorkerState,
     grace: Option<i64>,
 ) -> Result<(), KubeletError> {
-    let ip = runtime
-        .sandbox()
-        .and_then(|s| s.ip.clone())
-        .unwrap_or_default();
+    let ip = pod_ip(ctx, pod, runtime.sandbox().and_then(|s| s.ip.as_deref()));
     stop_all(ctx, pod, runtime, grace, &ip).await?;
     let ids: HashSet<String> = runtime.containers.iter().map(|c| c.id.clone()).collect();
     ctx.prober.retain(&HashSet::new(), &ids);
@@ -1050,10 +1050,7 @@ async fn refresh_volumes(ctx: &Context, pod: &Pod, runtime: &PodRuntime, state: 
 }
 
 fn keep_probes(ctx: &Context, pod: &Pod, runtime: &PodRuntime, state: &mut WorkerState) {
-    let ip = runtime
-        .sandbox()
-        .and_then(|s| s.ip.clone())
-        .unwrap_or_default();
+    let ip = pod_ip(ctx, pod, runtime.sandbox().and_then(|s| s.ip.as_deref()));
     let mut keep = HashSet::new();
     for c in runtime
         .containers
