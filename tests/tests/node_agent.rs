@@ -213,6 +213,34 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: sidecar}
+spec:
+  nodeName: baton-node-1
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - name: shipper
+    image: baton.local/echo:1
+    restartPolicy: Always
+    command: ["sh", "-c", "touch /shared/up; exec sleep 3600"]
+    startupProbe:
+      exec: {command: ["test", "-f", "/shared/up"]}
+      periodSeconds: 1
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  - name: setup
+    image: baton.local/echo:1
+    command: ["sh", "-c", "test -f /shared/up && echo beside-the-sidecar > /shared/setup"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  containers:
+  - name: app
+    image: baton.local/echo:1
+    command: ["sh", "-c", "cat /shared/setup; while [ ! -f /shared/finish ]; do sleep 0.2; done; echo done"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  volumes:
+  - {name: shared, emptyDir: {}}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: deadline}
 spec:
   nodeName: baton-node-1
@@ -381,6 +409,53 @@ spec:
         "True"
     );
     assert_eq!(ready(&c, "status"), "True");
+
+    // A sidecar (an init container with restartPolicy Always) lets the
+    // next init container start once it has started, runs beside the app,
+    // is ready with it, and is stopped when the app is done: the pod
+    // succeeds.
+    let sidecar = |c: &Stack, field: &str| {
+        c.get(
+            "pod",
+            "sidecar",
+            &format!("{{.status.initContainerStatuses[?(@.name==\"shipper\")].{field}}}"),
+        )
+    };
+    c.wait(Duration::from_secs(60), "the sidecar beside the app", |c| {
+        !c.get(
+            "pod",
+            "sidecar",
+            "{.status.containerStatuses[0].state.running.startedAt}",
+        )
+        .is_empty()
+            && !sidecar(c, "state.running.startedAt").is_empty()
+    });
+    assert_eq!(
+        (sidecar(&c, "started"), sidecar(&c, "ready")),
+        ("true".to_owned(), "true".to_owned())
+    );
+    assert_eq!(c.get("pod", "sidecar", "{.status.phase}"), "Running");
+    // The app finishes when told to, through the sidecar.
+    c.kubectl_ok(&[
+        "exec",
+        "sidecar",
+        "-c",
+        "shipper",
+        "--",
+        "touch",
+        "/shared/finish",
+    ]);
+    c.wait(Duration::from_secs(60), "sidecar's pod succeeded", |c| {
+        c.get("pod", "sidecar", "{.status.phase}") == "Succeeded"
+    });
+    assert_eq!(
+        c.kubectl_ok(&["logs", "sidecar", "-c", "app"]),
+        "beside-the-sidecar\ndone\n"
+    );
+    c.wait(Duration::from_secs(30), "the sidecar stopped", |c| {
+        !sidecar(c, "state.terminated.exitCode").is_empty()
+    });
+    assert_eq!(sidecar(&c, "restartCount"), "0");
 
     // A pod that outlives its activeDeadlineSeconds fails for it, and its
     // container is stopped and not started again (restartPolicy Always).

@@ -89,16 +89,31 @@ fn next_attempt(runtime: &PodRuntime, name: &str) -> u32 {
     runtime.latest_any(name).map_or(0, |c| c.attempt + 1)
 }
 
+/// What the probes say about the pod's running containers, by container ID.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probes {
+    /// Containers whose liveness (or startup) probe has failed: killed.
+    pub failed: HashSet<String>,
+    /// Containers whose startup probe has not passed yet: a sidecar among
+    /// them does not let the next init container start.
+    pub not_started: HashSet<String>,
+}
+
+impl Probes {
+    /// Only `id`'s liveness probe failed.
+    #[must_use]
+    pub fn failed(id: &str) -> Self {
+        Self {
+            failed: HashSet::from([id.to_owned()]),
+            ..Self::default()
+        }
+    }
+}
+
 /// Decides the actions for `pod`. `terminal` says the pod has reached
-/// Succeeded or Failed (see `status::phase`); `liveness_failed` holds the
-/// IDs of containers whose liveness (or startup) probe has failed.
+/// Succeeded or Failed (see `status::phase`).
 #[must_use]
-pub fn compute(
-    pod: &Pod,
-    runtime: &PodRuntime,
-    terminal: bool,
-    liveness_failed: &HashSet<String>,
-) -> PodActions {
+pub fn compute(pod: &Pod, runtime: &PodRuntime, terminal: bool, probes: &Probes) -> PodActions {
     let mut actions = PodActions::default();
     let Some(spec) = pod.spec.as_ref() else {
         return actions;
@@ -170,52 +185,135 @@ pub fn compute(
         }
     }
 
-    // Init containers, one at a time, in order.
-    for c in init_containers {
-        match runtime.latest(&c.name) {
-            None => {
-                actions.start.push(Start {
-                    name: c.name.clone(),
-                    init: true,
-                    attempt: next_attempt(runtime, &c.name),
-                    restart_after: None,
-                });
-                return actions;
-            }
-            Some(latest) => match latest.state {
-                State::Running => {
-                    if liveness_failed.contains(&latest.id) {
-                        actions.kill.push(kill(latest, "failed probe"));
-                    }
-                    return actions;
-                }
-                State::Created | State::Unknown => {
-                    actions
-                        .kill
-                        .push(kill(latest, "was created but not started"));
-                    return actions;
-                }
-                State::Exited if latest.exit_code == 0 => {}
-                State::Exited => {
-                    if policy != RestartPolicy::Never {
-                        actions.start.push(Start {
-                            name: c.name.clone(),
-                            init: true,
-                            attempt: latest.attempt + 1,
-                            restart_after: Some(ran_for(latest).unwrap_or_default()),
-                        });
-                    }
-                    return actions;
-                }
-            },
-        }
+    if !initialize(spec, runtime, policy, probes, &mut actions) {
+        return actions;
     }
 
     // App containers, all at once.
     for c in &spec.containers {
-        decide_app(c, runtime, policy, liveness_failed, &mut actions);
+        decide_app(c, runtime, policy, &probes.failed, &mut actions);
+    }
+    // Sidecars do not keep a pod alive: once no app container runs or is
+    // to run again, the pod is stopped, sidecars included
+    // (`computePodActions`' `keepCount == 0`).
+    let app = |name: &str| spec.containers.iter().any(|c| c.name == name);
+    let app_alive = spec.containers.iter().any(|c| {
+        runtime
+            .latest(&c.name)
+            .is_some_and(|l| l.state != State::Exited)
+    }) || actions.start.iter().any(|s| app(&s.name));
+    if !app_alive && init_containers.iter().any(spec::is_sidecar) {
+        actions.kill_pod = runtime.anything_running();
+        actions.kill.clear();
+        actions.start.clear();
     }
     actions
+}
+
+/// The init containers, as `computeInitContainerActions`: one at a time in
+/// order; an init container must exit 0 before the next starts, a sidecar
+/// only has to have started (its startup probe passed). Sidecars are
+/// restarted whenever they exit, whatever the pod's restart policy. Returns
+/// whether the pod is initialized, so its app containers may run.
+fn initialize(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    runtime: &PodRuntime,
+    policy: RestartPolicy,
+    probes: &Probes,
+    actions: &mut PodActions,
+) -> bool {
+    // Once an app container runs in this sandbox, initialization is over:
+    // only the sidecars are kept running.
+    let initialized_before = spec.containers.iter().any(|c| {
+        runtime
+            .latest(&c.name)
+            .is_some_and(|l| l.state != State::Exited)
+    });
+    for c in spec.init_containers.iter().flatten() {
+        let sidecar = spec::is_sidecar(c);
+        if initialized_before && !sidecar {
+            continue;
+        }
+        // Whether this container holds back the ones after it.
+        let blocks = !initialized_before;
+        let Some(latest) = runtime.latest(&c.name) else {
+            actions.start.push(Start {
+                name: c.name.clone(),
+                init: true,
+                attempt: next_attempt(runtime, &c.name),
+                restart_after: None,
+            });
+            if blocks {
+                return false;
+            }
+            continue;
+        };
+        let restart = |actions: &mut PodActions, restart_after: Option<Duration>| {
+            actions.start.push(Start {
+                name: c.name.clone(),
+                init: true,
+                attempt: latest.attempt + 1,
+                restart_after,
+            });
+        };
+        match latest.state {
+            State::Running if !sidecar => {
+                if probes.failed.contains(&latest.id) {
+                    actions.kill.push(kill(latest, "failed probe"));
+                }
+                return false;
+            }
+            State::Running => {
+                if probes.failed.contains(&latest.id) {
+                    actions.kill.push(kill(
+                        latest,
+                        &format!(
+                            "Container {} failed liveness probe, will be restarted",
+                            c.name
+                        ),
+                    ));
+                    restart(actions, Some(ran_for(latest).unwrap_or_default()));
+                } else if !latest.hash.is_empty() && latest.hash != spec::container_hash(c) {
+                    actions.kill.push(kill(
+                        latest,
+                        &format!("Container {} definition changed, will be restarted", c.name),
+                    ));
+                    restart(actions, None);
+                } else if !probes.not_started.contains(&latest.id) {
+                    // Started: the next init container may run.
+                    continue;
+                }
+                if blocks {
+                    return false;
+                }
+            }
+            State::Created | State::Unknown => {
+                actions
+                    .kill
+                    .push(kill(latest, "was created but not started"));
+                if sidecar {
+                    restart(actions, None);
+                }
+                if blocks {
+                    return false;
+                }
+            }
+            State::Exited if sidecar => {
+                restart(actions, Some(ran_for(latest).unwrap_or_default()));
+                if blocks {
+                    return false;
+                }
+            }
+            State::Exited if latest.exit_code == 0 => {}
+            State::Exited => {
+                if policy != RestartPolicy::Never {
+                    restart(actions, Some(ran_for(latest).unwrap_or_default()));
+                }
+                return false;
+            }
+        }
+    }
+    true
 }
 
 fn decide_app(
@@ -381,7 +479,7 @@ mod tests {
     #[test]
     fn a_new_pod_gets_a_sandbox_and_its_containers() {
         let p = simple_pod("Always");
-        let a = compute(&p, &PodRuntime::default(), false, &HashSet::new());
+        let a = compute(&p, &PodRuntime::default(), false, &Probes::default());
         assert!(a.create_sandbox && !a.kill_pod);
         assert_eq!(a.start.len(), 1);
         assert_eq!((a.start[0].name.as_str(), a.start[0].attempt), ("app", 0));
@@ -395,7 +493,7 @@ mod tests {
             containers: vec![container("c1", "app", 0, State::Running, 0, &p)],
         };
         assert_eq!(
-            compute(&p, &rt, false, &HashSet::new()),
+            compute(&p, &rt, false, &Probes::default()),
             PodActions::default()
         );
     }
@@ -414,7 +512,7 @@ mod tests {
                 sandboxes: vec![sandbox("s1", true)],
                 containers: vec![container("c1", "app", 3, State::Exited, exit, &p)],
             };
-            let a = compute(&p, &rt, false, &HashSet::new());
+            let a = compute(&p, &rt, false, &Probes::default());
             assert_eq!(!a.start.is_empty(), restarts, "{policy} exit {exit}");
             if restarts {
                 assert_eq!(a.start[0].attempt, 4);
@@ -430,7 +528,7 @@ mod tests {
             sandboxes: vec![sandbox("s1", true)],
             containers: vec![container("c1", "app", 0, State::Running, 0, &p)],
         };
-        let a = compute(&p, &rt, false, &HashSet::from(["c1".to_owned()]));
+        let a = compute(&p, &rt, false, &Probes::failed("c1"));
         assert_eq!(a.kill.len(), 1);
         assert!(a.kill[0].message.contains("failed liveness probe"));
         assert_eq!(a.start[0].attempt, 1);
@@ -440,7 +538,7 @@ mod tests {
             sandboxes: vec![sandbox("s1", true)],
             containers: vec![container("c1", "app", 0, State::Running, 0, &p)],
         };
-        let a = compute(&p, &rt, false, &HashSet::from(["c1".to_owned()]));
+        let a = compute(&p, &rt, false, &Probes::failed("c1"));
         assert_eq!(a.kill.len(), 1);
         assert!(a.start.is_empty());
     }
@@ -454,7 +552,7 @@ mod tests {
             sandboxes: vec![sandbox("s1", true)],
             containers: vec![c],
         };
-        let a = compute(&p, &rt, false, &HashSet::new());
+        let a = compute(&p, &rt, false, &Probes::default());
         assert_eq!(a.kill.len(), 1);
         assert_eq!(a.start.len(), 1);
     }
@@ -468,7 +566,7 @@ mod tests {
                 "containers": [{"name": "app", "image": "i"}],
             },
         }));
-        let a = compute(&p, &PodRuntime::default(), false, &HashSet::new());
+        let a = compute(&p, &PodRuntime::default(), false, &Probes::default());
         assert!(a.create_sandbox);
         assert_eq!(
             a.start.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
@@ -478,16 +576,16 @@ mod tests {
             sandboxes: vec![sandbox("s1", true)],
             containers: vec![container("a", "i1", 0, State::Running, 0, &p)],
         };
-        assert!(compute(&p, &rt, false, &HashSet::new()).start.is_empty());
+        assert!(compute(&p, &rt, false, &Probes::default()).start.is_empty());
         rt.containers[0] = container("a", "i1", 0, State::Exited, 0, &p);
-        let a = compute(&p, &rt, false, &HashSet::new());
+        let a = compute(&p, &rt, false, &Probes::default());
         assert_eq!(
             a.start.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
             ["i2"]
         );
         rt.containers
             .insert(0, container("b", "i2", 0, State::Exited, 1, &p));
-        let a = compute(&p, &rt, false, &HashSet::new());
+        let a = compute(&p, &rt, false, &Probes::default());
         // A failed init container is retried (restartPolicy Always).
         assert_eq!(
             a.start
@@ -497,7 +595,7 @@ mod tests {
             [("i2", 1)]
         );
         rt.containers[0] = container("b", "i2", 0, State::Exited, 0, &p);
-        let a = compute(&p, &rt, false, &HashSet::new());
+        let a = compute(&p, &rt, false, &Probes::default());
         assert_eq!(
             a.start.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
             ["app"]
@@ -511,7 +609,7 @@ mod tests {
             sandboxes: vec![sandbox("s1", false)],
             containers: vec![container("c1", "app", 2, State::Exited, 0, &p)],
         };
-        let a = compute(&p, &rt, false, &HashSet::new());
+        let a = compute(&p, &rt, false, &Probes::default());
         assert!(a.create_sandbox);
         assert_eq!(a.sandbox_attempt, 1);
         assert_eq!(a.start[0].attempt, 3);
@@ -521,7 +619,7 @@ mod tests {
             sandboxes: vec![sandbox("s1", true)],
             containers: vec![container("c1", "app", 0, State::Exited, 0, &p)],
         };
-        let a = compute(&p, &rt, true, &HashSet::new());
+        let a = compute(&p, &rt, true, &Probes::default());
         assert!(a.kill_pod && a.start.is_empty() && !a.create_sandbox);
     }
 
@@ -536,7 +634,7 @@ mod tests {
             },
         }));
         // Not with a new sandbox: only once the pod has one.
-        let a = compute(&p, &PodRuntime::default(), false, &HashSet::new());
+        let a = compute(&p, &PodRuntime::default(), false, &Probes::default());
         assert_eq!(
             a.start.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
             ["i1"]
@@ -546,7 +644,7 @@ mod tests {
             sandboxes: vec![sandbox("s1", true)],
             containers: vec![container("a", "i1", 0, State::Running, 0, &p)],
         };
-        let a = compute(&p, &rt, false, &HashSet::new());
+        let a = compute(&p, &rt, false, &Probes::default());
         assert_eq!(
             a.start
                 .iter()
@@ -562,14 +660,79 @@ mod tests {
                 container("a", "i1", 0, State::Exited, 0, &p),
             ];
             assert_eq!(
-                compute(&p, &rt, false, &HashSet::new()),
+                compute(&p, &rt, false, &Probes::default()),
                 PodActions::default()
             );
         }
         // A finished pod starts nothing.
         rt.containers.remove(0);
-        let a = compute(&p, &rt, true, &HashSet::new());
+        let a = compute(&p, &rt, true, &Probes::default());
         assert!(a.start.is_empty());
+    }
+
+    #[test]
+    fn sidecars_start_in_order_keep_running_and_stop_with_the_app() {
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "p", "uid": "u"},
+            "spec": {
+                "restartPolicy": "Never",
+                "initContainers": [
+                    {"name": "proxy", "image": "i", "restartPolicy": "Always"},
+                    {"name": "setup", "image": "i"},
+                ],
+                "containers": [{"name": "app", "image": "i"}],
+            },
+        }));
+        let names = |a: &PodActions| {
+            a.start
+                .iter()
+                .map(|s| (s.name.clone(), s.attempt))
+                .collect::<Vec<_>>()
+        };
+        let mut rt = PodRuntime {
+            sandboxes: vec![sandbox("s1", true)],
+            containers: vec![],
+        };
+        let none = Probes::default();
+        assert_eq!(
+            names(&compute(&p, &rt, false, &none)),
+            [("proxy".into(), 0)]
+        );
+        // Running, but its startup probe has not passed: wait.
+        rt.containers = vec![container("sc", "proxy", 0, State::Running, 0, &p)];
+        let starting = Probes {
+            not_started: HashSet::from(["sc".to_owned()]),
+            ..Probes::default()
+        };
+        assert_eq!(compute(&p, &rt, false, &starting), PodActions::default());
+        // Started: the next init container runs beside it.
+        assert_eq!(
+            names(&compute(&p, &rt, false, &none)),
+            [("setup".into(), 0)]
+        );
+        rt.containers
+            .insert(0, container("i", "setup", 0, State::Exited, 0, &p));
+        assert_eq!(names(&compute(&p, &rt, false, &none)), [("app".into(), 0)]);
+        // With the app running, a sidecar that exits is started again,
+        // whatever the pod's restart policy, and the app is left alone.
+        rt.containers = vec![
+            container("a", "app", 0, State::Running, 0, &p),
+            container("i", "setup", 0, State::Exited, 0, &p),
+            container("sc", "proxy", 0, State::Exited, 1, &p),
+        ];
+        let a = compute(&p, &rt, false, &none);
+        assert_eq!(names(&a), [("proxy".into(), 1)]);
+        assert!(a.start[0].restart_after.is_some() && !a.kill_pod);
+        // A failed liveness probe restarts it too.
+        rt.containers[2] = container("sc", "proxy", 0, State::Running, 0, &p);
+        let a = compute(&p, &rt, false, &Probes::failed("sc"));
+        assert_eq!(a.kill.len(), 1);
+        assert_eq!(names(&a), [("proxy".into(), 1)]);
+        // The app is done (restartPolicy Never): the sidecar does not keep
+        // the pod alive.
+        rt.containers[0] = container("a", "app", 0, State::Exited, 0, &p);
+        let a = compute(&p, &rt, false, &none);
+        assert!(a.kill_pod && a.start.is_empty() && a.kill.is_empty());
     }
 
     #[test]
@@ -584,7 +747,7 @@ mod tests {
                 container("c0", "app", 0, State::Exited, 1, &p),
             ],
         };
-        let a = compute(&p, &rt, false, &HashSet::new());
+        let a = compute(&p, &rt, false, &Probes::default());
         assert_eq!(a.remove_containers, ["c1", "c0"]);
     }
 }

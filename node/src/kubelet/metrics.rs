@@ -81,7 +81,7 @@ impl KubeletMetrics {
     /// A container was started, counted by its kind.
     pub fn container_started(&self, role: &Role) {
         let kind = match role {
-            Role::Init => "init_container",
+            Role::Init | Role::Sidecar => "init_container",
             Role::App => "container",
             Role::Ephemeral { .. } => "ephemeral_container",
         };

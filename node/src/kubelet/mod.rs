@@ -165,20 +165,27 @@ impl Context {
         log_dir(&self.root_dir, pod)
     }
 
-    /// Containers of `runtime` whose liveness or startup probe failed.
+    /// The containers of `runtime` whose liveness or startup probe failed,
+    /// and those whose startup probe has not passed yet.
     #[must_use]
-    pub fn failed_probes(&self, runtime: &PodRuntime) -> HashSet<String> {
+    pub fn probe_results(&self, runtime: &PodRuntime) -> actions::Probes {
         let results = self
             .prober
             .results
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        runtime
-            .containers
-            .iter()
-            .filter(|c| results.failed.contains(&c.id))
-            .map(|c| c.id.clone())
-            .collect()
+        let ids = |keep: &dyn Fn(&str) -> bool| -> HashSet<String> {
+            runtime
+                .containers
+                .iter()
+                .filter(|c| keep(&c.id))
+                .map(|c| c.id.clone())
+                .collect()
+        };
+        actions::Probes {
+            failed: ids(&|id| results.failed.contains(id)),
+            not_started: ids(&|id| results.started.get(id) == Some(&false)),
+        }
     }
 
     /// Whether the readiness probe of container `id` has passed.

@@ -38,6 +38,10 @@ pub struct NodeSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     Init,
+    /// An init container with `restartPolicy: Always` (a sidecar): counts
+    /// as done once started, then runs beside the app containers, is
+    /// probed and restarted like them, and stops after them.
+    Sidecar,
     App,
     /// Added through `pods/ephemeralcontainers` (`kubectl debug`): started
     /// once, never restarted, optionally in the process namespace of the
@@ -53,12 +57,18 @@ impl Role {
     #[must_use]
     pub fn field_path(&self, name: &str) -> String {
         let list = match self {
-            Self::Init => "initContainers",
+            Self::Init | Self::Sidecar => "initContainers",
             Self::App => "containers",
             Self::Ephemeral { .. } => "ephemeralContainers",
         };
         format!("spec.{list}{{{name}}}")
     }
+}
+
+/// Whether an init container is a sidecar (`restartPolicy: Always`).
+#[must_use]
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
 }
 
 /// An ephemeral container as the `Container` of its common fields, which
@@ -94,7 +104,14 @@ pub fn containers(pod: &Pod) -> impl Iterator<Item = (Cow<'_, Container>, Role)>
         .and_then(|s| s.init_containers.as_deref())
         .unwrap_or_default()
         .iter()
-        .map(|c| (Cow::Borrowed(c), Role::Init));
+        .map(|c| {
+            let role = if is_sidecar(c) {
+                Role::Sidecar
+            } else {
+                Role::Init
+            };
+            (Cow::Borrowed(c), role)
+        });
     let app = spec
         .map(|s| s.containers.as_slice())
         .unwrap_or_default()

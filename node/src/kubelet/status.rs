@@ -191,8 +191,13 @@ pub fn phase(
     };
     let policy = RestartPolicy::of(pod);
     let sandbox_ready = runtime.sandbox().is_some_and(|s| s.ready);
-    // Init containers.
-    for c in spec.init_containers.iter().flatten() {
+    // Init containers; sidecars are counted below.
+    let (sidecars, init): (Vec<&SpecContainer>, Vec<&SpecContainer>) = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .partition(|c| super::spec::is_sidecar(c));
+    for c in init {
         match runtime.latest_any(&c.name) {
             Some(l) if l.state == State::Exited && l.exit_code == 0 => {}
             Some(l) if l.state == State::Exited && policy == RestartPolicy::Never => {
@@ -202,6 +207,17 @@ pub fn phase(
         }
     }
     let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
+    // A running sidecar counts as running; one that has not run yet keeps
+    // the pod Pending unless every app container has stopped; one that
+    // exited does not count (`getPhase`).
+    let mut sidecar_pending = false;
+    for c in sidecars {
+        match runtime.latest_any(&c.name).map(|l| l.state) {
+            Some(State::Running) if sandbox_ready => running += 1,
+            None | Some(State::Created | State::Unknown) => sidecar_pending = true,
+            Some(_) => {}
+        }
+    }
     for c in &spec.containers {
         match runtime.latest_any(&c.name) {
             None => waiting += 1,
@@ -218,7 +234,7 @@ pub fn phase(
             },
         }
     }
-    if waiting > 0 {
+    if waiting > 0 || (sidecar_pending && stopped != spec.containers.len()) {
         return "Pending";
     }
     if running > 0 {
@@ -379,15 +395,39 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
     } else {
         (None, None)
     };
+    // A sidecar's status is an app container's (probed, ready, restarted
+    // whatever the pod's policy); it is initialized once started.
+    let sidecar = |name: &str| {
+        spec.init_containers
+            .iter()
+            .flatten()
+            .any(|c| c.name == name && super::spec::is_sidecar(c))
+    };
     let init_statuses: Vec<ContainerStatus> = spec
         .init_containers
         .iter()
         .flatten()
-        .map(|c| container_status(c, runtime, extra, policy, true, "PodInitializing"))
+        .map(|c| {
+            if super::spec::is_sidecar(c) {
+                let always = policy.map(|_| RestartPolicy::Always);
+                container_status(c, runtime, extra, always, false, "PodInitializing")
+            } else {
+                container_status(c, runtime, extra, policy, true, "PodInitializing")
+            }
+        })
         .collect();
-    let initializing = phase == "Pending"
-        && spec.init_containers.as_ref().is_some_and(|i| !i.is_empty())
-        && init_statuses.iter().any(|s| !s.ready);
+    let unready_init: Vec<&str> = init_statuses
+        .iter()
+        .filter(|s| {
+            if sidecar(&s.name) {
+                s.started != Some(true)
+            } else {
+                !s.ready
+            }
+        })
+        .map(|s| s.name.as_str())
+        .collect();
+    let initializing = phase == "Pending" && !unready_init.is_empty();
     let app_default = if initializing {
         "PodInitializing"
     } else {
@@ -422,13 +462,11 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
         .and_then(|s| s.ip.clone())
         .filter(|ip| !ip.is_empty())
         .or_else(|| (host_network && !extra.host_ip.is_empty()).then(|| extra.host_ip.clone()));
-    let unready_init: Vec<&str> = init_statuses
+    // Sidecars first, then app containers (`GenerateContainersReadyCondition`).
+    let unready: Vec<&str> = init_statuses
         .iter()
-        .filter(|s| !s.ready)
-        .map(|s| s.name.as_str())
-        .collect();
-    let unready: Vec<&str> = statuses
-        .iter()
+        .filter(|s| sidecar(&s.name))
+        .chain(&statuses)
         .filter(|s| !s.ready)
         .map(|s| s.name.as_str())
         .collect();
@@ -788,6 +826,62 @@ mod tests {
         assert!(!dbg.ready && dbg.started.is_none());
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert_eq!(cond(&s, "Ready").status, "True");
+    }
+
+    #[test]
+    fn a_sidecar_initializes_once_started_and_counts_for_readiness() {
+        let mut p = pod("Never");
+        p.spec.as_mut().unwrap().init_containers = Some(vec![
+            serde_json::from_value(serde_json::json!(
+                {"name": "proxy", "image": "img", "restartPolicy": "Always"}
+            ))
+            .unwrap(),
+        ]);
+        let mut sc = c("s1", 0, State::Running, 0);
+        sc.name = "proxy".into();
+        // Running, its startup probe not passed yet: not initialized.
+        let extra = Extra {
+            started: HashMap::from([("s1".into(), false)]),
+            ..Extra::default()
+        };
+        let s = compute(&p, &runtime(vec![sc.clone()]), &extra, Timestamp::now());
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        let init = cond(&s, "Initialized");
+        assert_eq!(
+            (init.status.as_str(), init.message.as_deref()),
+            ("False", Some("containers with incomplete status: [proxy]"))
+        );
+        // Started, the app running and ready, the sidecar not ready.
+        let app = c("a1", 0, State::Running, 0);
+        let extra = Extra {
+            ready: HashMap::from([("a1".into(), true), ("s1".into(), false)]),
+            ..Extra::default()
+        };
+        let rt = runtime(vec![app.clone(), sc.clone()]);
+        let s = compute(&p, &rt, &extra, Timestamp::now());
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(cond(&s, "Initialized").status, "True");
+        let ready = cond(&s, "ContainersReady");
+        assert_eq!(
+            (ready.status.as_str(), ready.message.as_deref()),
+            ("False", Some("containers with unready status: [proxy]"))
+        );
+        let sc_status = &s.init_container_statuses.as_ref().unwrap()[0];
+        assert!(sc_status.state.as_ref().unwrap().running.is_some());
+        // The app done: Running while the sidecar runs, Succeeded once it
+        // is stopped.
+        let done = c("a1", 0, State::Exited, 0);
+        let s = compute(
+            &p,
+            &runtime(vec![done.clone(), sc]),
+            &extra,
+            Timestamp::now(),
+        );
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        let mut stopped = c("s1", 0, State::Exited, 137);
+        stopped.name = "proxy".into();
+        let s = compute(&p, &runtime(vec![done, stopped]), &extra, Timestamp::now());
+        assert_eq!(s.phase.as_deref(), Some("Succeeded"));
     }
 
     #[test]

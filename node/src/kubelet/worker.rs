@@ -287,8 +287,8 @@ pub async fn sync(ctx: &Context, pod: &Pod, state: &mut WorkerState) -> Result<(
             )
             .await;
     }
-    let failed = ctx.failed_probes(&runtime);
-    let plan = actions::compute(pod, &runtime, status::is_terminal(phase), &failed);
+    let probed = ctx.probe_results(&runtime);
+    let plan = actions::compute(pod, &runtime, status::is_terminal(phase), &probed);
     execute(ctx, pod, &runtime, &plan, state).await?;
     let runtime = if plan == PodActions::default() {
         runtime
@@ -660,7 +660,7 @@ async fn start_container(
     });
     let inputs = ContainerInputs {
         attempt,
-        init: *role == Role::Init,
+        init: matches!(role, Role::Init | Role::Sidecar),
         target_id,
         envs: env,
         mounts,
@@ -958,8 +958,9 @@ async fn kill_container(
     }
 }
 
-/// Stops every running container (app containers, then init) and the
-/// sandboxes of a pod; `grace` `None` uses what the containers recorded.
+/// Stops every running container (app, init and ephemeral containers
+/// together, then the sidecars in reverse order) and the sandboxes of a
+/// pod; `grace` `None` uses what the containers recorded.
 async fn stop_all(
     ctx: &Context,
     pod: &Pod,
@@ -972,14 +973,32 @@ async fn stop_all(
         .iter()
         .filter(|c| c.state == State::Running)
         .collect();
-    let kills = running.iter().map(|c| {
-        let g = grace
+    // Sidecars stop after everything else, one by one in reverse order, so
+    // a proxy or log shipper outlives what it serves (the kubelet's order).
+    let sidecars: Vec<String> = spec::containers(pod)
+        .filter(|(_, role)| *role == Role::Sidecar)
+        .map(|(c, _)| c.name.clone())
+        .collect();
+    let started = Instant::now();
+    let grace_of = |c: &Container| {
+        grace
             .or(c.grace_period)
-            .unwrap_or(spec::DEFAULT_GRACE_SECONDS);
-        kill_container(ctx, pod, &c.id, &c.name, pod_ip, g, "")
-    });
+            .unwrap_or(spec::DEFAULT_GRACE_SECONDS)
+    };
+    let kills = running
+        .iter()
+        .filter(|c| !sidecars.contains(&c.name))
+        .map(|c| kill_container(ctx, pod, &c.id, &c.name, pod_ip, grace_of(c), ""));
     for result in futures::future::join_all(kills).await {
         result?;
+    }
+    for name in sidecars.iter().rev() {
+        for c in running.iter().filter(|c| &c.name == name) {
+            // What is left of the pod's grace period.
+            let spent = i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX);
+            let left = grace_of(c).saturating_sub(spent);
+            kill_container(ctx, pod, &c.id, &c.name, pod_ip, left, "").await?;
+        }
     }
     for s in runtime.sandboxes.iter().filter(|s| s.ready) {
         ctx.cri.stop_pod_sandbox(&s.id).await?;
@@ -1055,13 +1074,14 @@ fn keep_probes(ctx: &Context, pod: &Pod, runtime: &PodRuntime, state: &mut Worke
     for c in runtime
         .containers
         .iter()
-        .filter(|c| c.state == State::Running && !c.init)
+        .filter(|c| c.state == State::Running)
     {
         if runtime.latest(&c.name).map(|l| &l.id) != Some(&c.id) {
             continue;
         }
-        // Ephemeral containers are neither probed nor ever ready.
-        let Some((spec_c, Role::Init | Role::App)) = spec::find_container(pod, &c.name) else {
+        // App containers and sidecars are probed; init containers run to
+        // completion, and ephemeral containers are never ready.
+        let Some((spec_c, Role::App | Role::Sidecar)) = spec::find_container(pod, &c.name) else {
             continue;
         };
         keep.insert(c.id.clone());
