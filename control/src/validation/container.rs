@@ -705,7 +705,7 @@ fn is_set(v: &Value) -> bool {
 
 /// An ephemeral container as the `Container` its common fields make
 /// (`(*core.Container)(&ec.EphemeralContainerCommon)`).
-pub fn as_container(ec: &EphemeralContainer) -> Container {
+fn as_container(ec: &EphemeralContainer) -> Container {
     let mut v = serde_json::to_value(ec).unwrap_or_default();
     if let Some(m) = v.as_object_mut() {
         m.remove("targetContainerName");

@@ -1,13 +1,13 @@
 //! What to do for a pod, decided from its spec and what the runtime has —
 //! the kubelet's `computePodActions` — as a pure function, so every rule
-//! (sandbox recreation, init containers in order, restart policies,
-//! liveness kills, spec changes, garbage collection) is tested without a
-//! runtime.
+//! (sandbox recreation, init containers in order, sidecars, ephemeral
+//! containers, restart policies, liveness kills, spec changes, garbage
+//! collection) is tested without a runtime.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container as SpecContainer, Pod};
+use k8s_openapi::api::core::v1::{Container as SpecContainer, Pod, PodSpec};
 
 use super::observed::{Container, PodRuntime, State};
 use super::spec;
@@ -216,7 +216,7 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, terminal: bool, probes: &Probes)
 /// restarted whenever they exit, whatever the pod's restart policy. Returns
 /// whether the pod is initialized, so its app containers may run.
 fn initialize(
-    spec: &k8s_openapi::api::core::v1::PodSpec,
+    spec: &PodSpec,
     runtime: &PodRuntime,
     policy: RestartPolicy,
     probes: &Probes,
@@ -419,6 +419,14 @@ mod tests {
             "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
             "spec": {"restartPolicy": policy, "containers": [{"name": "app", "image": "i"}]},
         }))
+    }
+
+    /// The containers a plan starts, with their attempts.
+    fn started(a: &PodActions) -> Vec<(&str, u32)> {
+        a.start
+            .iter()
+            .map(|s| (s.name.as_str(), s.attempt))
+            .collect()
     }
 
     fn sandbox(id: &str, ready: bool) -> Sandbox {
@@ -635,23 +643,14 @@ mod tests {
         }));
         // Not with a new sandbox: only once the pod has one.
         let a = compute(&p, &PodRuntime::default(), false, &Probes::default());
-        assert_eq!(
-            a.start.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-            ["i1"]
-        );
+        assert_eq!(started(&a), [("i1", 0)]);
         // Started while the init container still runs.
         let mut rt = PodRuntime {
             sandboxes: vec![sandbox("s1", true)],
             containers: vec![container("a", "i1", 0, State::Running, 0, &p)],
         };
         let a = compute(&p, &rt, false, &Probes::default());
-        assert_eq!(
-            a.start
-                .iter()
-                .map(|s| (s.name.as_str(), s.attempt))
-                .collect::<Vec<_>>(),
-            [("dbg", 0)]
-        );
+        assert_eq!(started(&a), [("dbg", 0)]);
         // Once it ran, whatever its exit code, it stays as it is.
         for exit in [0, 1] {
             rt.containers = vec![
@@ -683,21 +682,12 @@ mod tests {
                 "containers": [{"name": "app", "image": "i"}],
             },
         }));
-        let names = |a: &PodActions| {
-            a.start
-                .iter()
-                .map(|s| (s.name.clone(), s.attempt))
-                .collect::<Vec<_>>()
-        };
         let mut rt = PodRuntime {
             sandboxes: vec![sandbox("s1", true)],
             containers: vec![],
         };
         let none = Probes::default();
-        assert_eq!(
-            names(&compute(&p, &rt, false, &none)),
-            [("proxy".into(), 0)]
-        );
+        assert_eq!(started(&compute(&p, &rt, false, &none)), [("proxy", 0)]);
         // Running, but its startup probe has not passed: wait.
         rt.containers = vec![container("sc", "proxy", 0, State::Running, 0, &p)];
         let starting = Probes {
@@ -706,13 +696,10 @@ mod tests {
         };
         assert_eq!(compute(&p, &rt, false, &starting), PodActions::default());
         // Started: the next init container runs beside it.
-        assert_eq!(
-            names(&compute(&p, &rt, false, &none)),
-            [("setup".into(), 0)]
-        );
+        assert_eq!(started(&compute(&p, &rt, false, &none)), [("setup", 0)]);
         rt.containers
             .insert(0, container("i", "setup", 0, State::Exited, 0, &p));
-        assert_eq!(names(&compute(&p, &rt, false, &none)), [("app".into(), 0)]);
+        assert_eq!(started(&compute(&p, &rt, false, &none)), [("app", 0)]);
         // With the app running, a sidecar that exits is started again,
         // whatever the pod's restart policy, and the app is left alone.
         rt.containers = vec![
@@ -721,13 +708,13 @@ mod tests {
             container("sc", "proxy", 0, State::Exited, 1, &p),
         ];
         let a = compute(&p, &rt, false, &none);
-        assert_eq!(names(&a), [("proxy".into(), 1)]);
+        assert_eq!(started(&a), [("proxy", 1)]);
         assert!(a.start[0].restart_after.is_some() && !a.kill_pod);
         // A failed liveness probe restarts it too.
         rt.containers[2] = container("sc", "proxy", 0, State::Running, 0, &p);
         let a = compute(&p, &rt, false, &Probes::failed("sc"));
         assert_eq!(a.kill.len(), 1);
-        assert_eq!(names(&a), [("proxy".into(), 1)]);
+        assert_eq!(started(&a), [("proxy", 1)]);
         // The app is done (restartPolicy Never): the sidecar does not keep
         // the pod alive.
         rt.containers[0] = container("a", "app", 0, State::Exited, 0, &p);
