@@ -283,5 +283,73 @@ fn pods_and_services_work_across_nodes_with_real_pods() {
         "unready pod still served: {bodies}"
     );
 
+    // A host-network pod is a Service backend at its node's address: its
+    // podIP is the node's, its EndpointSlice lists it, and a pod on
+    // another node reaches it through the ClusterIP.
+    c.apply(HOST_NETWORK_BACKEND);
+    c.wait_ready("host-web", Duration::from_secs(60));
+    let node2 = c
+        .cluster
+        .nodes()
+        .iter()
+        .find(|n| n.name() == "baton-node-2")
+        .expect("node 2")
+        .address()
+        .to_string();
+    assert_eq!(c.get("pod", "host-web", "{.status.podIP}"), node2);
+    c.wait(Duration::from_secs(30), "host-web's endpoint", |c| {
+        c.kubectl_ok(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=host-web",
+            "-o",
+            "jsonpath={.items[*].endpoints[*].addresses[*]}",
+        ]) == node2
+    });
+    let host_ip = c.get("service", "host-web", "{.spec.clusterIP}");
+    let body = exec(
+        &c,
+        "neighbour",
+        &format!("wget -qO- http://{host_ip}/host && echo"),
+    );
+    assert!(
+        body.contains("\"path\":\"/host\"")
+            && body.contains(&format!("\"client\":\"{neighbour_ip}:")),
+        "{body}"
+    );
+
     c.assert_no_bridge_or_netfilter_rules();
 }
+
+/// An echo server in node 2's own network namespace (ports of its own, away
+/// from the node's), behind a Service.
+const HOST_NETWORK_BACKEND: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: host-web
+  labels: {app: host-web}
+spec:
+  nodeName: baton-node-2
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: echo
+    image: baton.local/echo:1
+    env:
+    - {name: HTTP_PORT, value: "18080"}
+    - {name: TCP_PORT, value: "19000"}
+    - {name: UDP_PORT, value: "15353"}
+    ports: [{name: http, containerPort: 18080}]
+    readinessProbe:
+      httpGet: {path: /healthz, port: http}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: host-web}
+spec:
+  selector: {app: host-web}
+  ports: [{port: 80, targetPort: http}]
+"#;
