@@ -241,6 +241,21 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: last-words}
+spec:
+  nodeName: baton-node-1
+  restartPolicy: Never
+  containers:
+  - name: file
+    image: baton.local/echo:1
+    command: ["sh", "-c", "printf 'written to the termination log' > /dev/termination-log; exit 3"]
+  - name: logs
+    image: baton.local/echo:1
+    terminationMessagePolicy: FallbackToLogsOnError
+    command: ["sh", "-c", "echo first; echo the last line; exit 4"]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: deadline}
 spec:
   nodeName: baton-node-1
@@ -456,6 +471,24 @@ spec:
         !sidecar(c, "state.terminated.exitCode").is_empty()
     });
     assert_eq!(sidecar(&c, "restartCount"), "0");
+
+    // A container's termination message: what it wrote to
+    // /dev/termination-log, or the end of its log when it failed and asked
+    // for that.
+    c.wait(Duration::from_secs(60), "last-words failed", |c| {
+        c.get("pod", "last-words", "{.status.phase}") == "Failed"
+    });
+    let message = |c: &Stack, container: &str| {
+        c.get(
+            "pod",
+            "last-words",
+            &format!(
+                "{{.status.containerStatuses[?(@.name==\"{container}\")].state.terminated.message}}"
+            ),
+        )
+    };
+    assert_eq!(message(&c, "file"), "written to the termination log");
+    assert_eq!(message(&c, "logs"), "first\nthe last line\n");
 
     // A pod that outlives its activeDeadlineSeconds fails for it, and its
     // container is stopped and not started again (restartPolicy Always).

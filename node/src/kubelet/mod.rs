@@ -34,6 +34,7 @@ pub mod server;
 pub mod sources;
 pub mod spec;
 pub mod status;
+pub mod termination;
 pub mod tokens;
 pub mod volumes;
 pub mod worker;

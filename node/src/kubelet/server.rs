@@ -302,7 +302,12 @@ fn parse_cri_line(line: &str) -> Option<(&str, &str, bool, &str)> {
     Some((time, stream, tag == "P", content))
 }
 
-fn render(line: &str, timestamps: bool, since: Option<jiff::Timestamp>) -> Option<String> {
+/// A CRI log line as `kubectl logs` shows it (`None`: before `since`).
+pub(super) fn render(
+    line: &str,
+    timestamps: bool,
+    since: Option<jiff::Timestamp>,
+) -> Option<String> {
     let (time, _stream, partial, content) = parse_cri_line(line)?;
     if let Some(since) = since
         && time.parse::<jiff::Timestamp>().is_ok_and(|t| t < since)

@@ -22,7 +22,7 @@ use super::probes;
 use super::sources::Kind as SourceKind;
 use super::spec::{self, ContainerInputs, Role};
 use super::status::{self, Extra};
-use super::{Context, KubeletError, env, hosts, relist, volumes};
+use super::{Context, KubeletError, env, hosts, relist, termination, volumes};
 use crate::cri::api as cri;
 use crate::cri::labels;
 
@@ -171,7 +171,8 @@ async fn observe_pod(
         let status = match known {
             Some(status) => status,
             None => match ctx.cri.container_status(&c.id).await {
-                Ok(status) => {
+                Ok(mut status) => {
+                    termination::add_message(&mut status);
                     cache().remember_container_status(uid, &status);
                     status
                 }
