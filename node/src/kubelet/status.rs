@@ -472,9 +472,16 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
         .collect();
     let terminal = is_terminal(phase);
     let list = |names: &[&str]| format!("[{}]", names.join(" "));
+    // An app container that has run means the pod was initialized, also
+    // while a sidecar restarts (`HasAnyRegularContainerStarted`).
+    let app_started = statuses.iter().any(|s| {
+        s.state
+            .as_ref()
+            .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+    });
     let mut conditions = vec![
         condition("PodReadyToStartContainers", sandbox.is_some(), None, None),
-        if unready_init.is_empty() || phase == "Succeeded" {
+        if unready_init.is_empty() || phase == "Succeeded" || app_started {
             condition("Initialized", true, None, None)
         } else {
             condition(
@@ -868,6 +875,16 @@ mod tests {
         );
         let sc_status = &s.init_container_statuses.as_ref().unwrap()[0];
         assert!(sc_status.state.as_ref().unwrap().running.is_some());
+        // A sidecar restarting beside the running app: still initialized.
+        let mut restarting = c("s0", 0, State::Exited, 1);
+        restarting.name = "proxy".into();
+        let s = compute(
+            &p,
+            &runtime(vec![app.clone(), restarting]),
+            &extra,
+            Timestamp::now(),
+        );
+        assert_eq!(cond(&s, "Initialized").status, "True");
         // The app done: Running while the sidecar runs, Succeeded once it
         // is stopped.
         let done = c("a1", 0, State::Exited, 0);
