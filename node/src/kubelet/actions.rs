@@ -85,8 +85,15 @@ fn ran_for(c: &Container) -> Option<Duration> {
         .then(|| Duration::from_nanos(u64::try_from(c.finished_at - c.started_at).unwrap_or(0)))
 }
 
-fn next_attempt(runtime: &PodRuntime, name: &str) -> u32 {
-    runtime.latest_any(name).map_or(0, |c| c.attempt + 1)
+/// A start of container `name` that is no restart: its attempt follows the
+/// newest the runtime has of it (in any sandbox), without a back-off.
+fn fresh_start(runtime: &PodRuntime, name: &str, init: bool) -> Start {
+    Start {
+        name: name.to_owned(),
+        init,
+        attempt: runtime.latest_any(name).map_or(0, |c| c.attempt + 1),
+        restart_after: None,
+    }
 }
 
 /// What the probes say about the pod's running containers, by container ID.
@@ -152,20 +159,10 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, terminal: bool, probes: &Probes)
             .remove_sandboxes
             .extend(runtime.sandboxes.iter().take(1).map(|s| s.id.clone()));
         match init_containers.first() {
-            Some(first) => actions.start.push(Start {
-                name: first.name.clone(),
-                init: true,
-                attempt: next_attempt(runtime, &first.name),
-                restart_after: None,
-            }),
+            Some(first) => actions.start.push(fresh_start(runtime, &first.name, true)),
             None => {
                 for c in &spec.containers {
-                    actions.start.push(Start {
-                        name: c.name.clone(),
-                        init: false,
-                        attempt: next_attempt(runtime, &c.name),
-                        restart_after: None,
-                    });
+                    actions.start.push(fresh_start(runtime, &c.name, false));
                 }
             }
         }
@@ -176,12 +173,7 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, terminal: bool, probes: &Probes)
     // pod's init containers still run.
     for e in spec.ephemeral_containers.iter().flatten() {
         if runtime.latest_any(&e.name).is_none() {
-            actions.start.push(Start {
-                name: e.name.clone(),
-                init: false,
-                attempt: 0,
-                restart_after: None,
-            });
+            actions.start.push(fresh_start(runtime, &e.name, false));
         }
     }
 
@@ -237,12 +229,7 @@ fn initialize(
         // Whether this container holds back the ones after it.
         let blocks = !initialized_before;
         let Some(latest) = runtime.latest(&c.name) else {
-            actions.start.push(Start {
-                name: c.name.clone(),
-                init: true,
-                attempt: next_attempt(runtime, &c.name),
-                restart_after: None,
-            });
+            actions.start.push(fresh_start(runtime, &c.name, true));
             if blocks {
                 return false;
             }
@@ -324,12 +311,7 @@ fn decide_app(
     actions: &mut PodActions,
 ) {
     let Some(latest) = runtime.latest(&c.name) else {
-        actions.start.push(Start {
-            name: c.name.clone(),
-            init: false,
-            attempt: next_attempt(runtime, &c.name),
-            restart_after: None,
-        });
+        actions.start.push(fresh_start(runtime, &c.name, false));
         return;
     };
     let restart = |actions: &mut PodActions, exit_code: i32| {

@@ -252,6 +252,19 @@ pub fn hostname(pod: &Pod) -> String {
     name
 }
 
+/// The pod's address: its sandbox's, or the node's (`host_ip`) for a
+/// host-network pod, whose sandbox has none of its own, as the kubelet
+/// gives it (what `status.podIP`, Endpoints, probes, hooks and the
+/// downward API then see).
+#[must_use]
+pub fn pod_ip(pod: &Pod, sandbox_ip: Option<&str>, host_ip: &str) -> Option<String> {
+    match sandbox_ip.filter(|ip| !ip.is_empty()) {
+        Some(ip) => Some(ip.to_owned()),
+        None if host_network(pod) && !host_ip.is_empty() => Some(host_ip.to_owned()),
+        None => None,
+    }
+}
+
 /// Whether the pod uses the node's network namespace.
 #[must_use]
 pub fn host_network(pod: &Pod) -> bool {

@@ -455,13 +455,7 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
         .collect();
 
     let sandbox = runtime.sandbox().filter(|s| s.ready);
-    // A host-network pod has the node's address as its own, as the
-    // kubelet gives it (its sandbox reports none); Endpoints need it.
-    let host_network = spec.host_network.unwrap_or(false);
-    let pod_ip = sandbox
-        .and_then(|s| s.ip.clone())
-        .filter(|ip| !ip.is_empty())
-        .or_else(|| (host_network && !extra.host_ip.is_empty()).then(|| extra.host_ip.clone()));
+    let pod_ip = super::spec::pod_ip(pod, sandbox.and_then(|s| s.ip.as_deref()), &extra.host_ip);
     // Sidecars first, then app containers (`GenerateContainersReadyCondition`).
     let unready: Vec<&str> = init_statuses
         .iter()

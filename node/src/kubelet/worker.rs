@@ -480,15 +480,9 @@ async fn execute(
     Ok(())
 }
 
-/// The pod's address: its sandbox's, or the node's for a host-network pod,
-/// whose sandbox has none of its own (what `status.podIP`, probes, hooks
-/// and the downward API then see, as with the kubelet).
+/// [`spec::pod_ip`] with this node's address; empty when there is none yet.
 fn pod_ip(ctx: &Context, pod: &Pod, sandbox_ip: Option<&str>) -> String {
-    match sandbox_ip.filter(|ip| !ip.is_empty()) {
-        Some(ip) => ip.to_owned(),
-        None if spec::host_network(pod) => ctx.host_ip.clone(),
-        None => String::new(),
-    }
+    spec::pod_ip(pod, sandbox_ip, &ctx.host_ip).unwrap_or_default()
 }
 
 fn uid_of(pod: &Pod) -> String {
