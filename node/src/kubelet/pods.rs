@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use super::observed::PodRuntime;
 use super::relist;
-use super::worker::{self, WorkerState};
+use super::worker::{self, Wake, WorkerState};
 use super::{Context, KubeletError};
 use crate::cri::api as cri;
 use crate::cri::labels::{self, PodRef};
@@ -159,18 +159,23 @@ async fn pod_worker(
         let next_sync = tokio::time::Instant::now() + state.next_sync;
         let woken = loop {
             tokio::select! {
-                changed = rx.changed() => if changed.is_err() { break None } else { break Some(true) },
-                () = notify.notified() => break Some(true),
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        break None;
+                    }
+                    break Some(state.wake_for(rx.borrow().as_deref()));
+                }
+                () = notify.notified() => break Some(Wake::Event),
                 // A failed probe run is reported as it happens, without a
                 // sync: a probe that keeps failing changes nothing else.
                 Some(failure) = state.failures_rx.recv() => {
                     worker::probe_failed(&ctx, &pod, &failure).await;
                 }
-                () = tokio::time::sleep_until(next_sync) => break Some(false),
+                () = tokio::time::sleep_until(next_sync) => break Some(Wake::Resync),
             }
         };
-        let Some(changed) = woken else { break };
-        state.changed = changed;
+        let Some(wake) = woken else { break };
+        state.wake = wake;
     }
     ctx.relist_wakers
         .lock()

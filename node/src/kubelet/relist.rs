@@ -1,9 +1,11 @@
 //! The node-wide relist (the kubelet's PLEG): once a second, two CRI calls
 //! list every sandbox and container of the node; a pod whose sandboxes or
 //! containers changed (one appeared, went away, or changed state) has its
-//! worker woken at once. A worker's periodic sync of a pod the relist saw
-//! unchanged since the worker last read it reuses what it read, so a node
-//! of quiet pods costs the runtime two calls a second, not several per pod.
+//! worker woken at once. A worker reuses what it last read of its pod
+//! unless the relist has seen the pod otherwise since (its periodic sync
+//! only if a relist since saw it the same), so a node of quiet pods costs
+//! the runtime two calls a second, not several per pod, and a starting pod
+//! is not read again for each of its own status writes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -61,11 +63,26 @@ impl Snapshot {
     /// relist made after `since` saw exactly that.
     #[must_use]
     pub fn unchanged(&self, uid: &str, fingerprint: &Fingerprint, since: Instant) -> bool {
+        self.made_after(since) && self.saw(uid, fingerprint)
+    }
+
+    /// Whether a relist made after `since` saw pod `uid` otherwise than
+    /// `fingerprint` describes.
+    #[must_use]
+    pub fn contradicts(&self, uid: &str, fingerprint: &Fingerprint, since: Instant) -> bool {
+        self.made_after(since) && !self.saw(uid, fingerprint)
+    }
+
+    fn made_after(&self, since: Instant) -> bool {
         self.started.is_some_and(|started| started > since)
-            && self
-                .pods
-                .get(uid)
-                .map_or(fingerprint.is_empty(), |seen| seen == fingerprint)
+    }
+
+    /// Whether this relist saw pod `uid` as `fingerprint` (a pod it did not
+    /// see has an empty one).
+    fn saw(&self, uid: &str, fingerprint: &Fingerprint) -> bool {
+        self.pods
+            .get(uid)
+            .map_or(fingerprint.is_empty(), |seen| seen == fingerprint)
     }
 }
 
@@ -201,5 +218,27 @@ mod tests {
         // A pod the runtime has nothing of is unchanged while it still has
         // nothing.
         assert!(later.unchanged("z", &Fingerprint::new(), read_at));
+    }
+
+    #[test]
+    fn only_a_later_relist_that_saw_otherwise_contradicts_a_read() {
+        let running = cri::ContainerState::ContainerRunning;
+        let exited = cri::ContainerState::ContainerExited;
+        let read_at = Instant::now();
+        let seen = fingerprints(&[], &[container("a", "c1", running)])["a"].clone();
+        let relist = |started, state| Snapshot {
+            started: Some(started),
+            pods: fingerprints(&[], &[container("a", "c1", state)]),
+        };
+        let later = read_at + Duration::from_millis(1);
+        assert!(relist(later, exited).contradicts("a", &seen, read_at));
+        assert!(!relist(later, running).contradicts("a", &seen, read_at));
+        // A relist from before the read (the worker's own start of the
+        // container is newer than what it saw) contradicts nothing, nor
+        // does no relist at all.
+        assert!(!relist(read_at, exited).contradicts("a", &seen, read_at));
+        assert!(!Snapshot::default().contradicts("a", &seen, read_at));
+        // The pod gone from a later relist contradicts a read that saw it.
+        assert!(relist(later, running).contradicts("z", &seen, read_at));
     }
 }

@@ -66,9 +66,8 @@ pub struct WorkerState {
     startup: Option<PodStartup>,
     /// Set once the pod has been terminated and removed.
     pub finished: bool,
-    /// Whether this sync was caused by a change (of the pod in the API or
-    /// of a probe result) rather than by the periodic resync.
-    pub changed: bool,
+    /// What woke the worker for this sync.
+    pub wake: Wake,
     /// How long after this sync the next one comes when nothing wakes the
     /// worker earlier ([`next_sync`]).
     pub next_sync: Duration,
@@ -92,9 +91,36 @@ impl WorkerState {
             observed: None,
             startup: None,
             finished: false,
-            changed: true,
+            wake: Wake::PodChanged,
             next_sync: RETRY,
         }
+    }
+}
+
+/// What wakes a pod's worker, which decides whether its sync reads the
+/// pod's runtime state from CRI again or reuses its last read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// The worker's first sync, or a change of the pod in the API by
+    /// someone else: the runtime is read afresh.
+    PodChanged,
+    /// The kubelet's own status write coming back through the watch, the
+    /// relist seeing the pod's sandboxes or containers change, or a probe
+    /// result: the last read is reused unless a relist made since saw the
+    /// pod otherwise. Whatever changes in the runtime after a read, the
+    /// relist that sees it wakes the worker again, as the kubelet's PLEG
+    /// does; upstream's workers never read the runtime themselves.
+    Event,
+    /// The periodic resync: the last read is reused only if a relist made
+    /// since saw the pod the same.
+    Resync,
+}
+
+impl Wake {
+    /// Whether something changed rather than the period ran out.
+    #[must_use]
+    pub fn changed(self) -> bool {
+        self != Wake::Resync
     }
 }
 
@@ -105,6 +131,23 @@ struct Observed {
     at: Instant,
     fingerprint: relist::Fingerprint,
     runtime: PodRuntime,
+}
+
+impl WorkerState {
+    /// What a change of the pod in the API is to the worker: its own
+    /// status write coming back (the watch shows the version that write
+    /// made), or a change by someone else.
+    #[must_use]
+    pub fn wake_for(&self, pod: Option<&Pod>) -> Wake {
+        match (pod, &self.last_written_version) {
+            (Some(pod), Some(written))
+                if pod.metadata.resource_version.as_ref() == Some(written) =>
+            {
+                Wake::Event
+            }
+            _ => Wake::PodChanged,
+        }
+    }
 }
 
 impl Default for WorkerState {
@@ -194,24 +237,26 @@ async fn observe_pod(
     Ok((grouped.remove(uid).unwrap_or_default(), fingerprint))
 }
 
-/// The runtime state of the pod as its worker last read it, if a relist
-/// made since saw it unchanged and nothing else asked for a fresh read
-/// (a change of the pod, a probe result, a relist event); read from CRI
-/// otherwise.
+/// The runtime state of the pod as its worker last read it, when what woke
+/// the worker allows it ([`Wake`]); read from CRI otherwise.
 async fn current_runtime(
     ctx: &Context,
     uid: &str,
     state: &mut WorkerState,
 ) -> Result<PodRuntime, KubeletError> {
-    if !state.changed
-        && let Some(seen) = &state.observed
-        && ctx
+    if let Some(seen) = &state.observed {
+        let relist = ctx
             .relist
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .unchanged(uid, &seen.fingerprint, seen.at)
-    {
-        return Ok(seen.runtime.clone());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reuse = match state.wake {
+            Wake::PodChanged => false,
+            Wake::Event => !relist.contradicts(uid, &seen.fingerprint, seen.at),
+            Wake::Resync => relist.unchanged(uid, &seen.fingerprint, seen.at),
+        };
+        if reuse {
+            return Ok(seen.runtime.clone());
+        }
     }
     read_runtime(ctx, uid, state).await
 }
@@ -290,6 +335,11 @@ pub async fn sync(ctx: &Context, pod: &Pod, state: &mut WorkerState) -> Result<(
     }
     let probed = ctx.probe_results(&runtime);
     let plan = actions::compute(pod, &runtime, status::is_terminal(phase), &probed);
+    if plan != PodActions::default() {
+        // The runtime is about to change: a sync that fails half-way must
+        // not reuse the read from before it.
+        state.observed = None;
+    }
     execute(ctx, pod, &runtime, &plan, state).await?;
     let runtime = if plan == PodActions::default() {
         runtime
@@ -1105,7 +1155,7 @@ fn keep_probes(ctx: &Context, pod: &Pod, runtime: &PodRuntime, state: &mut Worke
                 // trigger, so a pod that stays unready is probed at its
                 // period.
                 if kind == probes::Kind::Readiness
-                    && state.changed
+                    && state.wake.changed()
                     && !started
                     && !ctx.is_ready(&c.id)
                 {
@@ -1232,6 +1282,7 @@ fn newer_version<'a>(watched: Option<&'a str>, written: Option<&'a str>) -> Opti
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     use super::*;
@@ -1249,6 +1300,26 @@ mod tests {
         // something is left undone.
         assert_eq!(next_sync(true, [Some(Duration::ZERO), None]), RETRY);
         assert_eq!(next_sync(false, [secs(3), secs(2)]), RETRY);
+    }
+
+    #[test]
+    fn only_the_version_of_its_own_status_write_is_an_echo_to_the_worker() {
+        let pod = |version: &str| Pod {
+            metadata: ObjectMeta {
+                resource_version: Some(version.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut state = WorkerState::new();
+        assert_eq!(state.wake_for(Some(&pod("7"))), Wake::PodChanged);
+        state.last_written_version = Some("7".into());
+        assert_eq!(state.wake_for(Some(&pod("7"))), Wake::Event);
+        // Someone else's write after the kubelet's.
+        assert_eq!(state.wake_for(Some(&pod("9"))), Wake::PodChanged);
+        assert_eq!(state.wake_for(None), Wake::PodChanged);
+        assert!(Wake::Event.changed() && Wake::PodChanged.changed());
+        assert!(!Wake::Resync.changed());
     }
 
     #[test]
