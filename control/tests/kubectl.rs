@@ -306,3 +306,155 @@ fn create_expose_watch_and_delete() {
     api.kubectl_ok(&["delete", "deployment", "web"]);
     api.kubectl_ok(&["delete", "svc", "web"]);
 }
+
+#[test]
+fn auth_can_i_answers_as_the_authorizer_decides() {
+    let c = Cluster::start();
+    let api = &c.api;
+    // Every authenticated request is allowed (the AlwaysAllow mode), and
+    // the reviews say so: for resources, subresources and other paths.
+    assert_eq!(
+        api.kubectl_ok(&["auth", "can-i", "create", "pods"]),
+        "yes\n"
+    );
+    assert_eq!(
+        api.kubectl_ok(&[
+            "auth",
+            "can-i",
+            "delete",
+            "deployments.apps",
+            "-n",
+            "kube-system"
+        ]),
+        "yes\n"
+    );
+    assert_eq!(
+        api.kubectl_ok(&["auth", "can-i", "create", "pods", "--subresource=exec"]),
+        "yes\n"
+    );
+    assert_eq!(
+        api.kubectl_ok(&["auth", "can-i", "get", "/healthz"]),
+        "yes\n"
+    );
+    let rules = api.kubectl_ok(&["auth", "can-i", "--list"]);
+    let rows: Vec<Vec<&str>> = rules
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec![
+                "Resources",
+                "Non-Resource",
+                "URLs",
+                "Resource",
+                "Names",
+                "Verbs"
+            ],
+            vec!["*.*", "[]", "[]", "[*]"],
+            vec!["[*]", "[]", "[*]"],
+        ],
+        "{rules}"
+    );
+
+    // A SubjectAccessReview asks about someone else; it needs a subject.
+    // (Sent raw: kubectl's client-side validation of a kind without PATCH
+    // looks for CustomResourceDefinitions, which are not served.)
+    let ask = |path: &str, kind: &str, namespace: &str, spec: &str| {
+        let body = format!(
+            "{{\"apiVersion\":\"authorization.k8s.io/v1\",\"kind\":\"{kind}\",\
+             \"metadata\":{{\"namespace\":\"{namespace}\"}},\"spec\":{spec}}}"
+        );
+        let out = api.kubectl_stdin(
+            &[
+                "create",
+                "--raw",
+                &format!("/apis/authorization.k8s.io/v1{path}"),
+                "-f",
+                "-",
+            ],
+            &body,
+        );
+        if out.status.success() {
+            let answer: serde_json::Value =
+                serde_json::from_str(&stdout(&out)).expect("a review in JSON");
+            Ok(answer["status"].clone())
+        } else {
+            Err(stderr(&out))
+        }
+    };
+    let sar = "/subjectaccessreviews";
+    assert_eq!(
+        ask(
+            sar,
+            "SubjectAccessReview",
+            "",
+            r#"{"user":"jane","resourceAttributes":{"verb":"get","resource":"secrets","namespace":"team"}}"#,
+        ),
+        Ok(serde_json::json!({"allowed": true}))
+    );
+    let nobody = ask(
+        sar,
+        "SubjectAccessReview",
+        "",
+        r#"{"resourceAttributes":{"verb":"get","resource":"secrets"}}"#,
+    )
+    .expect_err("a review without a subject");
+    assert!(
+        nobody.contains(
+            "SubjectAccessReview \"\" is invalid: spec.user: Invalid value: \"\": at least one of user or group must be specified"
+        ),
+        "{nobody}"
+    );
+    // A local review asks only about its own namespace.
+    let local = |asked: &str| {
+        ask(
+            "/namespaces/team/localsubjectaccessreviews",
+            "LocalSubjectAccessReview",
+            "team",
+            &format!(
+                r#"{{"groups":["devs"],"resourceAttributes":{{"verb":"list","resource":"pods","namespace":"{asked}"}}}}"#
+            ),
+        )
+    };
+    assert_eq!(local("team"), Ok(serde_json::json!({"allowed": true})));
+    let other = local("other").expect_err("another namespace");
+    assert!(
+        other.contains(
+            "spec.resourceAttributes.namespace: Invalid value: \"other\": must match metadata.namespace"
+        ),
+        "{other}"
+    );
+    // A question must be exactly one: a resource or a path.
+    let neither = ask(
+        "/selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        "",
+        "{}",
+    )
+    .expect_err("a review without a question");
+    assert!(
+        neither.contains(
+            "spec.resourceAttributes: Invalid value: null: exactly one of nonResourceAttributes or resourceAttributes must be specified"
+        ),
+        "{neither}"
+    );
+    // A rules review needs the namespace it lists rules for.
+    let unscoped = ask(
+        "/selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+        "",
+        "{}",
+    )
+    .expect_err("a rules review without a namespace");
+    assert!(unscoped.contains("no namespace on request"), "{unscoped}");
+    // Reviews are answered, never stored.
+    let out = api.kubectl(&["get", "selfsubjectaccessreviews"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("(MethodNotAllowed)"),
+        "{}",
+        stderr(&out)
+    );
+}

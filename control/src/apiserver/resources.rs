@@ -121,6 +121,27 @@ const fn resource(
     }
 }
 
+/// An authorization.k8s.io/v1 review: created only, never listed.
+const fn review(
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    namespaced: bool,
+) -> Resource {
+    Resource {
+        verbs: CREATE,
+        ..resource(
+            "authorization.k8s.io",
+            "v1",
+            kind,
+            "",
+            plural,
+            singular,
+            namespaced,
+        )
+    }
+}
+
 /// Every resource served, in discovery order per group-version.
 pub static RESOURCES: &[Resource] = &[
     // core/v1
@@ -397,6 +418,32 @@ pub static RESOURCES: &[Resource] = &[
             false,
         )
     },
+    // authorization.k8s.io/v1 (`kubectl auth can-i`): questions to the
+    // authorizer, answered and not stored.
+    review(
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        false,
+    ),
+    review(
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        false,
+    ),
+    review(
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        false,
+    ),
+    review(
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        true,
+    ),
     // rbac.authorization.k8s.io/v1
     resource(
         "rbac.authorization.k8s.io",

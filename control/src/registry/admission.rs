@@ -38,7 +38,8 @@ pub fn admit_create(
     })
 }
 
-fn to_error(r: &Resource, obj: &Value, causes: &[Cause]) -> ApiError {
+/// The 422 `Invalid` error for `obj`'s validation `causes`.
+pub fn to_error(r: &Resource, obj: &Value, causes: &[Cause]) -> ApiError {
     let name = obj
         .pointer("/metadata/name")
         .and_then(Value::as_str)

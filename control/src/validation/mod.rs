@@ -19,6 +19,7 @@ pub mod quantity;
 pub mod selector;
 
 mod apps;
+mod authorization;
 mod cluster;
 mod config;
 mod container;
@@ -167,6 +168,15 @@ pub fn validate_create(group: &str, version: &str, kind: &str, obj: &Value) -> V
         }
         ("scheduling.k8s.io", "PriorityClass") => check(obj, scheduling::validate_priority_class),
         ("policy", "Eviction") => check(obj, policy::validate_eviction),
+        ("authorization.k8s.io", "SelfSubjectAccessReview") => {
+            check(obj, authorization::validate_self_subject_access_review)
+        }
+        ("authorization.k8s.io", "SubjectAccessReview") => {
+            check(obj, authorization::validate_subject_access_review)
+        }
+        ("authorization.k8s.io", "LocalSubjectAccessReview") => {
+            check(obj, authorization::validate_local_subject_access_review)
+        }
         _ => Vec::new(),
     };
     with_generic_name_check(obj, kind, errs)
@@ -175,7 +185,18 @@ pub fn validate_create(group: &str, version: &str, kind: &str, obj: &Value) -> V
 /// The generic registry's final check (`BeforeCreate`): once the kind's
 /// own validation passed, every name must be a valid path segment.
 fn with_generic_name_check(obj: &Value, kind: &str, errs: Vec<Cause>) -> Vec<Cause> {
-    if !errs.is_empty() || matches!(kind, "Binding" | "Eviction" | "Scale") {
+    if !errs.is_empty()
+        || matches!(
+            kind,
+            "Binding"
+                | "Eviction"
+                | "Scale"
+                | "SelfSubjectAccessReview"
+                | "SelfSubjectRulesReview"
+                | "SubjectAccessReview"
+                | "LocalSubjectAccessReview"
+        )
+    {
         return errs;
     }
     let name = obj

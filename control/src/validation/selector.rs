@@ -189,38 +189,21 @@ pub fn validate_label_selector(sel: &LabelSelector, path: &Path) -> Vec<Cause> {
         errs.extend(validate_requirement(
             expr,
             &path.child("matchExpressions").index(i),
+            false,
         ));
     }
     errs
 }
 
-/// `ValidateLabelSelectorRequirement`.
-fn validate_requirement(req: &LabelSelectorRequirement, path: &Path) -> Vec<Cause> {
-    let mut errs = Vec::new();
+/// `ValidateLabelSelectorRequirement`; `unknown_operators` is its
+/// `AllowUnknownOperatorInRequirement` option.
+pub(super) fn validate_requirement(
+    req: &LabelSelectorRequirement,
+    path: &Path,
+    unknown_operators: bool,
+) -> Vec<Cause> {
     let values = req.values.as_deref().unwrap_or_default();
-    match req.operator.as_str() {
-        "In" | "NotIn" => {
-            if values.is_empty() {
-                errs.push(field::required(
-                    &path.child("values"),
-                    "must be specified when `operator` is 'In' or 'NotIn'",
-                ));
-            }
-        }
-        "Exists" | "DoesNotExist" => {
-            if !values.is_empty() {
-                errs.push(field::forbidden(
-                    &path.child("values"),
-                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                ));
-            }
-        }
-        other => errs.push(field::invalid(
-            &path.child("operator"),
-            other,
-            "not a valid selector operator",
-        )),
-    }
+    let mut errs = validate_operator(&req.operator, values, path, unknown_operators);
     errs.extend(validate_label_name(&req.key, &path.child("key")));
     for (i, v) in values.iter().enumerate() {
         for m in is_valid_label_value(v) {
@@ -228,6 +211,34 @@ fn validate_requirement(req: &LabelSelectorRequirement, path: &Path) -> Vec<Caus
         }
     }
     errs
+}
+
+/// The operator's rule on values, which label and field selector
+/// requirements share: `In` and `NotIn` need values, `Exists` and
+/// `DoesNotExist` take none.
+pub(super) fn validate_operator(
+    operator: &str,
+    values: &[String],
+    path: &Path,
+    unknown_operators: bool,
+) -> Vec<Cause> {
+    match operator {
+        "In" | "NotIn" if values.is_empty() => vec![field::required(
+            &path.child("values"),
+            "must be specified when `operator` is 'In' or 'NotIn'",
+        )],
+        "Exists" | "DoesNotExist" if !values.is_empty() => vec![field::forbidden(
+            &path.child("values"),
+            "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+        )],
+        "In" | "NotIn" | "Exists" | "DoesNotExist" => Vec::new(),
+        _ if unknown_operators => Vec::new(),
+        other => vec![field::invalid(
+            &path.child("operator"),
+            other,
+            "not a valid selector operator",
+        )],
+    }
 }
 
 /// Go's `%#v` of a `v1.LabelSelector` value.

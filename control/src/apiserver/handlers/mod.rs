@@ -1,6 +1,7 @@
 //! Request handling: authentication check, routing, body collection,
 //! dispatch to the verb handlers, and metrics.
 
+pub mod access_review;
 pub mod delete;
 pub mod list;
 pub mod node_proxy;
@@ -305,6 +306,9 @@ async fn resource(
     check_verb(rr)?;
     if rr.resource.kind == "SelfSubjectReview" {
         return self_subject_review::create(rr, r);
+    }
+    if access_review::answers(rr.resource.group, rr.resource.kind) {
+        return access_review::create(rr, r);
     }
     let verb = rr.verb;
     if let Some(sub) = rr.subresource.as_deref()

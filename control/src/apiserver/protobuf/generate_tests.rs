@@ -28,6 +28,7 @@ const MODULES: &[&str] = &[
     "api/core/v1",
     "api/apps/v1",
     "api/authentication/v1",
+    "api/authorization/v1",
     "api/autoscaling/v1",
     "api/coordination/v1",
     "api/discovery/v1",

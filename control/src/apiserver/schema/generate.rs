@@ -5,9 +5,10 @@
 //! `allOf: [{$ref}]`, and top-level kinds carry `x-kubernetes-group-version-kind`.
 
 use k8s_openapi::api::{
-    apps::v1 as apps, authentication::v1 as authentication, autoscaling::v1 as autoscaling,
-    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    events::v1 as events, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+    apps::v1 as apps, authentication::v1 as authentication, authorization::v1 as authorization,
+    autoscaling::v1 as autoscaling, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, events::v1 as events, policy::v1 as policy, rbac::v1 as rbac,
+    scheduling::v1 as scheduling,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -101,6 +102,10 @@ pub fn generate() -> Generated {
     b.kind::<policy::Eviction>();
     b.kind::<authentication::TokenRequest>();
     b.kind::<authentication::SelfSubjectReview>();
+    b.kind::<authorization::SelfSubjectAccessReview>();
+    b.kind::<authorization::SelfSubjectRulesReview>();
+    b.kind::<authorization::SubjectAccessReview>();
+    b.kind::<authorization::LocalSubjectAccessReview>();
     b.listable::<discovery::EndpointSlice>();
     b.listable::<coordination::Lease>();
     b.listable::<events::Event>();
