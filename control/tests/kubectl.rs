@@ -358,6 +358,29 @@ fn auth_can_i_answers_as_the_authorizer_decides() {
         "{rules}"
     );
 
+    // Impersonation: the request acts as the user kubectl names.
+    let whoami = |args: &[&str]| {
+        let mut all = vec![
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username} {.status.userInfo.groups} {.status.userInfo.uid}",
+        ];
+        all.extend_from_slice(args);
+        api.kubectl_ok(&all)
+    };
+    assert_eq!(
+        whoami(&[]),
+        r#"kubernetes-admin ["system:masters","system:authenticated"] "#
+    );
+    assert_eq!(
+        whoami(&["--as=jane", "--as-group=devs", "--as-uid=1234"]),
+        r#"jane ["devs","system:authenticated"] 1234"#
+    );
+    assert_eq!(
+        whoami(&["--as=system:serviceaccount:team:builder"]),
+        r#"system:serviceaccount:team:builder ["system:serviceaccounts","system:serviceaccounts:team","system:authenticated"] "#
+    );
     // A SubjectAccessReview asks about someone else; it needs a subject.
     // (Sent raw: kubectl's client-side validation of a kind without PATCH
     // looks for CustomResourceDefinitions, which are not served.)

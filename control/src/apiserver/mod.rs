@@ -9,6 +9,7 @@ pub mod content;
 pub mod discovery;
 pub mod fieldmanager;
 pub mod handlers;
+pub mod impersonation;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod metrics;

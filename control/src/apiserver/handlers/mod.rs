@@ -188,6 +188,10 @@ pub async fn handle(
     }) else {
         return Ok(error_response(&ApiError::unauthorized()));
     };
+    let user = match super::impersonation::acting_user(user, &parts.headers) {
+        Ok(user) => user,
+        Err(e) => return Ok(error_response(&e)),
+    };
     if let Route::Resource(rr) = &route
         && (pod_streams::is_stream(rr) || node_proxy::is_node_proxy(rr))
     {
