@@ -158,6 +158,10 @@ fn ingress(dataplane: &Dataplane, frame: &[u8]) -> Run {
     run(dataplane, Hook::UplinkIngress, frame)
 }
 
+fn from_pod(dataplane: &Dataplane, frame: &[u8]) -> Run {
+    run(dataplane, Hook::PodIngress, frame)
+}
+
 fn dropped(reason: DropReason) -> MetricsKey {
     MetricsKey::dropped(reason, Direction::Ingress)
 }
@@ -776,4 +780,119 @@ fn a_pod_asking_for_its_gateway_gets_the_veth_mac() {
         "sender IP is the asked one"
     );
     assert_eq!(&frame[14 + 24..14 + 28], &LOCAL_BACKEND.octets());
+}
+
+#[test]
+fn a_pods_traffic_to_an_outside_address_leaves_with_the_node_address() {
+    let mut dataplane = dataplane();
+    let pod = LOCAL_BACKEND;
+    let outside = Ipv4Addr::new(203, 0, 113, 7);
+
+    // Off (the fixture's setting): the pod's address goes out as it is.
+    let plain = from_pod(
+        &dataplane,
+        &packets::tcp(addr(pod, 40000), addr(outside, 443), TCP_SYN, 1, 0, b""),
+    );
+    assert_eq!(
+        decode(&plain.frame, "unmasqueraded").source(),
+        addr(pod, 40000)
+    );
+
+    dataplane
+        .node()
+        .set_config(&NodeConfig {
+            snat_addr: Some(NODE),
+            masquerade_outside: Some("10.244.0.0/16".parse().unwrap()),
+            ..NodeConfig::default()
+        })
+        .unwrap();
+    assert_eq!(
+        dataplane.node().config().unwrap().masquerade_outside,
+        Some("10.244.0.0/16".parse().unwrap())
+    );
+    let syn = from_pod(
+        &dataplane,
+        &packets::tcp(addr(pod, 40001), addr(outside, 443), TCP_SYN, 1, 0, b""),
+    );
+    let out = decode(&syn.frame, "masqueraded SYN");
+    assert_eq!(out.destination(), addr(outside, 443));
+    assert_eq!(out.src, NODE);
+    let claimed = out.source();
+    assert!(
+        (10_000..=29_999).contains(&claimed.port()),
+        "a port of the SNAT range: {claimed}"
+    );
+    assert_eq!(syn.counted.get(event(Event::Translated)).packets, 1);
+
+    // The answer, on the uplink, goes back to the pod.
+    let answer = ingress(
+        &dataplane,
+        &packets::tcp(addr(outside, 443), claimed, TCP_SYN | TCP_ACK, 9, 2, b""),
+    );
+    assert_eq!(answer.verdict, TC_ACT_REDIRECT, "into the pod");
+    let out = decode(&answer.frame, "answer");
+    assert_eq!(
+        (out.source(), out.destination()),
+        (addr(outside, 443), addr(pod, 40001))
+    );
+    // The flow keeps its port.
+    let ack = from_pod(
+        &dataplane,
+        &packets::tcp(
+            addr(pod, 40001),
+            addr(outside, 443),
+            TCP_ACK,
+            2,
+            10,
+            b"GET /",
+        ),
+    );
+    let out = decode(&ack.frame, "next packet");
+    assert_eq!(out.source(), claimed);
+    assert_eq!(out.payload, b"GET /");
+
+    // UDP too.
+    let query = from_pod(
+        &dataplane,
+        &packets::udp(addr(pod, 5353), addr(outside, 53), b"q"),
+    );
+    let out = decode(&query.frame, "masqueraded datagram");
+    assert_eq!(out.src, NODE);
+    let answer = ingress(
+        &dataplane,
+        &packets::udp(addr(outside, 53), out.source(), b"a"),
+    );
+    let out = decode(&answer.frame, "answer datagram");
+    assert_eq!(out.destination(), addr(pod, 5353));
+
+    // Inside the pod range, and to the node itself, the source stays.
+    for (port, to) in [
+        (40002, addr(REMOTE_BACKEND, 8080)),
+        (40003, addr(NODE, 10250)),
+    ] {
+        let kept = from_pod(
+            &dataplane,
+            &packets::tcp(addr(pod, port), to, TCP_SYN, 1, 0, b""),
+        );
+        assert_eq!(
+            decode(&kept.frame, "kept").source(),
+            addr(pod, port),
+            "to {to}"
+        );
+    }
+
+    // A mid-stream packet without a flow is dropped, not sent out with the
+    // pod's address.
+    let stray = from_pod(
+        &dataplane,
+        &packets::tcp(addr(pod, 40004), addr(outside, 443), TCP_ACK, 5, 5, b""),
+    );
+    assert_eq!(stray.verdict, TC_ACT_SHOT);
+    assert_eq!(
+        stray
+            .counted
+            .get(dropped(DropReason::ConntrackMiss))
+            .packets,
+        1
+    );
 }

@@ -31,6 +31,11 @@ pub const HAIRPIN_ADDR: [u8; 4] = [169, 254, 42, 1];
 /// kernel stack.
 pub const CONFIG_F_ROUTE_PODS: u32 = 1 << 0;
 
+/// Pods' traffic to addresses outside the cluster's pod range leaves with
+/// the node address ([`Config::cluster_cidr_addr`]): a pod address means
+/// nothing beyond the nodes.
+pub const CONFIG_F_MASQUERADE: u32 = 1 << 1;
+
 /// The config map's only value.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,8 +52,12 @@ pub struct Config {
     pub snat_port_max: u16,
     /// `CONFIG_F_*` bits.
     pub flags: u32,
+    /// The cluster's pod range (kube-proxy's `--cluster-cidr`): its network
+    /// address and mask. Pod traffic inside it is never masqueraded.
+    pub cluster_cidr_addr: [u8; 4],
+    pub cluster_cidr_mask: [u8; 4],
 }
-const _: () = assert!(size_of::<Config>() == 16);
+const _: () = assert!(size_of::<Config>() == 24);
 
 impl Default for Config {
     fn default() -> Self {
@@ -58,6 +67,8 @@ impl Default for Config {
             snat_port_min: SNAT_PORT_MIN,
             snat_port_max: SNAT_PORT_MAX,
             flags: 0,
+            cluster_cidr_addr: [0; 4],
+            cluster_cidr_mask: [0; 4],
         }
     }
 }

@@ -118,6 +118,9 @@ pub const CT_F_COUNTED: u8 = 1 << 2;
 pub const CT_F_LOCAL_BACKEND: u8 = 1 << 3;
 /// A packet was seen in the reply direction.
 pub const CT_F_SEEN_REPLY: u8 = 1 << 4;
+/// A masqueraded flow (a pod reaching an address outside the cluster with
+/// the node address): no service, no backend.
+pub const CT_F_MASQUERADE: u8 = 1 << 5;
 
 /// Value of the conntrack map.
 #[repr(C)]

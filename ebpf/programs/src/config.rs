@@ -20,6 +20,8 @@ pub fn get() -> Config {
             snat_port_min: 0,
             snat_port_max: 0,
             flags: 0,
+            cluster_cidr_addr: [0; 4],
+            cluster_cidr_mask: [0; 4],
         },
     }
 }

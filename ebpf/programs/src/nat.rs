@@ -13,6 +13,9 @@
 //!   the connection is refused at once (see [`reject`]).
 //! - [`reverse`]: a reply of a translated flow is rewritten back (source
 //!   becomes the frontend, destination the original client).
+//! - [`masquerade`]: a pod's packet to an address outside the cluster's
+//!   pod range leaves with the node address and a claimed port; its
+//!   replies come back through [`reverse`].
 //! - [`icmp_error`]: an ICMP error about a translated flow (PMTU,
 //!   unreachable) is translated like the packet it quotes, so the client
 //!   or the backend can act on it.
@@ -24,10 +27,10 @@ use aya_ebpf::{
 };
 use baton_abi::{
     Direction, DropReason,
-    config::{Config, SNAT_PORT_ATTEMPTS},
+    config::{CONFIG_F_MASQUERADE, Config, SNAT_PORT_ATTEMPTS},
     conntrack::{
-        CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_F_COUNTED, CT_F_DNAT, CT_F_LOCAL_BACKEND, CT_F_SNAT,
-        CtEntry, CtKey, CtState,
+        CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_F_COUNTED, CT_F_DNAT, CT_F_LOCAL_BACKEND,
+        CT_F_MASQUERADE, CT_F_SNAT, CtEntry, CtKey, CtState,
     },
     lb::{AFFINITY_CLIENT_ADDR, BACKEND_F_LOCAL, ServiceValue},
     metrics::Event,
@@ -281,14 +284,138 @@ pub fn reverse(
     conntrack::on_packet(entry, &key, tcp_flags, now_ns);
     // SAFETY: `entry` was found by `lookup` in this run.
     let entry = unsafe { *entry };
-    metrics::service(
-        entry.service_id,
-        ServiceSample::packet(ctx.len()),
-        direction,
-    );
+    if entry.flags & CT_F_MASQUERADE == 0 {
+        metrics::service(
+            entry.service_id,
+            ServiceSample::packet(ctx.len()),
+            direction,
+        );
+    }
     rewrite(ctx, ip, sport, dport, &entry)?;
     metrics::event(Event::Translated, direction, ctx.len());
     deliver(ctx, ip, &entry, config).map(Some)
+}
+
+/// Masquerades a pod's packet to an address outside the cluster's pod
+/// range: it leaves with the node address and a port claimed for the flow,
+/// as Cilium's BPF masquerading and Calico's `natOutgoing` do. `Ok(None)`
+/// when it stays as it is (masquerading off, no node address, a
+/// destination inside the pod range or the node itself, a packet without
+/// ports).
+#[inline(always)]
+pub fn masquerade(
+    ctx: &TcContext,
+    ip: &Ipv4,
+    config: &Config,
+    now_ns: u64,
+) -> Result<Option<i32>, DropReason> {
+    if config.flags & CONFIG_F_MASQUERADE == 0 || config.snat_addr == [0; 4] {
+        return Ok(None);
+    }
+    let Some((sport, dport)) = ip.l4.ports() else {
+        return Ok(None);
+    };
+    if !in_cluster_cidr(ip.src, config)
+        || in_cluster_cidr(ip.dst, config)
+        || ip.dst == config.snat_addr
+    {
+        return Ok(None);
+    }
+    let key = CtKey {
+        saddr: ip.src,
+        daddr: ip.dst,
+        sport,
+        dport,
+        proto: ip.protocol,
+        dir: CT_DIR_ORIGINAL,
+        _pad: 0,
+    };
+    let tcp_flags = ip.l4.tcp_flags();
+    let syn = conntrack::is_syn(ip.protocol, tcp_flags);
+    let known = match conntrack::lookup(&key, now_ns) {
+        // A SYN reusing the ports of a closing flow starts a new one.
+        // SAFETY: `entry` was found by `lookup` in this run.
+        Some(entry) if syn && unsafe { (*entry).state } == CtState::Closing as u8 => None,
+        other => other,
+    };
+    let entry = match known {
+        Some(entry) => {
+            conntrack::on_packet(entry, &key, tcp_flags, now_ns);
+            // SAFETY: `entry` was found by `lookup` in this run.
+            unsafe { *entry }
+        }
+        // Mid-stream without state: leaving with the pod address would
+        // only draw a reset from the other side's stack; dropped instead.
+        None if ip.protocol == baton_abi::IPPROTO_TCP && !syn => {
+            return Err(DropReason::ConntrackMiss);
+        }
+        None => new_masquerade(ip, sport, dport, &key, config, now_ns)?,
+    };
+    rewrite(ctx, ip, sport, dport, &entry)?;
+    metrics::event(Event::Translated, Direction::Ingress, ctx.len());
+    deliver(ctx, ip, &entry, config).map(Some)
+}
+
+/// Whether `addr` is inside the cluster's pod range.
+#[inline(always)]
+fn in_cluster_cidr(addr: [u8; 4], config: &Config) -> bool {
+    let mask = u32::from_ne_bytes(config.cluster_cidr_mask);
+    u32::from_ne_bytes(addr) & mask == u32::from_ne_bytes(config.cluster_cidr_addr) & mask
+}
+
+/// The two conntrack entries of a new masqueraded flow, with the node
+/// port claimed through the reply entry's key.
+#[inline(always)]
+fn new_masquerade(
+    ip: &Ipv4,
+    sport: u16,
+    dport: u16,
+    key: &CtKey,
+    config: &Config,
+    now_ns: u64,
+) -> Result<CtEntry, DropReason> {
+    let timeout = conntrack::timeout_ns(ip.protocol, CtState::New as u8);
+    let reply = CtEntry {
+        to_saddr: ip.dst,
+        to_daddr: ip.src,
+        to_sport: dport,
+        to_dport: sport,
+        backend_id: 0,
+        service_id: 0,
+        state: CtState::New as u8,
+        flags: CT_F_DNAT | CT_F_MASQUERADE,
+        _pad: 0,
+        expires_ns: now_ns + timeout,
+        created_ns: now_ns,
+    };
+    let mut reply_key = CtKey {
+        saddr: ip.dst,
+        daddr: config.snat_addr,
+        sport: dport,
+        dport: sport,
+        proto: ip.protocol,
+        dir: CT_DIR_REPLY,
+        _pad: 0,
+    };
+    let port = claim_snat_port(&mut reply_key, &reply, config, now_ns)?;
+    let original = CtEntry {
+        to_saddr: config.snat_addr,
+        to_daddr: ip.dst,
+        to_sport: port,
+        to_dport: dport,
+        backend_id: 0,
+        service_id: 0,
+        state: CtState::New as u8,
+        flags: CT_F_SNAT | CT_F_MASQUERADE,
+        _pad: 0,
+        expires_ns: now_ns + timeout,
+        created_ns: now_ns,
+    };
+    if CT.insert(*key, original, 0).is_err() {
+        let _ = CT.remove(reply_key);
+        return Err(DropReason::ConntrackFull);
+    }
+    Ok(original)
 }
 
 /// Rewrites addresses and ports to what `entry` says, with checksums.

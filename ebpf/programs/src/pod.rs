@@ -15,7 +15,9 @@
 //!    translated flow used drops that flow's conntrack entries
 //!    ([`conntrack::forget_reused_tuple`]);
 //! 4. an ICMP error the pod sends about a translated flow is translated;
-//! 5. with pod routing on: a packet for a pod of this node is delivered
+//! 5. a packet to an address outside the cluster's pod range is
+//!    masqueraded to the node address ([`nat::masquerade`]);
+//! 6. with pod routing on: a packet for a pod of this node is delivered
 //!    with `bpf_redirect_peer`, anything else is routed with a FIB lookup
 //!    and `bpf_redirect_neigh` (native routes: a route per remote node's
 //!    pod CIDR via that node's address) — no bridge, no iptables.
@@ -89,6 +91,9 @@ fn try_from_pod(ctx: &TcContext) -> Result<i32, DropReason> {
             );
         }
         conntrack::forget_reused_tuple(&ip, now);
+        if let Some(verdict) = nat::masquerade(ctx, &ip, &config, now)? {
+            return Ok(verdict);
+        }
     } else if ip.is_icmp_error()
         && let Some(verdict) = nat::icmp_error(ctx, &ip, Direction::Ingress, &config, now)?
     {

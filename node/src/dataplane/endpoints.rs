@@ -10,10 +10,12 @@ use std::{net::Ipv4Addr, ops::RangeInclusive};
 
 use baton_abi::{
     config::{
-        CONFIG_F_ROUTE_PODS, CONFIG_MAP_NAME, Config, HAIRPIN_ADDR, SNAT_PORT_MAX, SNAT_PORT_MIN,
+        CONFIG_F_MASQUERADE, CONFIG_F_ROUTE_PODS, CONFIG_MAP_NAME, Config, HAIRPIN_ADDR,
+        SNAT_PORT_MAX, SNAT_PORT_MIN,
     },
     route::{ENDPOINTS_MAP_NAME, Endpoint, Ipv4Key, LOCAL_ADDRS_MAP_NAME, LocalAddr},
 };
+use ipnet::Ipv4Net;
 use tracing::debug;
 
 use super::maps::{self, MapAccessError, NodeMaps};
@@ -71,6 +73,9 @@ pub struct NodeConfig {
     /// The programs route pod traffic (`bpf_redirect_peer` to local pods,
     /// FIB lookups otherwise) instead of leaving it to the kernel stack.
     pub route_pods: bool,
+    /// The cluster's pod range when pods' traffic to addresses outside it
+    /// is masqueraded to `snat_addr`; `None`: pod traffic keeps its source.
+    pub masquerade_outside: Option<Ipv4Net>,
 }
 
 impl Default for NodeConfig {
@@ -80,6 +85,7 @@ impl Default for NodeConfig {
             snat_ports: SNAT_PORT_MIN..=SNAT_PORT_MAX,
             hairpin_addr: Ipv4Addr::from(HAIRPIN_ADDR),
             route_pods: false,
+            masquerade_outside: None,
         }
     }
 }
@@ -202,7 +208,17 @@ impl NodeState {
                 CONFIG_F_ROUTE_PODS
             } else {
                 0
+            } | if config.masquerade_outside.is_some() {
+                CONFIG_F_MASQUERADE
+            } else {
+                0
             },
+            cluster_cidr_addr: config
+                .masquerade_outside
+                .map_or([0; 4], |net| net.network().octets()),
+            cluster_cidr_mask: config
+                .masquerade_outside
+                .map_or([0; 4], |net| net.netmask().octets()),
         };
         self.maps
             .config
@@ -224,6 +240,12 @@ impl NodeState {
             snat_ports: value.snat_port_min..=value.snat_port_max,
             hairpin_addr: Ipv4Addr::from(value.hairpin_addr),
             route_pods: value.flags & CONFIG_F_ROUTE_PODS != 0,
+            masquerade_outside: (value.flags & CONFIG_F_MASQUERADE != 0).then(|| {
+                let mask = Ipv4Addr::from(value.cluster_cidr_mask);
+                let prefix = u32::from(mask).leading_ones() as u8;
+                Ipv4Net::new(Ipv4Addr::from(value.cluster_cidr_addr), prefix)
+                    .expect("a prefix of at most 32 bits")
+            }),
         })
     }
 }

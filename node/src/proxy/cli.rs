@@ -59,6 +59,16 @@ pub struct ProxyArgs {
     /// podCIDRs (from the Node objects).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub route_pods: bool,
+    /// The cluster's pod range (kube-proxy's flag): pod traffic inside it
+    /// keeps its source address.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: Ipv4Net,
+    /// Masquerade pods' traffic to addresses outside `--cluster-cidr`
+    /// (other than this node's) to the node address, so that it finds its
+    /// way back from networks that do not route pod addresses; as Calico's
+    /// `natOutgoing`, the other nodes' addresses are outside too.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub masquerade_egress: bool,
     /// After a change, sync once no further change came for this long.
     #[arg(long, default_value = "5ms", value_parser = parse_duration)]
     pub sync_debounce: Duration,
@@ -189,6 +199,7 @@ impl ProxyArgs {
             socket_lb_cgroup: self.socket_lb_cgroup.clone().or(default_cgroup),
             ip_forward: self.ip_forward,
             route_pods: self.route_pods,
+            masquerade_outside: self.masquerade_egress.then_some(self.cluster_cidr),
             nodeport_addresses: self.nodeport_addresses.clone(),
         };
         let mut config = Config::new(node_name, node);

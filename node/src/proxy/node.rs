@@ -47,6 +47,9 @@ pub struct NodeSetup {
     pub ip_forward: bool,
     /// The programs route pod traffic.
     pub route_pods: bool,
+    /// The cluster's pod range, when pods' traffic to addresses outside it
+    /// leaves with the node address.
+    pub masquerade_outside: Option<Ipv4Net>,
     /// Addresses NodePorts answer on: the node's addresses inside these
     /// ranges; empty: every non-loopback IPv4 address.
     pub nodeport_addresses: Vec<Ipv4Net>,
@@ -98,6 +101,7 @@ impl NodeSetup {
             .set_config(&NodeConfig {
                 snat_addr: Some(self.node_ip),
                 route_pods: self.route_pods,
+                masquerade_outside: self.masquerade_outside,
                 ..NodeConfig::default()
             })
             .map_err(NodeSetupError::Config)?;
