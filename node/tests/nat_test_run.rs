@@ -865,10 +865,15 @@ fn a_pods_traffic_to_an_outside_address_leaves_with_the_node_address() {
     let out = decode(&answer.frame, "answer datagram");
     assert_eq!(out.destination(), addr(pod, 5353));
 
-    // Inside the pod range, and to the node itself, the source stays.
+    // Inside the pod range, to the node itself and to another node, the
+    // source stays.
+    let other_node = Ipv4Addr::new(198, 18, 0, 3);
+    dataplane.node().set_node_addresses(&[other_node]).unwrap();
+    assert_eq!(dataplane.node().node_addresses().unwrap(), [other_node]);
     for (port, to) in [
         (40002, addr(REMOTE_BACKEND, 8080)),
         (40003, addr(NODE, 10250)),
+        (40005, addr(other_node, 10250)),
     ] {
         let kept = from_pod(
             &dataplane,
@@ -881,18 +886,21 @@ fn a_pods_traffic_to_an_outside_address_leaves_with_the_node_address() {
         );
     }
 
-    // A mid-stream packet without a flow is dropped, not sent out with the
-    // pod's address.
-    let stray = from_pod(
+    // A segment of no known flow that is not a SYN (the pod answering a
+    // connection opened to its own address) goes out as it is.
+    let answer = from_pod(
         &dataplane,
-        &packets::tcp(addr(pod, 40004), addr(outside, 443), TCP_ACK, 5, 5, b""),
+        &packets::tcp(
+            addr(pod, 8080),
+            addr(outside, 40100),
+            TCP_SYN | TCP_ACK,
+            5,
+            5,
+            b"",
+        ),
     );
-    assert_eq!(stray.verdict, TC_ACT_SHOT);
     assert_eq!(
-        stray
-            .counted
-            .get(dropped(DropReason::ConntrackMiss))
-            .packets,
-        1
+        decode(&answer.frame, "answer to a direct connection").source(),
+        addr(pod, 8080)
     );
 }

@@ -319,7 +319,86 @@ fn pods_and_services_work_across_nodes_with_real_pods() {
         "{body}"
     );
 
+    // A pod reaching an address outside the cluster (the outside client)
+    // leaves with its node's address, and the answers find their way back
+    // to the pod, over TCP and UDP. (The host-network backend above, on
+    // another node, saw the pod's own address: nodes are not outside.)
+    let client = c.cluster.client();
+    let client_addr = client.address();
+    let node1_addr = c.cluster.node(1).unwrap().address();
+    let (tcp, udp) = client
+        .netns()
+        .enter(move || {
+            (
+                std::net::TcpListener::bind((client_addr, 0)),
+                std::net::UdpSocket::bind((client_addr, 0)),
+            )
+        })
+        .expect("the outside client's namespace");
+    let (tcp, udp) = (tcp.expect("a TCP listener"), udp.expect("a UDP socket"));
+    let (tcp_port, udp_port) = (
+        tcp.local_addr().unwrap().port(),
+        udp.local_addr().unwrap().port(),
+    );
+    let tcp_server = std::thread::spawn(move || answer_tcp_once(&tcp));
+    let body = exec(
+        &c,
+        &p1.name,
+        &format!("wget -qO- http://{client_addr}:{tcp_port}/"),
+    );
+    let seen = tcp_server.join().unwrap().expect("the pod's connection");
+    assert_eq!(seen.ip(), std::net::IpAddr::V4(node1_addr), "TCP source");
+    assert_eq!(body.trim(), format!("you are {seen}"));
+    let udp_server = std::thread::spawn(move || answer_udp_once(&udp));
+    let answer = exec(
+        &c,
+        &p1.name,
+        &format!("/echo udp {client_addr}:{udp_port} hello"),
+    );
+    let seen = udp_server.join().unwrap().expect("the pod's datagram");
+    assert_eq!(seen.ip(), std::net::IpAddr::V4(node1_addr), "UDP source");
+    assert!(answer.contains(&format!("you are {seen}")), "{answer:?}");
+
     c.assert_no_bridge_or_netfilter_rules();
+}
+
+/// Accepts one connection (within 30 s), answers an HTTP request with the
+/// address it came from, and returns that address.
+fn answer_tcp_once(listener: &std::net::TcpListener) -> std::io::Result<std::net::SocketAddr> {
+    use std::io::{Read as _, Write as _};
+    listener.set_nonblocking(true)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (mut conn, peer) = loop {
+        match listener.accept() {
+            Ok(accepted) => break accepted,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() > deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    conn.set_nonblocking(false)?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = [0u8; 2048];
+    let _ = conn.read(&mut request)?;
+    write!(
+        conn,
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nyou are {peer}\n"
+    )?;
+    Ok(peer)
+}
+
+/// Answers one datagram (within 30 s) with the address it came from, and
+/// returns that address.
+fn answer_udp_once(socket: &std::net::UdpSocket) -> std::io::Result<std::net::SocketAddr> {
+    socket.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut datagram = [0u8; 2048];
+    let (_, peer) = socket.recv_from(&mut datagram)?;
+    socket.send_to(format!("you are {peer}").as_bytes(), peer)?;
+    Ok(peer)
 }
 
 /// An echo server in node 2's own network namespace (ports of its own, away

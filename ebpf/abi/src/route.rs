@@ -1,4 +1,5 @@
-//! Pod routing: the pod endpoints of this node and the node's own addresses.
+//! Pod routing: the pod endpoints of this node, the node's own addresses and
+//! the other nodes' addresses.
 
 /// Name of the pod-endpoints map.
 pub const ENDPOINTS_MAP_NAME: &str = "baton_endpoints";
@@ -14,7 +15,14 @@ pub const LOCAL_ADDRS_MAP_NAME: &str = "baton_local_ip";
 /// NodePorts answer. `BPF_MAP_TYPE_HASH`, preallocated.
 pub const LOCAL_ADDRS_MAX_ENTRIES: u32 = 256;
 
-/// Key of the endpoints map and of the local-addresses map.
+/// Name of the map of the other nodes' addresses (their InternalIPs, from
+/// the Node objects): pod traffic to them is never masqueraded.
+pub const NODE_ADDRS_MAP_NAME: &str = "baton_node_addrs";
+/// Capacity of the node-addresses map (Kubernetes supports 5,000 nodes).
+/// `BPF_MAP_TYPE_HASH`, preallocated.
+pub const NODE_ADDRS_MAX_ENTRIES: u32 = 5_000;
+
+/// Key of the endpoints map and of the address maps.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ipv4Key {
@@ -43,7 +51,7 @@ pub struct Endpoint {
 }
 const _: () = assert!(size_of::<Endpoint>() == 24);
 
-/// Value of the local-addresses map.
+/// Value of the local-addresses and node-addresses maps.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct LocalAddr {

@@ -298,10 +298,9 @@ pub fn reverse(
 
 /// Masquerades a pod's packet to an address outside the cluster's pod
 /// range: it leaves with the node address and a port claimed for the flow,
-/// as Cilium's BPF masquerading and Calico's `natOutgoing` do. `Ok(None)`
-/// when it stays as it is (masquerading off, no node address, a
-/// destination inside the pod range or the node itself, a packet without
-/// ports).
+/// as Cilium's BPF masquerading does. `Ok(None)` when it stays as it is
+/// (masquerading off, no node address, a destination inside the pod range,
+/// on this node or another node, a packet without ports).
 #[inline(always)]
 pub fn masquerade(
     ctx: &TcContext,
@@ -317,7 +316,8 @@ pub fn masquerade(
     };
     if !in_cluster_cidr(ip.src, config)
         || in_cluster_cidr(ip.dst, config)
-        || ip.dst == config.snat_addr
+        || route::is_local_addr(ip.dst)
+        || route::is_node_addr(ip.dst)
     {
         return Ok(None);
     }
@@ -344,11 +344,11 @@ pub fn masquerade(
             // SAFETY: `entry` was found by `lookup` in this run.
             unsafe { *entry }
         }
-        // Mid-stream without state: leaving with the pod address would
-        // only draw a reset from the other side's stack; dropped instead.
-        None if ip.protocol == baton_abi::IPPROTO_TCP && !syn => {
-            return Err(DropReason::ConntrackMiss);
-        }
+        // Mid-stream without state: a reply of a connection opened to the
+        // pod's own address (from a network that routes pod addresses), or
+        // a flow whose state was lost, which a new port could not save
+        // either. It goes out as it is.
+        None if ip.protocol == baton_abi::IPPROTO_TCP && !syn => return Ok(None),
         None => new_masquerade(ip, sport, dport, &key, config, now_ns)?,
     };
     rewrite(ctx, ip, sport, dport, &entry)?;

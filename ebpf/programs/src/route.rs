@@ -20,7 +20,10 @@ use aya_ebpf::{
 };
 use baton_abi::{
     DropReason,
-    route::{ENDPOINTS_MAX_ENTRIES, Endpoint, Ipv4Key, LOCAL_ADDRS_MAX_ENTRIES, LocalAddr},
+    route::{
+        ENDPOINTS_MAX_ENTRIES, Endpoint, Ipv4Key, LOCAL_ADDRS_MAX_ENTRIES, LocalAddr,
+        NODE_ADDRS_MAX_ENTRIES,
+    },
 };
 
 use crate::{
@@ -35,6 +38,10 @@ static ENDPOINTS: HashMap<Ipv4Key, Endpoint> = HashMap::with_max_entries(ENDPOIN
 static LOCAL_ADDRS: HashMap<Ipv4Key, LocalAddr> =
     HashMap::with_max_entries(LOCAL_ADDRS_MAX_ENTRIES, 0);
 
+#[map(name = "baton_node_addrs")]
+static NODE_ADDRS: HashMap<Ipv4Key, LocalAddr> =
+    HashMap::with_max_entries(NODE_ADDRS_MAX_ENTRIES, 0);
+
 /// `AF_INET`.
 const AF_INET: u8 = 2;
 
@@ -42,6 +49,12 @@ const AF_INET: u8 = 2;
 #[inline(always)]
 pub fn is_local_addr(addr: [u8; 4]) -> bool {
     LOCAL_ADDRS.get_ptr(Ipv4Key { addr }).is_some()
+}
+
+/// Whether `addr` is another node's address.
+#[inline(always)]
+pub fn is_node_addr(addr: [u8; 4]) -> bool {
+    NODE_ADDRS.get_ptr(Ipv4Key { addr }).is_some()
 }
 
 /// The pod of this node with address `addr`, if there is one.

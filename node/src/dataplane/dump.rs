@@ -51,6 +51,8 @@ pub struct Dump {
     pub service_stats: ServiceStatsSnapshot,
     pub endpoints: Vec<PodEndpoint>,
     pub local_addrs: Vec<Ipv4Addr>,
+    /// The other nodes' addresses (never masqueraded to).
+    pub node_addrs: Vec<Ipv4Addr>,
     /// `CLOCK_MONOTONIC` when the dump was taken, for conntrack lifetimes.
     pub now_ns: u64,
 }
@@ -117,6 +119,7 @@ pub(crate) fn collect(
         service_stats: metrics::read_services(&lb.stats)?,
         endpoints: node.endpoints().unwrap_or_default(),
         local_addrs: node.local_addresses().unwrap_or_default(),
+        node_addrs: node.node_addresses().unwrap_or_default(),
         now_ns: conntrack::monotonic_now_ns(),
     })
 }
@@ -273,8 +276,13 @@ impl fmt::Display for Dump {
                 mac(endpoint.pod_mac)
             )?;
         }
-        let addrs: Vec<String> = self.local_addrs.iter().map(ToString::to_string).collect();
-        writeln!(f, "\nLOCAL ADDRESSES {}", addrs.join(" "))?;
+        for (title, addrs) in [
+            ("LOCAL ADDRESSES", &self.local_addrs),
+            ("OTHER NODES", &self.node_addrs),
+        ] {
+            let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            writeln!(f, "\n{title} {}", addrs.join(" "))?;
+        }
 
         writeln!(f, "\nMETRICS")?;
         write!(f, "{}", self.metrics)

@@ -8,12 +8,15 @@
 
 use std::{net::Ipv4Addr, ops::RangeInclusive};
 
+use aya::maps::{HashMap, MapData};
 use baton_abi::{
     config::{
         CONFIG_F_MASQUERADE, CONFIG_F_ROUTE_PODS, CONFIG_MAP_NAME, Config, HAIRPIN_ADDR,
         SNAT_PORT_MAX, SNAT_PORT_MIN,
     },
-    route::{ENDPOINTS_MAP_NAME, Endpoint, Ipv4Key, LOCAL_ADDRS_MAP_NAME, LocalAddr},
+    route::{
+        ENDPOINTS_MAP_NAME, Endpoint, Ipv4Key, LOCAL_ADDRS_MAP_NAME, LocalAddr, NODE_ADDRS_MAP_NAME,
+    },
 };
 use ipnet::Ipv4Net;
 use tracing::debug;
@@ -155,41 +158,39 @@ impl NodeState {
     /// Makes `addrs` (address, interface index) the node's local addresses,
     /// on which NodePorts answer: adds the new ones, then removes the others.
     pub fn set_local_addresses(&mut self, addrs: &[(Ipv4Addr, u32)]) -> Result<(), NodeStateError> {
-        for (addr, ifindex) in addrs {
-            maps::put(
-                &mut self.maps.local_addrs,
-                LOCAL_ADDRS_MAP_NAME,
-                &Ipv4Key {
-                    addr: addr.octets(),
-                },
-                &LocalAddr {
-                    ifindex: *ifindex,
-                    flags: 0,
-                },
-            )?;
-        }
-        for addr in self.local_addresses()? {
-            if !addrs.iter().any(|(wanted, _)| *wanted == addr) {
-                maps::delete(
-                    &mut self.maps.local_addrs,
-                    LOCAL_ADDRS_MAP_NAME,
-                    &Ipv4Key {
-                        addr: addr.octets(),
+        let wanted: Vec<(Ipv4Addr, LocalAddr)> = addrs
+            .iter()
+            .map(|(addr, ifindex)| {
+                (
+                    *addr,
+                    LocalAddr {
+                        ifindex: *ifindex,
+                        flags: 0,
                     },
-                )?;
-            }
-        }
-        Ok(())
+                )
+            })
+            .collect();
+        replace_addresses(&mut self.maps.local_addrs, LOCAL_ADDRS_MAP_NAME, &wanted)
+    }
+
+    /// Makes `addrs` the other nodes' addresses (pod traffic to them keeps
+    /// its source when masquerading is on).
+    pub fn set_node_addresses(&mut self, addrs: &[Ipv4Addr]) -> Result<(), NodeStateError> {
+        let wanted: Vec<(Ipv4Addr, LocalAddr)> = addrs
+            .iter()
+            .map(|addr| (*addr, LocalAddr::default()))
+            .collect();
+        replace_addresses(&mut self.maps.node_addrs, NODE_ADDRS_MAP_NAME, &wanted)
     }
 
     /// The node's local addresses.
     pub fn local_addresses(&self) -> Result<Vec<Ipv4Addr>, NodeStateError> {
-        let mut addrs: Vec<Ipv4Addr> = maps::entries(&self.maps.local_addrs, LOCAL_ADDRS_MAP_NAME)?
-            .iter()
-            .map(|(key, _)| Ipv4Addr::from(key.addr))
-            .collect();
-        addrs.sort();
-        Ok(addrs)
+        addresses(&self.maps.local_addrs, LOCAL_ADDRS_MAP_NAME)
+    }
+
+    /// The other nodes' addresses.
+    pub fn node_addresses(&self) -> Result<Vec<Ipv4Addr>, NodeStateError> {
+        addresses(&self.maps.node_addrs, NODE_ADDRS_MAP_NAME)
     }
 
     /// Writes the node-wide settings.
@@ -248,4 +249,48 @@ impl NodeState {
             }),
         })
     }
+}
+
+/// An address map's addresses, sorted.
+fn addresses(
+    map: &HashMap<MapData, Ipv4Key, LocalAddr>,
+    name: &'static str,
+) -> Result<Vec<Ipv4Addr>, NodeStateError> {
+    let mut addrs: Vec<Ipv4Addr> = maps::entries(map, name)?
+        .iter()
+        .map(|(key, _)| Ipv4Addr::from(key.addr))
+        .collect();
+    addrs.sort();
+    Ok(addrs)
+}
+
+/// Makes an address map hold exactly `wanted`: adds (or updates) those,
+/// then removes the others, so a reader never misses a wanted address.
+fn replace_addresses(
+    map: &mut HashMap<MapData, Ipv4Key, LocalAddr>,
+    name: &'static str,
+    wanted: &[(Ipv4Addr, LocalAddr)],
+) -> Result<(), NodeStateError> {
+    for (addr, value) in wanted {
+        maps::put(
+            map,
+            name,
+            &Ipv4Key {
+                addr: addr.octets(),
+            },
+            value,
+        )?;
+    }
+    for addr in addresses(map, name)? {
+        if !wanted.iter().any(|(w, _)| *w == addr) {
+            maps::delete(
+                map,
+                name,
+                &Ipv4Key {
+                    addr: addr.octets(),
+                },
+            )?;
+        }
+    }
+    Ok(())
 }

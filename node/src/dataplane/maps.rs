@@ -21,7 +21,9 @@ use baton_abi::{
         MemberValue, RR_MAP_NAME, RrState, SERVICE_STATS_MAP_NAME, SERVICES_MAP_NAME,
         SLOTS_MAP_NAME, ServiceKey, ServiceStats, ServiceValue, SlotKey, SlotValue,
     },
-    route::{ENDPOINTS_MAP_NAME, Endpoint, Ipv4Key, LOCAL_ADDRS_MAP_NAME, LocalAddr},
+    route::{
+        ENDPOINTS_MAP_NAME, Endpoint, Ipv4Key, LOCAL_ADDRS_MAP_NAME, LocalAddr, NODE_ADDRS_MAP_NAME,
+    },
     sock::{REVSK_MAP_NAME, RevSkKey, RevSkValue},
 };
 
@@ -157,6 +159,7 @@ impl LbMaps {
 pub struct NodeMaps {
     pub endpoints: HashMap<MapData, Ipv4Key, Endpoint>,
     pub local_addrs: HashMap<MapData, Ipv4Key, LocalAddr>,
+    pub node_addrs: HashMap<MapData, Ipv4Key, LocalAddr>,
     pub config: Array<MapData, Config>,
 }
 
@@ -165,6 +168,7 @@ impl NodeMaps {
         Ok(Self {
             endpoints: from.open(ENDPOINTS_MAP_NAME)?,
             local_addrs: from.open(LOCAL_ADDRS_MAP_NAME)?,
+            node_addrs: from.open(NODE_ADDRS_MAP_NAME)?,
             config: from.open(CONFIG_MAP_NAME)?,
         })
     }

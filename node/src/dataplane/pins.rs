@@ -270,6 +270,12 @@ mod tests {
                 size_of::<route::LocalAddr>(),
             ),
             (
+                route::NODE_ADDRS_MAP_NAME,
+                HASH,
+                size_of::<route::Ipv4Key>(),
+                size_of::<route::LocalAddr>(),
+            ),
+            (
                 config::CONFIG_MAP_NAME,
                 ARRAY,
                 4,

@@ -63,11 +63,10 @@ pub struct ProxyArgs {
     /// keeps its source address.
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: Ipv4Net,
-    /// Masquerade pods' traffic to addresses outside `--cluster-cidr`
-    /// (other than this node's) to the node address, so that it finds its
-    /// way back from networks that do not route pod addresses; as Calico's
-    /// `natOutgoing`, the other nodes' addresses are outside too.
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    /// Masquerade pods' traffic to addresses outside `--cluster-cidr`, this
+    /// node's and the other nodes' addresses to the node address, so that
+    /// it finds its way back from networks that do not route pod addresses.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub masquerade_egress: bool,
     /// After a change, sync once no further change came for this long.
     #[arg(long, default_value = "5ms", value_parser = parse_duration)]

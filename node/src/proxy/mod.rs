@@ -179,8 +179,13 @@ pub async fn run(
         info!(%bound, "health served at /healthz and /livez");
     }
 
-    if config.node.route_pods {
-        tokio::spawn(routes::run(client.clone(), config.node_name.clone()));
+    if config.node.route_pods || config.node.masquerade_outside.is_some() {
+        tokio::spawn(routes::run(
+            client.clone(),
+            config.node_name.clone(),
+            Arc::clone(&dataplane),
+            config.node.route_pods,
+        ));
     }
 
     let (changes_tx, changes_rx) = std::sync::mpsc::channel();

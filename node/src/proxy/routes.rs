@@ -13,6 +13,9 @@
 //!
 //! Routes are read and written over route netlink (`sys::rtnetlink`), the
 //! requests `ip route show/replace/del … proto 156` make.
+//!
+//! The same watch keeps the other nodes' InternalIPs in the dataplane
+//! (`baton_node_addrs`): masquerading leaves pod traffic to them alone.
 
 use std::{
     collections::BTreeMap,
@@ -35,6 +38,7 @@ use netlink_packet_route::route::{
 };
 use tracing::{info, warn};
 
+use super::SharedDataplane;
 use crate::sys::rtnetlink::{Rtnl, RtnlError, ipv4_route};
 
 /// The routing protocol number baton's pod routes carry (`proto 156` in
@@ -73,6 +77,22 @@ pub fn desired<'a>(nodes: impl IntoIterator<Item = &'a Node>, own: &str) -> PodR
         }
     }
     routes
+}
+
+/// Every other node's InternalIP.
+#[must_use]
+pub fn other_node_addresses<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    own: &str,
+) -> Vec<Ipv4Addr> {
+    let mut addrs: Vec<Ipv4Addr> = nodes
+        .into_iter()
+        .filter(|node| node.metadata.name.as_deref() != Some(own))
+        .filter_map(internal_ip)
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs
 }
 
 fn internal_ip(node: &Node) -> Option<Ipv4Addr> {
@@ -148,9 +168,11 @@ pub fn reconcile(want: &PodRoutes) -> Result<(usize, usize), RouteError> {
     Ok((written, removed))
 }
 
-/// Keeps the pod routes of node `own` from the Node objects until the
-/// process ends.
-pub async fn run(client: Client, own: String) {
+/// Keeps, from the Node objects and until the process ends, the pod routes
+/// of node `own` (when `keep_routes`) and the other nodes' addresses in
+/// `dataplane`.
+pub async fn run(client: Client, own: String, dataplane: SharedDataplane, keep_routes: bool) {
+    let mut written_addrs: Option<Vec<Ipv4Addr>> = None;
     let (store, writer) = reflector::store::<Node>();
     let stream = reflector(
         writer,
@@ -178,6 +200,27 @@ pub async fn run(client: Client, own: String) {
             continue;
         }
         let nodes: Vec<Arc<Node>> = store.state();
+        let addrs = other_node_addresses(nodes.iter().map(AsRef::as_ref), &own);
+        if written_addrs.as_ref() != Some(&addrs) {
+            let result = dataplane
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .node()
+                .set_node_addresses(&addrs);
+            match result {
+                Ok(()) => {
+                    info!(nodes = addrs.len(), "other nodes' addresses");
+                    written_addrs = Some(addrs);
+                }
+                Err(error) => {
+                    warn!(%error, "other nodes' addresses; retrying");
+                    next_resync = Instant::now() + RETRY;
+                }
+            }
+        }
+        if !keep_routes {
+            continue;
+        }
         let want = desired(nodes.iter().map(AsRef::as_ref), &own);
         match tokio::task::spawn_blocking(move || reconcile(&want).map(|n| (n, want.len()))).await {
             Ok(Ok(((written, removed), routes))) if written + removed > 0 => {
@@ -232,6 +275,21 @@ mod tests {
         assert_eq!(
             routes.get(&"10.244.1.0/24".parse().unwrap()),
             Some(&"172.28.5.11".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_other_nodes_addresses_are_their_internal_ips() {
+        let nodes = [
+            node("a", Some("10.244.1.0/24"), Some("172.28.0.11")),
+            node("b", None, Some("172.28.0.12")),
+            node("c", Some("10.244.3.0/24"), None),
+            node("d", Some("10.244.4.0/24"), Some("172.28.0.12")),
+        ];
+        assert_eq!(
+            other_node_addresses(&nodes, "a"),
+            ["172.28.0.12".parse::<Ipv4Addr>().unwrap()],
+            "no podCIDR needed; this node's own and address-less nodes left out"
         );
     }
 
