@@ -63,6 +63,7 @@ pub const PINNED_MAPS: &[&str] = &[
     conntrack::CT_MAP_NAME,
     route::ENDPOINTS_MAP_NAME,
     route::LOCAL_ADDRS_MAP_NAME,
+    route::NODE_ADDRS_MAP_NAME,
     config::CONFIG_MAP_NAME,
 ];
 

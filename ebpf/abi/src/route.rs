@@ -17,7 +17,7 @@ pub const LOCAL_ADDRS_MAX_ENTRIES: u32 = 256;
 
 /// Name of the map of the other nodes' addresses (their InternalIPs, from
 /// the Node objects): pod traffic to them is never masqueraded.
-pub const NODE_ADDRS_MAP_NAME: &str = "baton_node_addrs";
+pub const NODE_ADDRS_MAP_NAME: &str = "baton_node_ip";
 /// Capacity of the node-addresses map (Kubernetes supports 5,000 nodes).
 /// `BPF_MAP_TYPE_HASH`, preallocated.
 pub const NODE_ADDRS_MAX_ENTRIES: u32 = 5_000;

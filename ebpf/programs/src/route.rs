@@ -38,7 +38,7 @@ static ENDPOINTS: HashMap<Ipv4Key, Endpoint> = HashMap::with_max_entries(ENDPOIN
 static LOCAL_ADDRS: HashMap<Ipv4Key, LocalAddr> =
     HashMap::with_max_entries(LOCAL_ADDRS_MAX_ENTRIES, 0);
 
-#[map(name = "baton_node_addrs")]
+#[map(name = "baton_node_ip")]
 static NODE_ADDRS: HashMap<Ipv4Key, LocalAddr> =
     HashMap::with_max_entries(NODE_ADDRS_MAX_ENTRIES, 0);
 

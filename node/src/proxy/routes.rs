@@ -15,7 +15,7 @@
 //! requests `ip route show/replace/del … proto 156` make.
 //!
 //! The same watch keeps the other nodes' InternalIPs in the dataplane
-//! (`baton_node_addrs`): masquerading leaves pod traffic to them alone.
+//! (`baton_node_ip`): masquerading leaves pod traffic to them alone.
 
 use std::{
     collections::BTreeMap,
