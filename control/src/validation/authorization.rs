@@ -4,9 +4,8 @@
 //! metadata but a `LocalSubjectAccessReview`'s namespace.
 
 use k8s_openapi::api::authorization::v1::{
-    FieldSelectorAttributes, LabelSelectorAttributes, LocalSubjectAccessReview,
-    NonResourceAttributes, ResourceAttributes, SelfSubjectAccessReview, SubjectAccessReview,
-    SubjectAccessReviewSpec,
+    LocalSubjectAccessReview, NonResourceAttributes, ResourceAttributes, SelfSubjectAccessReview,
+    SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -99,55 +98,45 @@ fn validate_one_question(
     if let Some(attributes) = resource {
         let path = Path::new("spec.resourceAttributes");
         if let Some(selector) = &attributes.field_selector {
-            errs.extend(validate_field_selector(
-                selector,
+            errs.extend(validate_selector(
+                selector.raw_selector.as_deref(),
+                selector.requirements.as_deref(),
                 &path.child("fieldSelector"),
+                |r, at| {
+                    validate_operator(
+                        &r.operator,
+                        r.values.as_deref().unwrap_or_default(),
+                        at,
+                        true,
+                    )
+                },
             ));
         }
         if let Some(selector) = &attributes.label_selector {
-            errs.extend(validate_label_selector(
-                selector,
+            errs.extend(validate_selector(
+                selector.raw_selector.as_deref(),
+                selector.requirements.as_deref(),
                 &path.child("labelSelector"),
+                |r, at| validate_requirement(r, at, true),
             ));
         }
     }
     errs
 }
 
-/// `validateFieldSelectorAttributes`: unknown operators are let through,
-/// so that newer clients can ask.
-fn validate_field_selector(selector: &FieldSelectorAttributes, path: &Path) -> Vec<Cause> {
-    let requirements = selector.requirements.as_deref().unwrap_or_default();
-    let mut errs = raw_or_requirements(
-        selector.raw_selector.as_deref(),
-        !requirements.is_empty(),
-        path,
-    );
+/// `validateFieldSelectorAttributes` and `validateLabelSelectorAttributes`:
+/// raw or requirements, each requirement checked by `check` (which lets
+/// unknown operators through, so that newer clients can ask).
+fn validate_selector<R>(
+    raw: Option<&str>,
+    requirements: Option<&[R]>,
+    path: &Path,
+    check: impl Fn(&R, &Path) -> Vec<Cause>,
+) -> Vec<Cause> {
+    let requirements = requirements.unwrap_or_default();
+    let mut errs = raw_or_requirements(raw, !requirements.is_empty(), path);
     for (i, requirement) in requirements.iter().enumerate() {
-        errs.extend(validate_operator(
-            &requirement.operator,
-            requirement.values.as_deref().unwrap_or_default(),
-            &path.child("requirements").index(i),
-            true,
-        ));
-    }
-    errs
-}
-
-/// `validateLabelSelectorAttributes`, unknown operators let through too.
-fn validate_label_selector(selector: &LabelSelectorAttributes, path: &Path) -> Vec<Cause> {
-    let requirements = selector.requirements.as_deref().unwrap_or_default();
-    let mut errs = raw_or_requirements(
-        selector.raw_selector.as_deref(),
-        !requirements.is_empty(),
-        path,
-    );
-    for (i, requirement) in requirements.iter().enumerate() {
-        errs.extend(validate_requirement(
-            requirement,
-            &path.child("requirements").index(i),
-            true,
-        ));
+        errs.extend(check(requirement, &path.child("requirements").index(i)));
     }
     errs
 }
@@ -226,7 +215,7 @@ fn go_non_resource(attributes: Option<&NonResourceAttributes>) -> BadValue {
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::authorization::v1::{
-        FieldSelectorAttributes, SelfSubjectAccessReviewSpec,
+        FieldSelectorAttributes, LabelSelectorAttributes, SelfSubjectAccessReviewSpec,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldSelectorRequirement;
 

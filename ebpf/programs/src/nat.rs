@@ -59,26 +59,9 @@ pub fn forward(
 ) -> Result<i32, DropReason> {
     let (sport, dport) = ip.l4.ports().ok_or(DropReason::Unsupported)?;
     let tcp_flags = ip.l4.tcp_flags();
-    let key = CtKey {
-        saddr: ip.src,
-        daddr: ip.dst,
-        sport,
-        dport,
-        proto: ip.protocol,
-        dir: CT_DIR_ORIGINAL,
-        _pad: 0,
-    };
+    let key = flow_key(ip, sport, dport, CT_DIR_ORIGINAL);
     let syn = conntrack::is_syn(ip.protocol, tcp_flags);
-    let known = match conntrack::lookup(&key, now_ns) {
-        // A SYN reusing the ports of a closing flow starts a new one.
-        // SAFETY: `entry` was found by `lookup` in this run.
-        Some(entry) if syn && unsafe { (*entry).state } == CtState::Closing as u8 => {
-            conntrack::uncount(entry);
-            None
-        }
-        other => other,
-    };
-    let entry = match known {
+    let entry = match known_flow(&key, syn, now_ns) {
         Some(entry) => {
             conntrack::on_packet(entry, &key, tcp_flags, now_ns);
             // SAFETY: `entry` was found by `lookup` in this run.
@@ -119,6 +102,35 @@ pub fn forward(
     rewrite(ctx, ip, sport, dport, &entry)?;
     metrics::event(Event::Translated, direction, ctx.len());
     deliver(ctx, ip, &entry, config)
+}
+
+/// The conntrack key of the packet `ip` (with ports `sport`, `dport`) in
+/// direction `dir`.
+#[inline(always)]
+fn flow_key(ip: &Ipv4, sport: u16, dport: u16, dir: u8) -> CtKey {
+    CtKey {
+        saddr: ip.src,
+        daddr: ip.dst,
+        sport,
+        dport,
+        proto: ip.protocol,
+        dir,
+        _pad: 0,
+    }
+}
+
+/// The live entry of the flow `key` names, unless `syn` starts a new flow
+/// on the ports of a closing one (which is then uncounted).
+#[inline(always)]
+fn known_flow(key: &CtKey, syn: bool, now_ns: u64) -> Option<*mut CtEntry> {
+    match conntrack::lookup(key, now_ns) {
+        // SAFETY: `entry` was found by `lookup` in this run.
+        Some(entry) if syn && unsafe { (*entry).state } == CtState::Closing as u8 => {
+            conntrack::uncount(entry);
+            None
+        }
+        other => other,
+    }
 }
 
 /// Chooses a backend for a new flow and creates its two conntrack entries.
@@ -268,15 +280,7 @@ pub fn reverse(
     let Some((sport, dport)) = ip.l4.ports() else {
         return Ok(None);
     };
-    let key = CtKey {
-        saddr: ip.src,
-        daddr: ip.dst,
-        sport,
-        dport,
-        proto: ip.protocol,
-        dir: CT_DIR_REPLY,
-        _pad: 0,
-    };
+    let key = flow_key(ip, sport, dport, CT_DIR_REPLY);
     let Some(entry) = conntrack::lookup(&key, now_ns) else {
         return Ok(None);
     };
@@ -321,24 +325,10 @@ pub fn masquerade(
     {
         return Ok(None);
     }
-    let key = CtKey {
-        saddr: ip.src,
-        daddr: ip.dst,
-        sport,
-        dport,
-        proto: ip.protocol,
-        dir: CT_DIR_ORIGINAL,
-        _pad: 0,
-    };
+    let key = flow_key(ip, sport, dport, CT_DIR_ORIGINAL);
     let tcp_flags = ip.l4.tcp_flags();
     let syn = conntrack::is_syn(ip.protocol, tcp_flags);
-    let known = match conntrack::lookup(&key, now_ns) {
-        // A SYN reusing the ports of a closing flow starts a new one.
-        // SAFETY: `entry` was found by `lookup` in this run.
-        Some(entry) if syn && unsafe { (*entry).state } == CtState::Closing as u8 => None,
-        other => other,
-    };
-    let entry = match known {
+    let entry = match known_flow(&key, syn, now_ns) {
         Some(entry) => {
             conntrack::on_packet(entry, &key, tcp_flags, now_ns);
             // SAFETY: `entry` was found by `lookup` in this run.
