@@ -8,6 +8,7 @@
 //! authenticated user may impersonate anyone.
 
 use http::HeaderMap;
+use percent_encoding::percent_decode_str;
 
 use super::handlers::User;
 use super::status::ApiError;
@@ -101,25 +102,18 @@ fn split_service_account(user: &str) -> Option<(&str, &str)> {
 /// An extra's key, %-decoded (`url.PathUnescape`), or as sent when it is
 /// not valid %-encoding.
 fn unescape(key: &str) -> String {
-    let bytes = key.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = key
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            let Some(b) = hex else {
-                return key.to_owned();
-            };
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let well_formed = key.split('%').skip(1).all(|escaped| {
+        escaped
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return key.to_owned();
     }
-    String::from_utf8(out).unwrap_or_else(|_| key.to_owned())
+    percent_decode_str(key)
+        .decode_utf8()
+        .map_or_else(|_| key.to_owned(), Into::into)
 }
 
 /// Groups, extras or a UID asked for without a user: kube-apiserver's
@@ -203,6 +197,7 @@ mod tests {
         assert_eq!(user.uid, "1234");
         assert_eq!(user.extra["scopes"], ["view", "edit"]);
         assert_eq!(user.extra["example.com/team"], ["a"]);
+        assert_eq!(unescape("bad%2"), "bad%2", "malformed: kept as sent");
         // Without groups: only system:authenticated.
         let user = acting_user(admin(), &headers(&[(USER, "jane")])).unwrap();
         assert_eq!(user.groups, [AUTHENTICATED]);

@@ -95,6 +95,21 @@ impl WorkerState {
             next_sync: RETRY,
         }
     }
+
+    /// What a change of the pod in the API is to the worker: its own
+    /// status write coming back (the watch shows the version that write
+    /// made), or a change by someone else.
+    #[must_use]
+    pub fn wake_for(&self, pod: Option<&Pod>) -> Wake {
+        match (pod, &self.last_written_version) {
+            (Some(pod), Some(written))
+                if pod.metadata.resource_version.as_ref() == Some(written) =>
+            {
+                Wake::Event
+            }
+            _ => Wake::PodChanged,
+        }
+    }
 }
 
 /// What wakes a pod's worker, which decides whether its sync reads the
@@ -131,23 +146,6 @@ struct Observed {
     at: Instant,
     fingerprint: relist::Fingerprint,
     runtime: PodRuntime,
-}
-
-impl WorkerState {
-    /// What a change of the pod in the API is to the worker: its own
-    /// status write coming back (the watch shows the version that write
-    /// made), or a change by someone else.
-    #[must_use]
-    pub fn wake_for(&self, pod: Option<&Pod>) -> Wake {
-        match (pod, &self.last_written_version) {
-            (Some(pod), Some(written))
-                if pod.metadata.resource_version.as_ref() == Some(written) =>
-            {
-                Wake::Event
-            }
-            _ => Wake::PodChanged,
-        }
-    }
 }
 
 impl Default for WorkerState {
