@@ -3,9 +3,12 @@
 //! API server's public HTTPS API.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod apiserver;
 pub mod controllers;
+pub mod kinds;
 pub mod registry;
 pub mod scheduler;
+pub mod schema;
 pub mod storage;
 pub mod validation;

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::status::ApiError;
+use crate::api::status::ApiError;
 
 /// The media type of JSON responses.
 pub const JSON: &str = "application/json";

@@ -5,7 +5,8 @@
 
 use serde_json::{Value, json};
 
-use super::resources::{RESOURCES, Resource, group_versions};
+use crate::api::resource::Resource;
+use crate::kinds::{RESOURCES, group_versions};
 
 /// `/api`: the core group's versions.
 pub fn api_versions(server_address: &str) -> Value {
@@ -61,6 +62,7 @@ pub fn api_group(group: &str) -> Option<Value> {
 fn resources_of(group: &str, version: &str) -> impl Iterator<Item = &'static Resource> {
     RESOURCES
         .iter()
+        .copied()
         .filter(move |r| r.group == group && r.version == version)
 }
 

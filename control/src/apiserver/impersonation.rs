@@ -11,7 +11,7 @@ use http::HeaderMap;
 use percent_encoding::percent_decode_str;
 
 use super::handlers::User;
-use super::status::ApiError;
+use crate::api::status::ApiError;
 
 const USER: &str = "impersonate-user";
 const GROUP: &str = "impersonate-group";

@@ -1,6 +1,6 @@
 //! Prometheus metrics with kube-apiserver's names: request counts and
 //! latencies by verb/resource/code, long-running requests and watch counts,
-//! etcd request latencies. Encoded with the `prometheus-client` crate (the
+//! etcd request latencies (the storage layer's histogram). Encoded with the `prometheus-client` crate (the
 //! Prometheus project's own Rust client) in the OpenMetrics text format.
 
 use std::sync::LazyLock;
@@ -54,22 +54,9 @@ struct WatchLabels {
     kind: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EtcdLabels {
-    operation: String,
-    r#type: String,
-}
-
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn request_buckets() -> Histogram {
-    Histogram::new([
-        0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0,
-        10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
-    ])
-}
-
-fn etcd_buckets() -> Histogram {
     Histogram::new([
         0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0,
         10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
@@ -83,7 +70,6 @@ struct Metrics {
     long_running: Family<LongRunningLabels, Gauge>,
     watches: Family<WatchLabels, Gauge>,
     watch_events: Family<WatchLabels, Counter>,
-    etcd: HistogramFamily<EtcdLabels>,
     objects: Family<WatchLabels, Gauge>,
 }
 
@@ -119,11 +105,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Number of events sent in watch clients",
         watch_events.clone(),
     );
-    let etcd: HistogramFamily<EtcdLabels> = Family::new_with_constructor(etcd_buckets);
     registry.register(
         "etcd_request_duration_seconds",
         "Etcd request latency in seconds for each operation and object type.",
-        etcd.clone(),
+        crate::storage::metrics::etcd_latency(),
     );
     let objects = Family::<WatchLabels, Gauge>::default();
     registry.register(
@@ -138,7 +123,6 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         long_running,
         watches,
         watch_events,
-        etcd,
         objects,
     }
 });
@@ -223,17 +207,6 @@ impl Drop for LongRunning {
     }
 }
 
-/// Records one etcd call.
-pub fn observe_etcd(operation: &str, elapsed: Duration) {
-    METRICS
-        .etcd
-        .get_or_create(&EtcdLabels {
-            operation: operation.to_string(),
-            r#type: String::new(),
-        })
-        .observe(elapsed.as_secs_f64());
-}
-
 /// Sets the stored-object count of a kind.
 pub fn set_objects(group: &str, version: &str, kind: &str, n: usize) {
     METRICS
@@ -267,7 +240,7 @@ mod tests {
             ..Default::default()
         };
         observe_request(&k, 200, Duration::from_millis(3));
-        observe_etcd("get", Duration::from_millis(1));
+        crate::storage::metrics::observe_etcd("get", Duration::from_millis(1));
         let text = render();
         assert!(
             text.contains("apiserver_request_total{verb=\"GET\""),

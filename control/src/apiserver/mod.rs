@@ -7,7 +7,6 @@
 pub mod certs;
 pub mod content;
 pub mod discovery;
-pub mod fieldmanager;
 pub mod handlers;
 pub mod impersonation;
 pub mod kubeconfig;
@@ -16,12 +15,9 @@ pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
-pub mod resources;
 pub mod router;
-pub mod schema;
 pub mod selectors;
 pub mod server;
-pub mod status;
 pub mod streaming;
 pub mod table;
 pub mod token_auth;
@@ -34,9 +30,9 @@ use std::time::Duration;
 
 use tracing::info;
 
+use crate::registry::Registry;
 use crate::registry::allocator::{RangeError, ServiceNetwork};
 use crate::registry::bootstrap::Endpoint;
-use crate::registry::{Registry, strategy};
 use crate::storage::{StorageConfig, StorageError, Store};
 
 /// API server settings (flags named like kube-apiserver's).
@@ -220,14 +216,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         &certs::service_account_key(&config.cert_dir)?,
     )?);
     let tls = server::tls_config(&ca.cert_pem, &serving)?;
-    let store = Store::start(
-        &StorageConfig {
-            endpoints: config.etcd_servers.clone(),
-            request_timeout: config.etcd_request_timeout,
-            compaction_interval: config.etcd_compaction_interval,
-        },
-        strategy::fields_for,
-    )
+    let store = Store::start(&StorageConfig {
+        endpoints: config.etcd_servers.clone(),
+        request_timeout: config.etcd_request_timeout,
+        compaction_interval: config.etcd_compaction_interval,
+    })
     .await?;
     let registry = Arc::new(Registry {
         store,
@@ -239,7 +232,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let counted = registry.clone();
     let counter = tokio::spawn(async move {
         loop {
-            for r in resources::RESOURCES {
+            for r in crate::kinds::RESOURCES {
                 if let Some(cache) = counted.store.cache(r)
                     && cache.is_ready()
                 {

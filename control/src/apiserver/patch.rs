@@ -6,8 +6,8 @@
 
 use serde_json::{Map, Value};
 
-use super::schema::{Node, Shape};
-use super::status::ApiError;
+use crate::api::status::ApiError;
+use crate::schema::{Node, Shape};
 
 /// The patch types kube-apiserver accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,7 +269,7 @@ fn reorder(list: &mut Value, order: &[Value], key: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apiserver::schema::schemas;
+    use crate::schema::schemas;
     use serde_json::json;
 
     fn pod() -> Value {

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use percent_encoding::percent_decode_str;
 
-use super::resources::{self, Resource};
-use super::status::ApiError;
+use crate::api::resource::Resource;
+use crate::api::status::ApiError;
+use crate::kinds;
 
 /// The verb of a resource request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +180,7 @@ fn resource_route(
         [res, name, "proxy", ..] => (*res, Some(name.to_string()), Some("proxy".to_owned())),
         _ => return Ok(Route::NotFound),
     };
-    let Some(resource) = resources::find(group, version, plural) else {
+    let Some(resource) = kinds::find(group, version, plural) else {
         return Ok(Route::NotFound);
     };
     if namespace.is_some() && !resource.namespaced {

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::handlers::User;
-use super::resources;
 use super::tokens::{self, Claims, ObjectRef, ServiceAccountKey};
+use crate::kinds;
 use crate::registry::Registry;
 use crate::registry::metadata::meta_str;
 
@@ -124,7 +124,7 @@ impl TokenAuthenticator {
         namespace: &str,
         reference: &ObjectRef,
     ) -> Result<Value, ()> {
-        let resource = resources::find("", "v1", plural).ok_or(())?;
+        let resource = kinds::find("", "v1", plural).ok_or(())?;
         match self
             .registry
             .get_recent(resource, namespace, &reference.name)

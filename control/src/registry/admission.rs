@@ -1,23 +1,26 @@
-//! Admission of written objects: the `validation` module's defaulting,
-//! create-time admission (ServiceAccount, DefaultTolerationSeconds,
-//! Priority) and validation, turned into kube-apiserver's Statuses (422
-//! Invalid with field causes, 403 Forbidden for refused admission).
+//! Admission of written objects: the kind's defaulting, create-time
+//! admission (ServiceAccount, DefaultTolerationSeconds, Priority) and
+//! validation, asked of its strategy and turned into kube-apiserver's
+//! Statuses (422 Invalid with field causes, 403 Forbidden for refused
+//! admission).
 
 use serde_json::Value;
 
-use crate::apiserver::resources::Resource;
-use crate::apiserver::status::ApiError;
+use crate::api::resource::Resource;
+use crate::api::status::ApiError;
 use crate::validation::{self, Cause, PriorityClassInfo};
 
 /// Applies the kind's defaults (kube-apiserver's defaulting functions).
 pub fn default_object(r: &Resource, obj: &mut Value) {
-    validation::default_object(r.group, r.version, r.kind, obj);
+    if let Some(o) = obj.as_object_mut() {
+        r.strategy.default(o);
+    }
 }
 
 /// Carries allocated Service fields over on update and makes clusterIP and
 /// clusterIPs consistent, before allocation.
 pub fn normalize_service(r: &Resource, obj: &mut Value, old: Option<&Value>) {
-    if r.kind == "Service" && r.group.is_empty() {
+    if r.strategy.allocates_service_addresses() {
         validation::normalize_cluster_ips(obj, old);
     }
 }
@@ -29,7 +32,7 @@ pub fn admit_create(
     obj: &mut Value,
     priority_class: Option<&PriorityClassInfo>,
 ) -> Result<(), ApiError> {
-    validation::admit_create(r.group, r.kind, obj, priority_class).map_err(|e| {
+    r.strategy.admit_create(obj, priority_class).map_err(|e| {
         let name = obj
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -61,20 +64,167 @@ pub fn validate(
     subresource: Option<&str>,
 ) -> Result<(), ApiError> {
     let causes = match (old, subresource) {
-        (None, _) => validation::validate_create(r.group, r.version, r.kind, obj),
-        (Some(o), None) => validation::validate_update(r.group, r.version, r.kind, obj, o),
-        (Some(o), Some("status")) => {
-            validation::validate_status_update(r.group, r.version, r.kind, obj, o)
-        }
-        (Some(o), Some("finalize")) => validation::validate_namespace_finalize(obj, o),
-        (Some(o), Some("ephemeralcontainers")) => {
-            validation::validate_ephemeral_containers_update(obj, o)
-        }
-        (Some(o), Some(_)) => validation::validate_update(r.group, r.version, r.kind, obj, o),
+        (None, _) => create_causes(r, obj),
+        (Some(o), None) => r.strategy.validate_update(obj, o),
+        (Some(o), Some(sub)) => r.strategy.validate_subresource_update(sub, obj, o),
     };
     if causes.is_empty() {
         Ok(())
     } else {
         Err(to_error(r, obj, &causes))
+    }
+}
+
+/// Validation of a new object: the kind's own, then, for a stored kind, the
+/// generic check that its name is a valid path segment.
+pub fn create_causes(r: &Resource, obj: &Value) -> Vec<Cause> {
+    let causes = r.strategy.validate_create(obj);
+    if !causes.is_empty() || !r.strategy.is_stored() {
+        return causes;
+    }
+    validation::path_segment_name_causes(obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::kinds::find_kind;
+    use crate::validation::{CauseType, invalid_message, invalid_status, normalize_cluster_ips};
+
+    fn kind(group: &str, kind: &str) -> &'static Resource {
+        find_kind(group, "v1", kind).expect("kind is served")
+    }
+
+    fn validate_create(r: &Resource, obj: &Value) -> Vec<Cause> {
+        create_causes(r, obj)
+    }
+
+    fn seeds_deployment() -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "nginx-deployment", "namespace": "default", "labels": {"app": "nginx"}},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "nginx"}},
+                "template": {
+                    "metadata": {"labels": {"app": "nginx"}},
+                    "spec": {"containers": [{"name": "nginx", "image": "nginx:1.14.2", "ports": [{"containerPort": 80}]}]}
+                }
+            }
+        })
+    }
+
+    // The seeds' Deployment and Service pass, as with kube-apiserver.
+    #[test]
+    fn seeds_manifests_are_accepted() {
+        let mut d = seeds_deployment();
+        default_object(kind("apps", "Deployment"), &mut d);
+        assert!(validate_create(kind("apps", "Deployment"), &d).is_empty());
+
+        let mut s = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "nginx", "namespace": "default", "labels": {"app": "nginx"}},
+            "spec": {"type": "NodePort", "selector": {"app": "nginx"},
+                     "ports": [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}]}
+        });
+        default_object(kind("", "Service"), &mut s);
+        normalize_cluster_ips(&mut s, None);
+        // What the allocator fills in before validation.
+        s["spec"]["clusterIP"] = json!("10.96.0.20");
+        s["spec"]["clusterIPs"] = json!(["10.96.0.20"]);
+        s["spec"]["ports"][0]["nodePort"] = json!(30080);
+        assert!(
+            validate_create(kind("", "Service"), &s).is_empty(),
+            "{:?}",
+            validate_create(kind("", "Service"), &s)
+        );
+    }
+
+    // A Pod made from the template, as the ReplicaSet controller posts it.
+    #[test]
+    fn pod_from_template_is_admitted() {
+        let d = seeds_deployment();
+        let mut pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "nginx-deployment-abc-xyz", "namespace": "default", "labels": {"app": "nginx"},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "nginx-deployment-abc", "uid": "u", "controller": true, "blockOwnerDeletion": true}]},
+            "spec": d["spec"]["template"]["spec"].clone()
+        });
+        default_object(kind("", "Pod"), &mut pod);
+        kind("", "Pod")
+            .strategy
+            .admit_create(&mut pod, None)
+            .unwrap();
+        assert!(
+            validate_create(kind("", "Pod"), &pod).is_empty(),
+            "{:?}",
+            validate_create(kind("", "Pod"), &pod)
+        );
+        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
+    }
+
+    // Defaulting twice changes nothing (it runs on every write).
+    #[test]
+    fn defaulting_is_idempotent() {
+        for (g, k, mut obj) in [
+            ("apps", "Deployment", seeds_deployment()),
+            (
+                "",
+                "Service",
+                json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80}], "sessionAffinity": "ClientIP"}}),
+            ),
+            ("", "Secret", json!({"stringData": {"a": "b"}})),
+            ("", "Namespace", json!({"metadata": {"name": "x"}})),
+        ] {
+            default_object(kind(g, k), &mut obj);
+            let once = obj.clone();
+            default_object(kind(g, k), &mut obj);
+            assert_eq!(once, obj, "{k}");
+        }
+    }
+
+    // The messages the bad-input tests look for.
+    #[test]
+    fn bad_input_messages() {
+        let mut d = seeds_deployment();
+        d["metadata"]["name"] = json!("Nginx_Deployment");
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("");
+        default_object(kind("apps", "Deployment"), &mut d);
+        let causes = validate_create(kind("apps", "Deployment"), &d);
+        assert_eq!(
+            invalid_message("apps", "Deployment", "Nginx_Deployment", &causes),
+            "Deployment.apps \"Nginx_Deployment\" is invalid: [metadata.name: Invalid value: \"Nginx_Deployment\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*'), spec.template.spec.containers[0].image: Required value]"
+        );
+        let status = invalid_status("apps", "Deployment", "Nginx_Deployment", &causes);
+        assert_eq!(
+            status["details"]["causes"][1]["reason"],
+            "FieldValueRequired"
+        );
+        assert_eq!(
+            status["details"]["causes"][1]["field"],
+            "spec.template.spec.containers[0].image"
+        );
+    }
+
+    // A value of the wrong JSON type is reported, not panicked on.
+    #[test]
+    fn wrong_types_are_causes() {
+        let causes = validate_create(kind("", "ConfigMap"), &json!({"metadata": {"name": 5}}));
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].reason, CauseType::TypeInvalid);
+    }
+
+    // The generic registry's path-segment check on names of kinds whose own
+    // rule is looser (core/v1 Events).
+    #[test]
+    fn generic_name_check() {
+        let e = json!({"metadata": {"name": "a/b", "namespace": "default"}, "involvedObject": {"namespace": "default"}});
+        let causes = validate_create(kind("", "Event"), &e);
+        assert_eq!(
+            causes[0].error_string(),
+            "metadata.name: Invalid value: \"a/b\": may not contain '/'"
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::ops::RangeInclusive;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use crate::apiserver::status::{ApiError, Cause};
+use crate::api::status::{ApiError, Cause};
 use crate::storage::SideEffect;
 
 pub const IP_PREFIX: &str = "/registry/ranges/serviceips/";

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tracing::{debug, warn};
 
 use super::{Registry, WriteContext};
-use crate::apiserver::resources;
+use crate::kinds;
 
 /// Namespaces that always exist.
 pub const SYSTEM_NAMESPACES: &[&str] =
@@ -33,8 +33,8 @@ pub struct Endpoint {
 }
 
 impl Registry {
-    async fn ensure_namespaces(&self) -> Result<(), crate::apiserver::status::ApiError> {
-        let nsr = resources::find("", "v1", "namespaces").expect("namespaces");
+    async fn ensure_namespaces(&self) -> Result<(), crate::api::status::ApiError> {
+        let nsr = kinds::find("", "v1", "namespaces").expect("namespaces");
         for ns in SYSTEM_NAMESPACES {
             match self.get(nsr, "", ns).await {
                 Ok(_) => {}
@@ -62,8 +62,8 @@ impl Registry {
         name: &str,
         desired: Value,
         same: impl Fn(&Value) -> bool,
-    ) -> Result<(), crate::apiserver::status::ApiError> {
-        let r = resources::find(group, "v1", plural).expect("served");
+    ) -> Result<(), crate::api::status::ApiError> {
+        let r = kinds::find(group, "v1", plural).expect("served");
         match self.get(r, "default", name).await {
             Ok(cur) if same(&cur) => Ok(()),
             Ok(_) => {
@@ -103,7 +103,7 @@ impl Registry {
     async fn ensure_kubernetes_service(
         &self,
         ep: &Endpoint,
-    ) -> Result<(), crate::apiserver::status::ApiError> {
+    ) -> Result<(), crate::api::status::ApiError> {
         let ip = self.network.first_ip().to_string();
         let svc = json!({
             "apiVersion": "v1", "kind": "Service",
@@ -154,7 +154,7 @@ impl Registry {
     }
 
     /// One reconciliation pass.
-    pub async fn bootstrap(&self, ep: &Endpoint) -> Result<(), crate::apiserver::status::ApiError> {
+    pub async fn bootstrap(&self, ep: &Endpoint) -> Result<(), crate::api::status::ApiError> {
         self.ensure_namespaces().await?;
         self.ensure_kubernetes_service(ep).await
     }

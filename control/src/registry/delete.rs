@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 
 use super::metadata::{self, finalizers, is_deleting};
 use super::{Registry, allocator, resource_version};
-use crate::apiserver::resources::Resource;
-use crate::apiserver::status::ApiError;
+use crate::api::resource::Resource;
+use crate::api::status::ApiError;
+use crate::api::strategy::Deletion;
 use crate::storage::keys;
 use crate::storage::object::{encode_for_storage, set_resource_version};
 
@@ -69,7 +70,7 @@ impl DeleteOptions {
                 "DeleteOptions",
                 "",
                 "",
-                &[crate::apiserver::status::Cause {
+                &[crate::api::status::Cause {
                     reason: "FieldValueNotSupported".into(),
                     message: format!(
                         "Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
@@ -162,7 +163,7 @@ impl Registry {
             }
             let mut next = cur.clone();
             let mut pending = false;
-            if r.kind == "Pod" {
+            if r.strategy.deletion() == Deletion::Graceful {
                 let grace = pod_grace(&cur, opts.grace_period_seconds);
                 let current_grace = cur
                     .pointer("/metadata/deletionGracePeriodSeconds")
@@ -176,7 +177,7 @@ impl Registry {
                     return Ok(Deleted::Pending(cur));
                 }
             }
-            if r.kind == "Namespace" {
+            if r.strategy.deletion() == Deletion::Contents {
                 if !is_deleting(&next) {
                     metadata::meta_mut(&mut next)
                         .insert("deletionTimestamp".into(), json!(metadata::now()));
@@ -237,7 +238,7 @@ impl Registry {
             if opts.dry_run {
                 return Ok(Deleted::Gone(cur));
             }
-            let effects = if r.kind == "Service" {
+            let effects = if r.strategy.allocates_service_addresses() {
                 allocator::releases(&cur, None)
             } else {
                 Vec::new()

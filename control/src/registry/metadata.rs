@@ -4,8 +4,8 @@
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
-use crate::apiserver::resources::Resource;
-use crate::apiserver::status::{ApiError, Cause};
+use crate::api::resource::Resource;
+use crate::api::status::{ApiError, Cause};
 
 /// Current time in RFC 3339 with seconds precision, as metav1.Time: the
 /// fraction is cut off, not rounded (Go's `time.Format`), so a timestamp is
@@ -209,7 +209,7 @@ pub fn is_deleting(obj: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apiserver::resources::find;
+    use crate::kinds::find;
 
     #[test]
     fn timestamps_cut_the_fraction_and_are_never_in_the_future() {

@@ -8,6 +8,7 @@ pub mod allocator;
 pub mod bootstrap;
 pub mod delete;
 pub mod events;
+pub mod fieldmanager;
 pub mod metadata;
 pub mod strategy;
 
@@ -16,12 +17,14 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::apiserver::fieldmanager::{self, Operation};
-use crate::apiserver::resources::{self, Resource};
-use crate::apiserver::status::ApiError;
+use crate::api::resource::Resource;
+use crate::api::status::ApiError;
+use crate::api::strategy::Deletion;
+use crate::kinds;
 use crate::storage::object::{encode_for_storage, set_resource_version};
 use crate::storage::{SideEffect, Store, TxnFailure, keys};
 use allocator::ServiceNetwork;
+use fieldmanager::Operation;
 
 pub use delete::{DeleteOptions, Deleted};
 
@@ -141,7 +144,7 @@ impl Registry {
         if !r.namespaced {
             return Ok(());
         }
-        let nsr = resources::find("", "v1", "namespaces").expect("namespaces are served");
+        let nsr = kinds::find("", "v1", "namespaces").expect("namespaces are served");
         let key = keys::object_key(nsr, "", ns);
         let cached = self.store.cache(nsr).and_then(|c| c.get(&key)).flatten();
         let obj = match cached {
@@ -171,7 +174,7 @@ impl Registry {
         &self,
         pod: &Value,
     ) -> Result<Option<crate::validation::PriorityClassInfo>, ApiError> {
-        let pcr = resources::find("scheduling.k8s.io", "v1", "priorityclasses")
+        let pcr = kinds::find("scheduling.k8s.io", "v1", "priorityclasses")
             .expect("priorityclasses are served");
         let info = |v: &Value| crate::validation::PriorityClassInfo {
             name: metadata::meta_str(v, "name").to_string(),
@@ -223,7 +226,7 @@ impl Registry {
         pod: &mut Value,
     ) -> Result<(), ApiError> {
         use crate::validation::service_account;
-        let sar = resources::find("", "v1", "serviceaccounts").expect("serviceaccounts are served");
+        let sar = kinds::find("", "v1", "serviceaccounts").expect("serviceaccounts are served");
         let account = pod
             .pointer("/spec/serviceAccountName")
             .and_then(Value::as_str)
@@ -267,18 +270,18 @@ impl Registry {
     ) -> Result<Value, ApiError> {
         obj["apiVersion"] = json!(r.api_version());
         obj["kind"] = json!(r.kind);
-        metadata::prepare_create(r, &mut obj, strategy::tracks_generation(r))?;
+        metadata::prepare_create(r, &mut obj, r.strategy.tracks_generation())?;
         let name = metadata::meta_str(&obj, "name").to_string();
         self.check_namespace(r, ns, &name).await?;
         admission::default_object(r, &mut obj);
-        strategy::prepare_create(r, &mut obj);
-        let class = if r.kind == "Pod" && r.group.is_empty() {
+        r.strategy.prepare_create(&mut obj);
+        let class = if r.strategy.runs_pod_admission() {
             self.priority_class(&obj).await?
         } else {
             None
         };
         admission::admit_create(r, &mut obj, class.as_ref())?;
-        if r.kind == "Pod" && r.group.is_empty() && self.service_account_admission {
+        if r.strategy.runs_pod_admission() && self.service_account_admission {
             self.mount_service_account_token(r, ns, &name, &mut obj)
                 .await?;
         }
@@ -295,7 +298,7 @@ impl Registry {
         let mut avoid = BTreeSet::new();
         for _ in 0..MAX_RETRIES {
             let mut attempt = obj.clone();
-            let claims = if r.kind == "Service" {
+            let claims = if r.strategy.allocates_service_addresses() {
                 allocator::assign(&self.network, &mut attempt, None, &avoid)?
             } else {
                 Vec::new()
@@ -353,7 +356,7 @@ impl Registry {
             let current = self.get_raw(r, ns, name).await?;
             let Some((old, rev)) = current else {
                 if sub.is_some()
-                    || !(strategy::allow_create_on_update(r) || ctx.operation == Operation::Apply)
+                    || !(r.strategy.allow_create_on_update() || ctx.operation == Operation::Apply)
                 {
                     return Err(ApiError::not_found(r, name));
                 }
@@ -367,7 +370,7 @@ impl Registry {
             let mut new = mutate(Some(&old))?;
             new["apiVersion"] = json!(r.api_version());
             new["kind"] = json!(r.kind);
-            metadata::prepare_update(&mut new, &old, strategy::tracks_generation(r));
+            metadata::prepare_update(&mut new, &old, r.strategy.tracks_generation());
             strategy::prepare_update(r, sub, &mut new, &old);
             if metadata::is_deleting(&old) {
                 let before: BTreeSet<String> = metadata::finalizers(&old).into_iter().collect();
@@ -379,7 +382,7 @@ impl Registry {
                         r.kind,
                         r.group,
                         name,
-                        &[crate::apiserver::status::Cause {
+                        &[crate::api::status::Cause {
                             reason: "FieldValueForbidden".into(),
                             message: "Forbidden: no new finalizers can be added if the object is being deleted".into(),
                             field: "metadata.finalizers".into(),
@@ -391,7 +394,7 @@ impl Registry {
             if sub.is_none() {
                 admission::normalize_service(r, &mut new, Some(&old));
             }
-            let claims = if r.kind == "Service" && sub.is_none() {
+            let claims = if r.strategy.allocates_service_addresses() && sub.is_none() {
                 allocator::assign(&self.network, &mut new, Some(&old), &avoid)?
             } else {
                 Vec::new()
@@ -416,9 +419,9 @@ impl Registry {
             // A deleting object whose last finalizer is gone is removed.
             if metadata::is_deleting(&new)
                 && metadata::finalizers(&new).is_empty()
-                && !namespace_has_finalizers(r, &new)
+                && !waits_for_contents(r, &new)
             {
-                let effects = if r.kind == "Service" {
+                let effects = if r.strategy.allocates_service_addresses() {
                     allocator::releases(&old, None)
                 } else {
                     Vec::new()
@@ -433,7 +436,7 @@ impl Registry {
             }
             let mut effects: Vec<SideEffect> =
                 claims.iter().map(|c| c.effect(&owner(&new))).collect();
-            if r.kind == "Service" && sub.is_none() {
+            if r.strategy.allocates_service_addresses() && sub.is_none() {
                 effects.extend(allocator::releases(&old, Some(&new)));
             }
             match self
@@ -459,8 +462,10 @@ impl Registry {
     }
 }
 
-fn namespace_has_finalizers(r: &Resource, obj: &Value) -> bool {
-    r.kind == "Namespace"
+/// Whether an object whose contents are removed before it (a Namespace)
+/// still waits for its spec finalizers.
+fn waits_for_contents(r: &Resource, obj: &Value) -> bool {
+    r.strategy.deletion() == Deletion::Contents
         && obj
             .pointer("/spec/finalizers")
             .and_then(Value::as_array)

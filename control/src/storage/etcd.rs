@@ -128,7 +128,7 @@ impl Etcd {
             Ok(Err(e)) => Err(classify(op, e)),
             Err(_) => Err(StorageError::Timeout { op }),
         };
-        crate::apiserver::metrics::observe_etcd(op, started.elapsed());
+        super::metrics::observe_etcd(op, started.elapsed());
         out
     }
 

@@ -8,7 +8,7 @@
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::apiserver::resources::Resource;
+use crate::api::resource::Resource;
 
 /// Root of everything the API server stores.
 pub const ROOT: &str = "/registry";
@@ -121,7 +121,7 @@ impl ContinueToken {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apiserver::resources::find;
+    use crate::kinds::find;
 
     #[test]
     fn keys_follow_kube_apiserver_layout() {

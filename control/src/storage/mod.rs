@@ -4,6 +4,7 @@
 pub mod compaction;
 pub mod etcd;
 pub mod keys;
+pub mod metrics;
 pub mod object;
 pub mod watch_cache;
 
@@ -12,10 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
-use crate::apiserver::resources::{RESOURCES, Resource};
+use crate::api::resource::Resource;
+use crate::api::status::ApiError;
+use crate::kinds::RESOURCES;
 
 pub use etcd::{Etcd, Kv, SideEffect, TxnFailure};
-pub use object::{CachedObject, FieldsFn};
+pub use object::{CachedObject, Fields};
 pub use watch_cache::{EventType, Notice, WatchCache, WatchEvent};
 
 /// Errors of the storage layer.
@@ -51,10 +54,7 @@ pub struct Store {
 
 impl Store {
     /// Connects to etcd and starts the watch caches and compaction.
-    pub async fn start(
-        config: &StorageConfig,
-        fields_for: fn(&Resource) -> FieldsFn,
-    ) -> Result<Arc<Self>, StorageError> {
+    pub async fn start(config: &StorageConfig) -> Result<Arc<Self>, StorageError> {
         let etcd = Etcd::connect(&config.endpoints, config.request_timeout).await?;
         let compacted = Arc::new(AtomicI64::new(0));
         let mut caches = HashMap::new();
@@ -64,7 +64,12 @@ impl Store {
             }
             let prefix = keys::resource_prefix(r);
             caches.entry(prefix.clone()).or_insert_with(|| {
-                WatchCache::new(prefix, etcd.clone(), fields_for(r), compacted.clone())
+                WatchCache::new(
+                    prefix,
+                    etcd.clone(),
+                    r.strategy.selectable_fields(),
+                    compacted.clone(),
+                )
             });
         }
         for cache in caches.values() {
@@ -90,5 +95,24 @@ impl Store {
     /// All caches are listed and watching.
     pub fn caches_ready(&self) -> bool {
         self.caches.values().all(|c| c.is_ready())
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Timeout { .. } => ApiError::timeout(
+                "Timeout: request did not complete within requested timeout - context deadline exceeded",
+            ),
+            StorageError::Unavailable { message, .. } => {
+                ApiError::unavailable(format!("etcd is unavailable: {message}"))
+            }
+            StorageError::Compacted { revision } => ApiError::expired(format!(
+                "The resourceVersion for the provided list is too old (compacted to {revision})."
+            )),
+            StorageError::Corrupt { key, message } => ApiError::internal(format!(
+                "stored object {key} could not be decoded: {message}"
+            )),
+        }
     }
 }

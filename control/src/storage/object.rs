@@ -8,8 +8,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
-/// Extracts the field-selector fields of a kind (`spec.nodeName`, …).
-pub type FieldsFn = fn(&Value) -> Vec<(String, String)>;
+use crate::api::strategy::{SelectableField, field_values};
+
+/// The field-selector fields of a kind (`spec.nodeName`, …).
+pub type Fields = &'static [SelectableField];
 
 /// One stored object at one revision.
 #[derive(Debug)]
@@ -63,7 +65,7 @@ pub fn set_resource_version(obj: &mut Value, revision: i64) {
 }
 
 /// Builds the cached form of an object value at `revision`.
-pub fn from_value(key: &str, mut obj: Value, revision: i64, fields: FieldsFn) -> CachedObject {
+pub fn from_value(key: &str, mut obj: Value, revision: i64, fields: Fields) -> CachedObject {
     set_resource_version(&mut obj, revision);
     let meta = obj.get("metadata");
     let s = |k: &str| {
@@ -87,7 +89,7 @@ pub fn from_value(key: &str, mut obj: Value, revision: i64, fields: FieldsFn) ->
         name: s("name"),
         labels,
         // Empty fields read as "" anyway; not storing them saves memory.
-        fields: fields(&obj)
+        fields: field_values(fields, &obj)
             .into_iter()
             .filter(|(_, v)| !v.is_empty())
             .collect(),
@@ -97,7 +99,7 @@ pub fn from_value(key: &str, mut obj: Value, revision: i64, fields: FieldsFn) ->
 }
 
 /// Decodes a stored value read from etcd.
-pub fn decode(key: &str, raw: &[u8], revision: i64, fields: FieldsFn) -> Option<Arc<CachedObject>> {
+pub fn decode(key: &str, raw: &[u8], revision: i64, fields: Fields) -> Option<Arc<CachedObject>> {
     let obj: Value = serde_json::from_slice(raw).ok()?;
     Some(Arc::new(from_value(key, obj, revision, fields)))
 }
@@ -113,7 +115,7 @@ pub fn encode_for_storage(obj: &Value) -> Vec<u8> {
 }
 
 /// A copy of `obj` re-stamped at another revision (a deletion's tombstone).
-pub fn restamp(obj: &CachedObject, revision: i64, fields: FieldsFn) -> CachedObject {
+pub fn restamp(obj: &CachedObject, revision: i64, fields: Fields) -> CachedObject {
     let value: Value = serde_json::from_slice(&obj.json).unwrap_or(Value::Null);
     from_value(&obj.key, value, revision, fields)
 }
@@ -122,16 +124,12 @@ pub fn restamp(obj: &CachedObject, revision: i64, fields: FieldsFn) -> CachedObj
 mod tests {
     use super::*;
 
-    fn no_fields(_: &Value) -> Vec<(String, String)> {
-        Vec::new()
-    }
-
     #[test]
     fn resource_version_is_the_revision_and_not_stored() {
         let v = serde_json::json!({"metadata":{"name":"a","namespace":"d","labels":{"app":"x"},"resourceVersion":"9"}});
         let stored = encode_for_storage(&v);
         assert!(!String::from_utf8_lossy(&stored).contains("resourceVersion"));
-        let c = decode("/registry/pods/d/a", &stored, 17, no_fields).unwrap();
+        let c = decode("/registry/pods/d/a", &stored, 17, &[]).unwrap();
         assert_eq!(c.value()["metadata"]["resourceVersion"], "17");
         assert_eq!(c.label("app"), Some("x"));
         assert_eq!(c.field("metadata.namespace"), Some("d"));

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use super::StorageError;
 use super::etcd::Etcd;
 use super::keys::prefix_end;
-use super::object::{CachedObject, FieldsFn, decode, restamp};
+use super::object::{CachedObject, Fields, decode, restamp};
 
 /// Kind of a watch event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +92,7 @@ struct State {
 pub struct WatchCache {
     prefix: String,
     etcd: Etcd,
-    fields: FieldsFn,
+    fields: Fields,
     state: RwLock<State>,
     tx: broadcast::Sender<Notice>,
     revision_tx: watch::Sender<i64>,
@@ -119,12 +119,7 @@ pub enum WatchStart {
 }
 
 impl WatchCache {
-    pub fn new(
-        prefix: String,
-        etcd: Etcd,
-        fields: FieldsFn,
-        compacted: Arc<AtomicI64>,
-    ) -> Arc<Self> {
+    pub fn new(prefix: String, etcd: Etcd, fields: Fields, compacted: Arc<AtomicI64>) -> Arc<Self> {
         let (tx, _) = broadcast::channel(fanout(&prefix));
         let (revision_tx, _) = watch::channel(0);
         let (progress_tx, progress_rx) = mpsc::channel(1);
@@ -151,7 +146,7 @@ impl WatchCache {
         &self.prefix
     }
 
-    pub fn fields(&self) -> FieldsFn {
+    pub fn fields(&self) -> Fields {
         self.fields
     }
 
@@ -479,7 +474,7 @@ pub fn watch_etcd(
     etcd: Etcd,
     prefix: String,
     from: i64,
-    fields: FieldsFn,
+    fields: Fields,
 ) -> mpsc::Receiver<Result<Notice, StorageError>> {
     let (tx, rx) = mpsc::channel(1024);
     tokio::spawn(async move {

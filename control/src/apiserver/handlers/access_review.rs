@@ -11,12 +11,11 @@ use serde_json::{Value, json};
 
 use super::list::accept;
 use super::{Body, Req, respond_json};
+use crate::api::status::ApiError;
 use crate::apiserver::content;
 use crate::apiserver::router::ResourceRequest;
-use crate::apiserver::status::ApiError;
 use crate::registry::admission;
 use crate::registry::metadata;
-use crate::validation;
 
 /// Whether `kind` is one of the reviews this module answers.
 #[must_use]
@@ -44,7 +43,7 @@ pub fn create(rr: &ResourceRequest, r: &Req) -> Result<Response<Body>, ApiError>
     }
     let res = rr.resource;
     metadata::check_identity(res, &mut review, rr.namespace(), None)?;
-    let causes = validation::validate_create(res.group, res.version, res.kind, &review);
+    let causes = admission::create_causes(res, &review);
     if !causes.is_empty() {
         return Err(admission::to_error(res, &review, &causes));
     }

@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use super::list::{Filter, accept, include_object, storage_resource};
 use super::{Api, Body, Req, output, respond_json};
+use crate::api::status::ApiError;
 use crate::apiserver::content;
 use crate::apiserver::router::ResourceRequest;
-use crate::apiserver::status::ApiError;
 use crate::registry::{DeleteOptions, Deleted};
 use crate::storage::keys;
 use crate::storage::object::decode;
@@ -76,7 +76,7 @@ pub async fn delete_collection(
             false,
         )
         .await?;
-    let fields = crate::registry::strategy::fields_for(res);
+    let fields = res.strategy.selectable_fields();
     let mut items = Vec::new();
     for kv in page.kvs {
         let Some(obj) = decode(&kv.key, &kv.value, kv.mod_revision, fields) else {

@@ -9,11 +9,10 @@ use http::Response;
 
 use super::output::{self, IncludeObject};
 use super::{Api, Body, Req};
+use crate::api::status::ApiError;
 use crate::apiserver::content::{self, Accept};
 use crate::apiserver::router::ResourceRequest;
 use crate::apiserver::selectors::{FieldSelector, LabelSelector};
-use crate::apiserver::status::ApiError;
-use crate::registry::strategy;
 use crate::storage::keys::{self, ContinueToken};
 use crate::storage::object::decode;
 use crate::storage::{CachedObject, StorageError};
@@ -76,7 +75,7 @@ pub async fn get(
         let json = match cached {
             Some(o) if o.revision == kv.mod_revision => o.json.clone(),
             _ => {
-                let fields = strategy::fields_for(storage_res);
+                let fields = storage_res.strategy.selectable_fields();
                 decode(&key, &kv.value, kv.mod_revision, fields)
                     .map(|o| o.json.clone())
                     .ok_or_else(|| ApiError::internal(format!("decoding {key}")))?
@@ -93,10 +92,10 @@ pub async fn get(
 
 /// The resource whose storage backs `r` (events.k8s.io → core events).
 pub fn storage_resource(
-    r: &'static crate::apiserver::resources::Resource,
-) -> &'static crate::apiserver::resources::Resource {
+    r: &'static crate::api::resource::Resource,
+) -> &'static crate::api::resource::Resource {
     if output::converts(r) {
-        crate::apiserver::resources::find("", "v1", "events").unwrap_or(r)
+        crate::kinds::find("", "v1", "events").unwrap_or(r)
     } else {
         r
     }
@@ -122,8 +121,15 @@ impl Filter {
             }
             field_str.push_str(&format!("metadata.name={name}"));
         }
-        let fields = FieldSelector::parse(&field_str, strategy::selectable_fields(res))
-            .map_err(|e| ApiError::bad_request(format!("field label not supported: {e}")))?;
+        let fields = FieldSelector::parse(
+            &field_str,
+            &res.strategy
+                .selectable_fields()
+                .iter()
+                .map(|f| f.name)
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| ApiError::bad_request(format!("field label not supported: {e}")))?;
         let ns = rr
             .namespace
             .clone()
@@ -228,7 +234,7 @@ pub async fn list(
     let end = keys::prefix_end(&filter.prefix);
     let fields = cache
         .map(|c| c.fields())
-        .unwrap_or(strategy::fields_for(res));
+        .unwrap_or(res.strategy.selectable_fields());
     let mut items = Vec::new();
     let mut next = start;
     let mut read_rev = revision;

@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 use super::content::{self, Accept};
 use super::metrics::{self, RequestKind};
 use super::router::{self, ResourceRequest, Route, Verb};
-use super::status::ApiError;
+use crate::api::status::ApiError;
 use crate::registry::Registry;
 
 /// Response body: whole or streamed.

@@ -12,8 +12,8 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 
 use super::{Api, Body, MAX_BODY, pod_streams};
+use crate::api::status::ApiError;
 use crate::apiserver::router::ResourceRequest;
-use crate::apiserver::status::ApiError;
 use crate::apiserver::streaming;
 
 /// Whether the request is for a node's proxy subresource.

@@ -8,9 +8,9 @@ use http::{HeaderValue, Response};
 use serde_json::json;
 
 use super::{Api, Body, Req, respond, respond_json};
+use crate::api::status::ApiError;
 use crate::apiserver::content::{self, Accept};
 use crate::apiserver::router::Route;
-use crate::apiserver::status::ApiError;
 use crate::apiserver::{discovery, metrics, openapi};
 
 /// The Kubernetes version served (k8s-openapi's `v1_33` types).

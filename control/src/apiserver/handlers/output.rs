@@ -15,8 +15,8 @@ use super::{Body, respond_json};
 
 /// Bytes per chunk of a streamed LIST.
 const CHUNK: usize = 64 * 1024;
+use crate::api::resource::Resource;
 use crate::apiserver::content::Accept;
-use crate::apiserver::resources::Resource;
 use crate::apiserver::table::TableOptions;
 use crate::registry::events;
 use crate::storage::CachedObject;

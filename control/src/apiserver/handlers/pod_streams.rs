@@ -17,11 +17,11 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use serde_json::Value;
 
 use super::{Api, Body, respond};
+use crate::api::status::{ApiError, Cause};
 use crate::apiserver::kubelet::{self, Endpoint};
-use crate::apiserver::resources;
 use crate::apiserver::router::ResourceRequest;
-use crate::apiserver::status::{ApiError, Cause};
 use crate::apiserver::streaming::{self, StreamOptions};
+use crate::kinds;
 
 /// Whether the request is for one of the streaming subresources.
 pub fn is_stream(rr: &ResourceRequest) -> bool {
@@ -167,7 +167,7 @@ fn validate_container(
 
 /// The kubelet endpoint of node `node` (kube's `GetConnectionInfo`).
 pub(super) async fn node_endpoint(api: &Api, node: &str) -> Result<Endpoint, ApiError> {
-    let nodes = resources::find("", "v1", "nodes")
+    let nodes = kinds::find("", "v1", "nodes")
         .ok_or_else(|| ApiError::internal("the nodes resource is not served"))?;
     let n = api.registry.get(nodes, "", node).await?;
     kubelet::endpoint_of(&n, &api.kubelet.preferred_address_types)

@@ -6,8 +6,8 @@ use serde_json::json;
 
 use super::list::accept;
 use super::{Body, Req, respond_json};
+use crate::api::status::ApiError;
 use crate::apiserver::router::ResourceRequest;
-use crate::apiserver::status::ApiError;
 
 /// POST `/apis/authentication.k8s.io/v1/selfsubjectreviews`.
 pub fn create(rr: &ResourceRequest, r: &Req) -> Result<Response<Body>, ApiError> {

@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 
 use super::list::accept;
 use super::{Api, Body, Req, respond_json};
+use crate::api::status::ApiError;
 use crate::apiserver::content;
-use crate::apiserver::fieldmanager;
 use crate::apiserver::patch::{self, PatchType};
 use crate::apiserver::router::{ResourceRequest, Verb};
-use crate::apiserver::status::ApiError;
+use crate::registry::fieldmanager;
 use crate::registry::{DeleteOptions, Deleted, WriteContext, resource_version};
 
 fn body(r: &Req) -> Result<Value, ApiError> {
@@ -60,14 +60,15 @@ async fn bind(api: &Arc<Api>, rr: &ResourceRequest, r: &Req) -> Result<Response<
             "Binding",
             "",
             rr.name(),
-            &[crate::apiserver::status::Cause {
+            &[crate::api::status::Cause {
                 reason: "FieldValueRequired".into(),
                 message: "Required value".into(),
                 field: "target.name".into(),
             }],
         ));
     }
-    let causes = crate::validation::validate_create("", "v1", "Binding", &b);
+    let causes =
+        crate::registry::admission::create_causes(&crate::kinds::core::binding::RESOURCE, &b);
     if !causes.is_empty() {
         let msg = crate::validation::invalid_message("", "Binding", rr.name(), &causes);
         let status = crate::validation::invalid_status("", "Binding", rr.name(), &causes);
@@ -237,7 +238,7 @@ async fn scale_write(
                     "Scale",
                     "autoscaling",
                     &name,
-                    &[crate::apiserver::status::Cause {
+                    &[crate::api::status::Cause {
                         reason: "FieldValueInvalid".into(),
                         message: format!(
                             "Invalid value: {replicas}: must be greater than or equal to 0"

@@ -12,11 +12,12 @@ use serde_json::{Value, json};
 
 use super::list::accept;
 use super::{Api, Body, Req, respond_json};
+use crate::api::resource::Resource;
+use crate::api::status::{ApiError, Cause};
 use crate::apiserver::content;
-use crate::apiserver::resources::{self, Resource};
 use crate::apiserver::router::ResourceRequest;
-use crate::apiserver::status::{ApiError, Cause};
 use crate::apiserver::tokens::{self, Claims, ObjectRef, Private};
+use crate::kinds;
 use crate::registry::metadata::{self, meta_str};
 
 /// kube-apiserver's default lifetime and shortest allowed one.
@@ -25,7 +26,7 @@ const MIN_SECONDS: i64 = 600;
 const MAX_SECONDS: i64 = 1 << 32;
 
 fn core(plural: &str) -> &'static Resource {
-    resources::find("", "v1", plural).expect("a core resource")
+    kinds::find("", "v1", plural).expect("a core resource")
 }
 
 fn invalid(name: &str, field: &str, message: String) -> ApiError {

@@ -17,12 +17,12 @@ use tokio::sync::mpsc;
 use super::list::{Filter, accept, include_object, storage_resource};
 use super::output::{self, IncludeObject};
 use super::{Api, Body, Req};
+use crate::api::resource::Resource;
+use crate::api::status::ApiError;
 use crate::apiserver::content::Accept;
 use crate::apiserver::metrics::{LongRunning, RequestKind};
 use crate::apiserver::protobuf;
-use crate::apiserver::resources::Resource;
 use crate::apiserver::router::ResourceRequest;
-use crate::apiserver::status::ApiError;
 use crate::storage::watch_cache::{WatchStart, watch_etcd};
 use crate::storage::{EventType, Notice, StorageError, WatchEvent};
 
@@ -189,7 +189,7 @@ pub async fn watch(
             "ListOptions",
             "meta.k8s.io",
             "",
-            &[crate::apiserver::status::Cause {
+            &[crate::api::status::Cause {
                 reason: "FieldValueForbidden".into(),
                 message: "Forbidden: sendInitialEvents is forbidden for watch unless resourceVersionMatch is set to NotOlderThan".into(),
                 field: "sendInitialEvents".into(),

@@ -9,15 +9,15 @@ use serde_json::Value;
 use super::list::{accept, include_object, storage_resource};
 use super::output;
 use super::{Api, Body, Req};
+use crate::api::resource::Resource;
+use crate::api::status::ApiError;
 use crate::apiserver::content;
-use crate::apiserver::fieldmanager::{self, Operation, apply};
 use crate::apiserver::patch::{self, PatchType};
-use crate::apiserver::resources::Resource;
 use crate::apiserver::router::ResourceRequest;
-use crate::apiserver::schema;
-use crate::apiserver::status::ApiError;
 use crate::registry::events;
+use crate::registry::fieldmanager::{self, Operation, apply};
 use crate::registry::{WriteContext, metadata, resource_version};
+use crate::schema;
 
 /// `fieldValidation`: what to do with unknown fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,8 +28,9 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
 
-use crate::apiserver::resources::{self, Resource};
-use crate::apiserver::schema::{self, REF_PREFIX, Schemas};
+use crate::api::resource::Resource;
+use crate::kinds;
+use crate::schema::{self, REF_PREFIX, Schemas};
 
 /// One group-version's document, serialized once.
 #[derive(Debug, Clone)]
@@ -47,7 +48,7 @@ struct Documents {
 
 static DOCUMENTS: LazyLock<Documents> = LazyLock::new(|| {
     let schemas = schema::schemas();
-    let by_path = resources::group_versions()
+    let by_path = kinds::group_versions()
         .into_iter()
         .map(|(group, version)| {
             let doc = build(schemas, group, version);
@@ -111,8 +112,9 @@ fn sha512_hex(bytes: &[u8]) -> String {
 /// Builds one group-version's document: its paths, and every schema they
 /// reach through `$ref`s.
 fn build(schemas: &Schemas, group: &str, version: &str) -> Value {
-    let served: Vec<&Resource> = resources::RESOURCES
+    let served: Vec<&Resource> = kinds::RESOURCES
         .iter()
+        .copied()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     let paths = paths::paths(schemas, group, version, &served);

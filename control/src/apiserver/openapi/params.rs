@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::apiserver::schema::REF_PREFIX;
+use crate::schema::REF_PREFIX;
 
 fn query(name: &str, ty: &str, description: &str) -> Value {
     json!({

@@ -6,8 +6,8 @@
 use serde_json::{Map, Value, json};
 
 use super::params;
-use crate::apiserver::resources::{Resource, Subresource};
-use crate::apiserver::schema::Schemas;
+use crate::api::resource::{Resource, Subresource};
+use crate::schema::Schemas;
 
 /// `Core`, `Apps`, `RbacAuthorization`: the group in operation ids.
 pub(super) fn group_camel(group: &str) -> String {

@@ -46,7 +46,7 @@ fn patch_ops<'a>(doc: &'a Value, gvk: &Value) -> Vec<&'a Value> {
 fn index_names_every_group_version_with_its_hash() {
     let index = v3_index();
     let paths = index["paths"].as_object().expect("paths");
-    for (group, version) in resources::group_versions() {
+    for (group, version) in kinds::group_versions() {
         let key = index_path(group, version);
         let url = paths[&key]["serverRelativeURL"].as_str().expect("url");
         let hash = url.rsplit("hash=").next().unwrap_or("");
@@ -74,7 +74,7 @@ fn every_patch_operation_declares_field_validation() {
     // queryParamVerifierV3 takes the first PATCH operation (in Go's random
     // map order) whose GVK matches and looks among its own parameters, so
     // every such operation must list fieldValidation.
-    for r in resources::RESOURCES
+    for r in kinds::RESOURCES
         .iter()
         .filter(|r| r.verbs.contains(&"patch"))
     {
@@ -117,7 +117,7 @@ fn every_patch_operation_declares_field_validation() {
 
 #[test]
 fn kinds_carry_their_gvk_and_refs_resolve_within_each_document() {
-    for (group, version) in resources::group_versions() {
+    for (group, version) in kinds::group_versions() {
         let doc = gv_spec(group, version);
         assert_eq!(doc["openapi"], "3.0.0");
         let schemas = doc["components"]["schemas"].as_object().expect("schemas");
@@ -134,7 +134,7 @@ fn kinds_carry_their_gvk_and_refs_resolve_within_each_document() {
                 }
             }
         }
-        for r in resources::RESOURCES
+        for r in kinds::RESOURCES
             .iter()
             .filter(|r| r.group == group && r.version == version)
         {

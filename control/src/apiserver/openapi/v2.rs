@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 use serde_json::{Map, Value, json};
 
 use super::{DOCUMENTS, sha512_hex, v2_proto};
-use crate::apiserver::schema::REF_PREFIX;
+use crate::schema::REF_PREFIX;
 
 /// Where v2 `$ref`s point.
 pub const DEFINITIONS_PREFIX: &str = "#/definitions/";

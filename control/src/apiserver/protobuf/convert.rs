@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::table::{Cardinality, Field, Kind, TABLE};
 use super::wire::{self, Value as Wire};
-use crate::apiserver::schema;
+use crate::schema;
 
 /// A payload that could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

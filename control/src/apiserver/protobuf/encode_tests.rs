@@ -262,7 +262,7 @@ fn durations_micro_times_and_bytes_round_trip() {
 
 #[test]
 fn every_served_kind_has_a_message() {
-    for r in crate::apiserver::resources::RESOURCES {
+    for r in crate::kinds::RESOURCES {
         let v = r.api_version();
         assert!(
             serves(&v, r.kind),

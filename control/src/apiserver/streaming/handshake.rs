@@ -8,8 +8,8 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use crate::api::status::ApiError;
 use crate::apiserver::handlers::{Body, full};
-use crate::apiserver::status::ApiError;
 
 /// Accepts the websocket handshake of `req` with `protocol`: the `101`
 /// answer and the connection it will upgrade. A request that is no valid

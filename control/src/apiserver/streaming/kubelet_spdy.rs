@@ -9,8 +9,8 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::upgrade::Upgraded;
 
+use crate::api::status::ApiError;
 use crate::apiserver::kubelet::{Endpoint, KubeletClient};
-use crate::apiserver::status::ApiError;
 
 /// The header naming the stream protocols offered, then the one chosen.
 const PROTOCOL_VERSION: &str = "X-Stream-Protocol-Version";

@@ -30,9 +30,9 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 use super::spdy::{self, Frame, HeaderEncoder};
 use super::{V4_CHANNEL, V5_CHANNEL, handshake, kubelet_spdy};
+use crate::api::status::ApiError;
 use crate::apiserver::handlers::Body;
 use crate::apiserver::kubelet::{Endpoint, KubeletClient};
-use crate::apiserver::status::ApiError;
 
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;

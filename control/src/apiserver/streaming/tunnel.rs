@@ -25,9 +25,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 use super::{handshake, kubelet_spdy, subprotocols};
+use crate::api::status::ApiError;
 use crate::apiserver::handlers::Body;
 use crate::apiserver::kubelet::{Endpoint, KubeletClient};
-use crate::apiserver::status::ApiError;
 
 /// What a websocket subprotocol tunnelling SPDY starts with.
 pub const TUNNELING_PREFIX: &str = "SPDY/3.1+";

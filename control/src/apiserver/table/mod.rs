@@ -1,25 +1,18 @@
 //! Server-side printing: the `meta.k8s.io/v1` Table kube-apiserver answers
-//! to `Accept: application/json;as=Table;v=v1;g=meta.k8s.io`, with the
-//! columns and cells of its printers (`pkg/printers/internalversion/printers.go`)
-//! and, for kinds without a printer (roles, cluster roles), its default
-//! table (`k8s.io/apiserver/pkg/registry/rest/table.go`: NAME, CREATED AT).
+//! to `Accept: application/json;as=Table;v=v1;g=meta.k8s.io`, built from the
+//! printer of the object's kind (its strategy's; `kinds/printers`).
 //!
 //! kube-apiserver always prints the wide columns (priority 1) and lets
 //! kubectl drop them without `-o wide`; so does this module. Inside a watch
 //! only the first event carries `columnDefinitions`: build later events with
 //! [`TableOptions::no_headers`] (or [`rows`] alone).
 
-mod cluster;
-mod format;
-mod network;
-mod storage;
-mod workloads;
-
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use crate::apiserver::resources::Resource;
-use crate::apiserver::schema;
+use crate::api::resource::Resource;
+use crate::api::table::{Doc, Printer};
+use crate::schema;
 
 /// `includeObject`: what each row carries in its `object`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -70,101 +63,6 @@ impl TableOptions {
     }
 }
 
-/// Where a column's description comes from: the documentation of an API
-/// field (kube-apiserver uses the Go types' `SwaggerDoc()`; the same text is
-/// in the schemas' descriptions), or a sentence of the printer's own.
-#[derive(Debug, Clone, Copy)]
-enum Doc {
-    Field(&'static str, &'static str),
-    Text(&'static str),
-}
-
-/// One column of a printer.
-#[derive(Debug, Clone, Copy)]
-struct Column {
-    name: &'static str,
-    ty: &'static str,
-    format: &'static str,
-    priority: i32,
-    doc: Doc,
-}
-
-const fn col(name: &'static str, ty: &'static str, doc: Doc) -> Column {
-    Column {
-        name,
-        ty,
-        format: "",
-        priority: 0,
-        doc,
-    }
-}
-
-const fn wide(name: &'static str, ty: &'static str, doc: Doc) -> Column {
-    Column {
-        priority: 1,
-        ..col(name, ty, doc)
-    }
-}
-
-const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
-
-/// The NAME column every printer starts with.
-const NAME: Column = Column {
-    format: "name",
-    ..col("Name", "string", Doc::Field(META, "name"))
-};
-
-/// The AGE column.
-const AGE: Column = col("Age", "string", Doc::Field(META, "creationTimestamp"));
-
-/// The cells of one object, and the row's conditions (a finished pod's
-/// `Completed` condition).
-struct Printed {
-    cells: Vec<Value>,
-    conditions: Option<Value>,
-}
-
-impl From<Vec<Value>> for Printed {
-    fn from(cells: Vec<Value>) -> Self {
-        Printed {
-            cells,
-            conditions: None,
-        }
-    }
-}
-
-/// A kind's printer: its columns and how to fill them.
-struct Printer {
-    columns: &'static [Column],
-    print: fn(&Value, Timestamp) -> Printed,
-}
-
-fn printer(group: &str, kind: &str) -> Printer {
-    match (group, kind) {
-        ("", "Pod") => workloads::POD,
-        ("apps", "Deployment") => workloads::DEPLOYMENT,
-        ("apps", "ReplicaSet") => workloads::REPLICA_SET,
-        ("autoscaling", "Scale") => workloads::SCALE,
-        ("", "Service") => network::SERVICE,
-        ("", "Endpoints") => network::ENDPOINTS,
-        ("discovery.k8s.io", "EndpointSlice") => network::ENDPOINT_SLICE,
-        ("", "Node") => cluster::NODE,
-        ("", "Namespace") => cluster::NAMESPACE,
-        ("", "Event") => cluster::EVENT,
-        ("events.k8s.io", "Event") => cluster::EVENTS_V1_EVENT,
-        ("", "ConfigMap") => storage::CONFIG_MAP,
-        ("", "Secret") => storage::SECRET,
-        ("", "ServiceAccount") => storage::SERVICE_ACCOUNT,
-        ("", "PersistentVolume") => storage::PERSISTENT_VOLUME,
-        ("", "PersistentVolumeClaim") => storage::PERSISTENT_VOLUME_CLAIM,
-        ("coordination.k8s.io", "Lease") => cluster::LEASE,
-        ("scheduling.k8s.io", "PriorityClass") => cluster::PRIORITY_CLASS,
-        ("rbac.authorization.k8s.io", "RoleBinding") => cluster::ROLE_BINDING,
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => cluster::CLUSTER_ROLE_BINDING,
-        _ => cluster::DEFAULT,
-    }
-}
-
 fn describe(doc: Doc) -> String {
     match doc {
         Doc::Text(text) => text.to_string(),
@@ -177,10 +75,10 @@ fn describe(doc: Doc) -> String {
     }
 }
 
-/// The `columnDefinitions` of a kind's table (all priorities, as
+/// The `columnDefinitions` of a printer's table (all priorities, as
 /// kube-apiserver sends them).
-pub fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
-    printer(group, kind)
+pub fn column_definitions(printer: &Printer) -> Vec<Value> {
+    printer
         .columns
         .iter()
         .map(|c| {
@@ -197,17 +95,11 @@ pub fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
 
 /// The `rows` of a table of these objects (of `resource`'s kind).
 pub fn rows(resource: &Resource, objects: &[&Value], options: &TableOptions) -> Vec<Value> {
-    rows_of_kind(resource.group, resource.kind, objects, options)
+    printed_rows(resource.strategy.printer(), objects, options)
 }
 
-/// [`rows`] for a kind given by name (a subresource's: `autoscaling`, `Scale`).
-pub fn rows_of_kind(
-    group: &str,
-    kind: &str,
-    objects: &[&Value],
-    options: &TableOptions,
-) -> Vec<Value> {
-    let printer = printer(group, kind);
+/// The rows `printer` prints for `objects`.
+pub fn printed_rows(printer: &Printer, objects: &[&Value], options: &TableOptions) -> Vec<Value> {
     objects
         .iter()
         .map(|obj| {
@@ -239,27 +131,23 @@ fn row_object(obj: &Value, include: IncludeObject) -> Value {
 
 /// A whole `meta.k8s.io/v1` Table of `objects` of `resource`'s kind.
 pub fn to_table(resource: &Resource, objects: &[&Value], options: &TableOptions) -> Value {
-    to_table_of_kind(resource.group, resource.kind, objects, options)
+    printed_table(resource.strategy.printer(), objects, options)
 }
 
-/// [`to_table`] for a kind given by name (a subresource's: `autoscaling`, `Scale`).
-pub fn to_table_of_kind(
-    group: &str,
-    kind: &str,
-    objects: &[&Value],
-    options: &TableOptions,
-) -> Value {
+/// A whole Table as `printer` prints `objects` (a subresource's kind:
+/// `autoscaling` `Scale`).
+pub fn printed_table(printer: &Printer, objects: &[&Value], options: &TableOptions) -> Value {
     let columns = if options.no_headers {
         Value::Null
     } else {
-        Value::Array(column_definitions(group, kind))
+        Value::Array(column_definitions(printer))
     };
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": options.list_meta,
         "columnDefinitions": columns,
-        "rows": rows_of_kind(group, kind, objects, options),
+        "rows": printed_rows(printer, objects, options),
     })
 }
 

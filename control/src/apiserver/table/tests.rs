@@ -5,9 +5,8 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::format::human_duration;
 use super::*;
-use crate::apiserver::resources;
+use crate::kinds;
 
 fn now() -> Timestamp {
     "2025-06-01T12:00:00Z".parse().expect("timestamp")
@@ -22,7 +21,7 @@ fn ago(secs: i64) -> String {
 
 fn resource(group: &str, plural: &str) -> &'static Resource {
     let version = "v1";
-    resources::find(group, version, plural).expect("served resource")
+    kinds::find(group, version, plural).expect("served resource")
 }
 
 fn cells(group: &str, plural: &str, obj: Value) -> Vec<Value> {
@@ -32,8 +31,13 @@ fn cells(group: &str, plural: &str, obj: Value) -> Vec<Value> {
     rows[0]["cells"].as_array().expect("cells").clone()
 }
 
+fn definitions(group: &str, kind: &str) -> Vec<Value> {
+    let r = kinds::find_kind(group, "v1", kind).expect("served kind");
+    column_definitions(r.strategy.printer())
+}
+
 fn names(group: &str, kind: &str) -> Vec<(String, i64)> {
-    column_definitions(group, kind)
+    definitions(group, kind)
         .iter()
         .map(|c| {
             (
@@ -42,36 +46,6 @@ fn names(group: &str, kind: &str) -> Vec<(String, i64)> {
             )
         })
         .collect()
-}
-
-#[test]
-fn ages_use_human_duration() {
-    let s = 1_000_000_000i128;
-    for (secs, want) in [
-        (0, "0s"),
-        (-1, "0s"),
-        (-2, "<invalid>"),
-        (1, "1s"),
-        (119, "119s"),
-        (120, "2m"),
-        (303, "5m3s"),
-        (600, "10m"),
-        (3 * 3600 - 1, "179m"),
-        (3 * 3600, "3h"),
-        (3 * 3600 + 30 * 60, "3h30m"),
-        (8 * 3600, "8h"),
-        (47 * 3600, "47h"),
-        (48 * 3600, "2d"),
-        (49 * 3600, "2d1h"),
-        (8 * 86400, "8d"),
-        (730 * 86400, "2y"),
-        (731 * 86400, "2y1d"),
-        (8 * 365 * 86400, "8y"),
-    ] {
-        assert_eq!(human_duration(secs * s), want, "{secs}s");
-    }
-    // Sub-second parts are truncated like Go's int(d.Seconds()).
-    assert_eq!(human_duration(119 * s + s / 2), "119s");
 }
 
 fn pod(status: Value) -> Value {
@@ -99,7 +73,7 @@ fn pod_columns_match_kube_apiserver() {
         ]
         .map(|(n, p)| (n.to_string(), p))
     );
-    let defs = column_definitions("", "Pod");
+    let defs = definitions("", "Pod");
     assert_eq!(defs[0]["format"], "name");
     assert_eq!(defs[3]["type"], "string");
     // Field docs come from the API types, as SwaggerDoc() does upstream.
@@ -623,7 +597,7 @@ fn rbac_bindings_and_default_tables() {
         .map(|s| json!(s))
     );
     assert_eq!(
-        column_definitions("rbac.authorization.k8s.io", "RoleBinding")[3]["description"],
+        definitions("rbac.authorization.k8s.io", "RoleBinding")[3]["description"],
         "Users in the roleBinding"
     );
     assert_eq!(
@@ -631,7 +605,7 @@ fn rbac_bindings_and_default_tables() {
         [("Name".to_string(), 0), ("Created At".to_string(), 0)]
     );
     assert_eq!(
-        column_definitions("rbac.authorization.k8s.io", "Role")[1]["type"],
+        definitions("rbac.authorization.k8s.io", "Role")[1]["type"],
         "date"
     );
     let role = json!({"metadata": {"name": "admin", "creationTimestamp": "2024-02-03T04:05:06Z"}});
@@ -680,7 +654,11 @@ fn tables_carry_metadata_and_the_requested_object() {
     assert_eq!(IncludeObject::parse(Some("bogus")), None);
 
     let scale = json!({"metadata": {"name": "web", "creationTimestamp": ago(5)}, "spec": {"replicas": 3}, "status": {"replicas": 2}});
-    let t = to_table_of_kind("autoscaling", "Scale", &[&scale], &TableOptions::new(now()));
+    let t = printed_table(
+        &kinds::printers::workloads::SCALE,
+        &[&scale],
+        &TableOptions::new(now()),
+    );
     assert_eq!(t["rows"][0]["cells"], json!(["web", 3, 2, "5s"]));
     assert_eq!(t["columnDefinitions"][0]["format"], "");
 }
@@ -689,8 +667,8 @@ fn tables_carry_metadata_and_the_requested_object() {
 fn every_served_resource_has_cells_for_every_column() {
     let options = TableOptions::new(now());
     let empty = json!({"metadata": {"name": "x"}});
-    for r in resources::RESOURCES {
-        let columns = column_definitions(r.group, r.kind).len();
+    for r in kinds::RESOURCES {
+        let columns = column_definitions(r.strategy.printer()).len();
         let row = &rows(r, &[&empty], &options)[0];
         assert_eq!(
             row["cells"].as_array().map(Vec::len),
@@ -698,7 +676,7 @@ fn every_served_resource_has_cells_for_every_column() {
             "{}",
             r.kind
         );
-        for c in column_definitions(r.group, r.kind) {
+        for c in column_definitions(r.strategy.printer()) {
             if c["name"] != "Created At" {
                 assert!(
                     !c["description"].as_str().unwrap_or("").is_empty(),

@@ -7,17 +7,17 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 /// A string at a JSON pointer, or "".
-pub(super) fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+pub fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 /// An integer at a JSON pointer.
-pub(super) fn int_at(v: &Value, pointer: &str) -> Option<i64> {
+pub fn int_at(v: &Value, pointer: &str) -> Option<i64> {
     v.pointer(pointer).and_then(Value::as_i64)
 }
 
 /// An array at a JSON pointer, or empty.
-pub(super) fn list_at<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
+pub fn list_at<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
     v.pointer(pointer)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
@@ -25,7 +25,7 @@ pub(super) fn list_at<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
 }
 
 /// The number of entries of the map at a JSON pointer.
-pub(super) fn map_len(v: &Value, pointer: &str) -> i64 {
+pub fn map_len(v: &Value, pointer: &str) -> i64 {
     v.pointer(pointer)
         .and_then(Value::as_object)
         .map_or(0, |m| m.len() as i64)
@@ -33,7 +33,7 @@ pub(super) fn map_len(v: &Value, pointer: &str) -> i64 {
 
 /// A timestamp field (Time or MicroTime); `None` for absent, null, or Go's
 /// zero time (what `IsZero` reports).
-pub(super) fn time_at(v: &Value, pointer: &str) -> Option<Timestamp> {
+pub fn time_at(v: &Value, pointer: &str) -> Option<Timestamp> {
     let ts: Timestamp = str_at(v, pointer).parse().ok()?;
     (ts.as_second() != ZERO_TIME_SECONDS).then_some(ts)
 }
@@ -42,7 +42,7 @@ pub(super) fn time_at(v: &Value, pointer: &str) -> Option<Timestamp> {
 const ZERO_TIME_SECONDS: i64 = -62_135_596_800;
 
 /// `translateTimestampSince`: the age of a timestamp, `<unknown>` if unset.
-pub(super) fn since(now: Timestamp, then: Option<Timestamp>) -> String {
+pub fn since(now: Timestamp, then: Option<Timestamp>) -> String {
     match then {
         Some(t) => human_duration(now.as_nanosecond() - t.as_nanosecond()),
         None => "<unknown>".into(),
@@ -50,13 +50,13 @@ pub(super) fn since(now: Timestamp, then: Option<Timestamp>) -> String {
 }
 
 /// The age of an object (`metadata.creationTimestamp`).
-pub(super) fn age(now: Timestamp, obj: &Value) -> String {
+pub fn age(now: Timestamp, obj: &Value) -> String {
     since(now, time_at(obj, "/metadata/creationTimestamp"))
 }
 
 /// apimachinery `duration.HumanDuration`: ~2-3 significant figures
 /// (`45s`, `5m3s`, `12m`, `3h5m`, `20h`, `2d3h`, `30d`, `2y30d`).
-pub(super) fn human_duration(nanos: i128) -> String {
+pub fn human_duration(nanos: i128) -> String {
     const SECOND: i128 = 1_000_000_000;
     const MINUTE: i128 = 60 * SECOND;
     const HOUR: i128 = 60 * MINUTE;
@@ -112,7 +112,7 @@ pub(super) fn human_duration(nanos: i128) -> String {
 }
 
 /// `labels.Set.String`: `k=v` pairs sorted as strings, joined by commas.
-pub(super) fn label_set(map: Option<&Value>) -> String {
+pub fn label_set(map: Option<&Value>) -> String {
     let mut pairs: Vec<String> = map
         .and_then(Value::as_object)
         .into_iter()
@@ -124,14 +124,14 @@ pub(super) fn label_set(map: Option<&Value>) -> String {
 }
 
 /// `labels.FormatLabels`: a label set, `<none>` when empty.
-pub(super) fn format_labels(map: Option<&Value>) -> String {
+pub fn format_labels(map: Option<&Value>) -> String {
     let s = label_set(map);
     if s.is_empty() { "<none>".into() } else { s }
 }
 
 /// `metav1.LabelSelectorAsSelector(..).String()`: requirements sorted by key
 /// (`app=web,tier in (a,b),!legacy`); "" for a nil or empty selector.
-pub(super) fn label_selector(selector: Option<&Value>) -> String {
+pub fn label_selector(selector: Option<&Value>) -> String {
     let Some(selector) = selector.filter(|s| s.is_object()) else {
         return String::new();
     };
@@ -173,13 +173,13 @@ pub(super) fn label_selector(selector: Option<&Value>) -> String {
 }
 
 /// `metav1.FormatLabelSelector`: a selector, `<none>` when it selects all.
-pub(super) fn format_label_selector(selector: Option<&Value>) -> String {
+pub fn format_label_selector(selector: Option<&Value>) -> String {
     let s = label_selector(selector);
     if s.is_empty() { "<none>".into() } else { s }
 }
 
 /// `listWithMoreString`: the first three, `+ N more...`, `<unset>` if none.
-pub(super) fn list_with_more(list: &[String], count: usize) -> String {
+pub fn list_with_more(list: &[String], count: usize) -> String {
     const MAX: usize = 3;
     let ret = list.iter().take(MAX).cloned().collect::<Vec<_>>().join(",");
     if count > MAX {
@@ -192,7 +192,7 @@ pub(super) fn list_with_more(list: &[String], count: usize) -> String {
 }
 
 /// `layoutContainerCells`: container names and images, comma-joined.
-pub(super) fn container_cells(pod_spec: &Value) -> (String, String) {
+pub fn container_cells(pod_spec: &Value) -> (String, String) {
     let containers = list_at(pod_spec, "/containers");
     let names: Vec<&str> = containers.iter().map(|c| str_at(c, "/name")).collect();
     let images: Vec<&str> = containers.iter().map(|c| str_at(c, "/image")).collect();
@@ -200,10 +200,45 @@ pub(super) fn container_cells(pod_spec: &Value) -> (String, String) {
 }
 
 /// `"<none>"` for an empty string.
-pub(super) fn or_none(s: &str) -> String {
+pub fn or_none(s: &str) -> String {
     if s.is_empty() {
         "<none>".into()
     } else {
         s.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_use_human_duration() {
+        let s = 1_000_000_000i128;
+        for (secs, want) in [
+            (0, "0s"),
+            (-1, "0s"),
+            (-2, "<invalid>"),
+            (1, "1s"),
+            (119, "119s"),
+            (120, "2m"),
+            (303, "5m3s"),
+            (600, "10m"),
+            (3 * 3600 - 1, "179m"),
+            (3 * 3600, "3h"),
+            (3 * 3600 + 30 * 60, "3h30m"),
+            (8 * 3600, "8h"),
+            (47 * 3600, "47h"),
+            (48 * 3600, "2d"),
+            (49 * 3600, "2d1h"),
+            (8 * 86400, "8d"),
+            (730 * 86400, "2y"),
+            (731 * 86400, "2y1d"),
+            (8 * 365 * 86400, "8y"),
+        ] {
+            assert_eq!(human_duration(secs * s), want, "{secs}s");
+        }
+        // Sub-second parts are truncated like Go's int(d.Seconds()).
+        assert_eq!(human_duration(119 * s + s / 2), "119s");
     }
 }

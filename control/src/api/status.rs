@@ -3,8 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::resources::Resource;
-use crate::storage::StorageError;
+use super::resource::Resource;
 
 /// One field error of an `Invalid` status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,25 +234,6 @@ impl ApiError {
     }
 }
 
-impl From<StorageError> for ApiError {
-    fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::Timeout { .. } => ApiError::timeout(
-                "Timeout: request did not complete within requested timeout - context deadline exceeded",
-            ),
-            StorageError::Unavailable { message, .. } => {
-                ApiError::unavailable(format!("etcd is unavailable: {message}"))
-            }
-            StorageError::Compacted { revision } => ApiError::expired(format!(
-                "The resourceVersion for the provided list is too old (compacted to {revision})."
-            )),
-            StorageError::Corrupt { key, message } => ApiError::internal(format!(
-                "stored object {key} could not be decoded: {message}"
-            )),
-        }
-    }
-}
-
 /// The Status returned by a successful delete of a resource that has no
 /// object to return (deletecollection, some deletes).
 pub fn success(r: &Resource, name: &str) -> Value {
@@ -269,7 +249,7 @@ pub fn success(r: &Resource, name: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apiserver::resources::find;
+    use crate::kinds::find;
 
     #[test]
     fn messages_match_kube_apiserver() {

@@ -8,12 +8,12 @@ use super::format::{
     age, container_cells, format_label_selector, int_at, label_selector, list_at, or_none, since,
     str_at, time_at,
 };
-use super::{AGE, Column, Doc, NAME, Printed, Printer, col, wide};
+use crate::api::table::{AGE, Column, Doc, NAME, Printed, Printer, col, wide};
 
 const POD_STATUS: &str = "io.k8s.api.core.v1.PodStatus";
 const POD_SPEC: &str = "io.k8s.api.core.v1.PodSpec";
 
-pub(super) const POD: Printer = Printer {
+pub const POD: Printer = Printer {
     columns: &[
         NAME,
         col(
@@ -266,7 +266,7 @@ fn desired_replicas(obj: &Value) -> i64 {
     int_at(obj, "/spec/replicas").unwrap_or(1)
 }
 
-pub(super) const DEPLOYMENT: Printer = Printer {
+pub const DEPLOYMENT: Printer = Printer {
     columns: &[
         NAME,
         col(
@@ -312,7 +312,7 @@ fn print_deployment(d: &Value, now: Timestamp) -> Printed {
     .into()
 }
 
-pub(super) const REPLICA_SET: Printer = Printer {
+pub const REPLICA_SET: Printer = Printer {
     columns: &[
         NAME,
         col(
@@ -358,10 +358,14 @@ fn print_replica_set(rs: &Value, now: Timestamp) -> Printed {
     .into()
 }
 
-pub(super) const SCALE: Printer = Printer {
+pub const SCALE: Printer = Printer {
     columns: &[
         // printScale's NAME column has no "name" format.
-        col("Name", "string", Doc::Field(super::META, "name")),
+        col(
+            "Name",
+            "string",
+            Doc::Field(crate::api::table::META, "name"),
+        ),
         col(
             "Desired",
             "integer",

@@ -9,8 +9,8 @@ use super::fieldset::{
     FieldSet, Path, Step, display, item_key, list_strategy, of_object, value_at,
 };
 use super::{Entry, entries, has_status, schema_of, set_entries};
-use crate::apiserver::schema::{ApplyStrategy, Node, Shape};
-use crate::apiserver::status::ApiError;
+use crate::api::status::ApiError;
+use crate::schema::{ApplyStrategy, Node, Shape};
 
 fn child(node: Option<Node<'static>>, key: &str) -> Option<Node<'static>> {
     let n = node?;
@@ -240,7 +240,7 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apiserver::fieldmanager::{Operation, record};
+    use crate::registry::fieldmanager::{Operation, record};
 
     fn deploy(replicas: i64, image: &str) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},

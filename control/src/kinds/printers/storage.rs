@@ -6,9 +6,9 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::format::{age, list_at, map_len, str_at};
-use super::{AGE, Doc, NAME, Printed, Printer, col, wide};
+use crate::api::table::{AGE, Doc, NAME, Printed, Printer, col, wide};
 
-pub(super) const CONFIG_MAP: Printer = Printer {
+pub const CONFIG_MAP: Printer = Printer {
     columns: &[
         NAME,
         col(
@@ -28,7 +28,7 @@ pub(super) const CONFIG_MAP: Printer = Printer {
     },
 };
 
-pub(super) const SECRET: Printer = Printer {
+pub const SECRET: Printer = Printer {
     columns: &[
         NAME,
         col(
@@ -54,7 +54,7 @@ pub(super) const SECRET: Printer = Printer {
     },
 };
 
-pub(super) const SERVICE_ACCOUNT: Printer = Printer {
+pub const SERVICE_ACCOUNT: Printer = Printer {
     columns: &[
         NAME,
         col(
@@ -124,7 +124,7 @@ fn or_unset(obj: &Value, pointer: &str) -> String {
 const PV_SPEC: &str = "io.k8s.api.core.v1.PersistentVolumeSpec";
 const PV_STATUS: &str = "io.k8s.api.core.v1.PersistentVolumeStatus";
 
-pub(super) const PERSISTENT_VOLUME: Printer = Printer {
+pub const PERSISTENT_VOLUME: Printer = Printer {
     columns: &[
         NAME,
         col("Capacity", "string", Doc::Field(PV_SPEC, "capacity")),
@@ -177,7 +177,7 @@ fn print_pv(pv: &Value, now: Timestamp) -> Printed {
 const PVC_SPEC: &str = "io.k8s.api.core.v1.PersistentVolumeClaimSpec";
 const PVC_STATUS: &str = "io.k8s.api.core.v1.PersistentVolumeClaimStatus";
 
-pub(super) const PERSISTENT_VOLUME_CLAIM: Printer = Printer {
+pub const PERSISTENT_VOLUME_CLAIM: Printer = Printer {
     columns: &[
         NAME,
         col("Status", "string", Doc::Field(PVC_STATUS, "phase")),

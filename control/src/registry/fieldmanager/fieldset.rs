@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::apiserver::schema::{ApplyStrategy, Node, Shape};
+use crate::schema::{ApplyStrategy, Node, Shape};
 
 /// One step of a path.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -295,7 +295,7 @@ pub fn display(path: &[Step]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apiserver::schema::schemas;
+    use crate::schema::schemas;
     use serde_json::json;
 
     #[test]

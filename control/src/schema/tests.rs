@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::apiserver::resources::RESOURCES;
+use crate::kinds::RESOURCES;
 
 fn strategy(group: &str, kind: &str, path: &str) -> FieldStrategy<'static> {
     let path: Vec<&str> = path.split('.').collect();

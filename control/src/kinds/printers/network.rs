@@ -7,11 +7,11 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::format::{age, format_labels, int_at, list_at, list_with_more, str_at};
-use super::{AGE, Doc, NAME, Printed, Printer, col, wide};
+use crate::api::table::{AGE, Doc, NAME, Printed, Printer, col, wide};
 
 const SERVICE_SPEC: &str = "io.k8s.api.core.v1.ServiceSpec";
 
-pub(super) const SERVICE: Printer = Printer {
+pub const SERVICE: Printer = Printer {
     columns: &[
         NAME,
         col("Type", "string", Doc::Field(SERVICE_SPEC, "type")),
@@ -146,7 +146,7 @@ fn print_service(svc: &Value, now: Timestamp) -> Printed {
     .into()
 }
 
-pub(super) const ENDPOINTS: Printer = Printer {
+pub const ENDPOINTS: Printer = Printer {
     columns: &[
         NAME,
         col(
@@ -223,7 +223,7 @@ fn print_endpoints(ep: &Value, now: Timestamp) -> Printed {
 
 const SLICE: &str = "io.k8s.api.discovery.v1.EndpointSlice";
 
-pub(super) const ENDPOINT_SLICE: Printer = Printer {
+pub const ENDPOINT_SLICE: Printer = Printer {
     columns: &[
         NAME,
         col("AddressType", "string", Doc::Field(SLICE, "addressType")),

@@ -8,8 +8,8 @@ pub mod fieldset;
 
 use serde_json::{Value, json};
 
-use crate::apiserver::resources;
-use crate::apiserver::schema::{self, Node};
+use crate::kinds;
+use crate::schema::{self, Node};
 use fieldset::{FieldSet, Step, from_fields_v1, of_object, to_fields_v1, value_at};
 
 /// The operation of a managedFields entry.
@@ -113,7 +113,7 @@ fn has_status(obj: &Value) -> bool {
     let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     let (g, v) = api_version.split_once('/').unwrap_or(("", api_version));
-    resources::find_kind(g, v, kind).is_some_and(|r| r.subresource("status").is_some())
+    kinds::find_kind(g, v, kind).is_some_and(|r| r.subresource("status").is_some())
 }
 
 /// Records an `Update` write of `manager` turning `old` into `new`: the

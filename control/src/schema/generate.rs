@@ -270,7 +270,7 @@ fn set_group_version_kinds(definitions: &mut Map<String, Value>, kinds: &[KindSc
         }
     }
     // DeleteOptions and WatchEvent are the same type in every group-version.
-    let served: Vec<(&str, &str)> = crate::apiserver::resources::group_versions();
+    let served: Vec<(&str, &str)> = crate::kinds::group_versions();
     for (name, kind) in [
         (
             "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",

@@ -10,12 +10,12 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use super::format::{age, int_at, list_at, or_none, since, str_at, time_at};
-use super::{AGE, Column, Doc, META, NAME, Printed, Printer, col, wide};
+use crate::api::table::{AGE, Column, Doc, META, NAME, Printed, Printer, col, wide};
 
 const NODE_INFO: &str = "io.k8s.api.core.v1.NodeSystemInfo";
 const NODE_STATUS: &str = "io.k8s.api.core.v1.NodeStatus";
 
-pub(super) const NODE: Printer = Printer {
+pub const NODE: Printer = Printer {
     columns: &[
         NAME,
         col("Status", "string", Doc::Text("The status of the node")),
@@ -122,7 +122,7 @@ fn print_node(node: &Value, now: Timestamp) -> Printed {
     .into()
 }
 
-pub(super) const NAMESPACE: Printer = Printer {
+pub const NAMESPACE: Printer = Printer {
     columns: &[
         NAME,
         col("Status", "string", Doc::Text("The status of the namespace")),
@@ -169,7 +169,7 @@ const EVENT_COLUMNS: &[Column] = &[
     },
 ];
 
-pub(super) const EVENT: Printer = Printer {
+pub const EVENT: Printer = Printer {
     columns: EVENT_COLUMNS,
     print: print_event,
 };
@@ -177,7 +177,7 @@ pub(super) const EVENT: Printer = Printer {
 /// events.k8s.io/v1 Events are stored as core Events and printed by the
 /// same printer; their fields are renamed on the way
 /// (`Convert_v1_Event_To_core_Event`).
-pub(super) const EVENTS_V1_EVENT: Printer = Printer {
+pub const EVENTS_V1_EVENT: Printer = Printer {
     columns: EVENT_COLUMNS,
     print: |ev, now| print_event(&as_core_event(ev), now),
 };
@@ -262,7 +262,7 @@ fn print_event(ev: &Value, now: Timestamp) -> Printed {
     .into()
 }
 
-pub(super) const LEASE: Printer = Printer {
+pub const LEASE: Printer = Printer {
     columns: &[
         NAME,
         col(
@@ -284,7 +284,7 @@ pub(super) const LEASE: Printer = Printer {
 
 const PRIORITY_CLASS_TYPE: &str = "io.k8s.api.scheduling.v1.PriorityClass";
 
-pub(super) const PRIORITY_CLASS: Printer = Printer {
+pub const PRIORITY_CLASS: Printer = Printer {
     columns: &[
         NAME,
         col("Value", "integer", Doc::Field(PRIORITY_CLASS_TYPE, "value")),
@@ -349,7 +349,7 @@ fn print_binding(b: &Value, now: Timestamp) -> Printed {
     .into()
 }
 
-pub(super) const ROLE_BINDING: Printer = Printer {
+pub const ROLE_BINDING: Printer = Printer {
     columns: &[
         NAME,
         col(
@@ -369,7 +369,7 @@ pub(super) const ROLE_BINDING: Printer = Printer {
     print: print_binding,
 };
 
-pub(super) const CLUSTER_ROLE_BINDING: Printer = Printer {
+pub const CLUSTER_ROLE_BINDING: Printer = Printer {
     columns: &[
         NAME,
         col(
@@ -399,7 +399,7 @@ pub(super) const CLUSTER_ROLE_BINDING: Printer = Printer {
 
 /// The default table of a kind without a printer (roles, cluster roles):
 /// NAME and CREATED AT, the creation time in RFC 3339.
-pub(super) const DEFAULT: Printer = Printer {
+pub const DEFAULT: Printer = Printer {
     columns: &[
         NAME,
         col("Created At", "date", Doc::Field(META, "creationTimestamp")),

@@ -1,0 +1,70 @@
+//! Deployments: generation follows the spec.
+
+use serde_json::{Map, Value, json};
+
+use crate::api::resource::{Resource, SCALE, resource, status};
+use crate::api::strategy::Strategy;
+use crate::api::table::Printer;
+use crate::validation::{self, Cause, check, check2};
+
+use crate::kinds::printers;
+
+pub struct Deployments;
+
+pub static RESOURCE: Resource = Resource {
+    short_names: &["deploy"],
+    categories: &["all"],
+    subresources: &[status("Deployment"), SCALE],
+    ..resource(
+        "apps",
+        "v1",
+        "Deployment",
+        "DeploymentList",
+        "deployments",
+        "deployment",
+        true,
+        &Deployments,
+    )
+};
+
+impl Strategy for Deployments {
+    fn default(&self, obj: &mut Map<String, Value>) {
+        validation::apps::default_deployment(obj);
+    }
+
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn prepare_create(&self, obj: &mut Value) {
+        obj["status"] = json!({});
+    }
+
+    fn validate_create(&self, obj: &Value) -> Vec<Cause> {
+        check(obj, validation::apps::validate_deployment)
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        check2(new, old, validation::apps::validate_deployment_update)
+    }
+
+    fn validate_subresource_update(
+        &self,
+        subresource: &str,
+        new: &Value,
+        old: &Value,
+    ) -> Vec<Cause> {
+        match subresource {
+            "status" => check2(
+                new,
+                old,
+                validation::apps::validate_deployment_status_update,
+            ),
+            _ => self.validate_update(new, old),
+        }
+    }
+
+    fn printer(&self) -> &'static Printer {
+        &printers::workloads::DEPLOYMENT
+    }
+}

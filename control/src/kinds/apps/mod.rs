@@ -1,0 +1,4 @@
+//! apps/v1: one module per kind.
+
+pub mod deployment;
+pub mod replica_set;

@@ -1,0 +1,29 @@
+//! authentication.k8s.io/v1 SelfSubjectReviews (`kubectl auth whoami`): answered, not stored.
+
+use crate::api::resource::{CREATE, Resource, resource};
+use crate::api::strategy::Strategy;
+use crate::api::table::Printer;
+
+use crate::kinds::printers;
+
+pub struct SelfSubjectReviews;
+
+pub static RESOURCE: Resource = Resource {
+    verbs: CREATE,
+    ..resource(
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        false,
+        &SelfSubjectReviews,
+    )
+};
+
+impl Strategy for SelfSubjectReviews {
+    fn printer(&self) -> &'static Printer {
+        &printers::cluster::DEFAULT
+    }
+}

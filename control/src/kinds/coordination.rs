@@ -1,0 +1,41 @@
+//! coordination.k8s.io/v1 Leases: written by PUT whether or not they exist.
+
+use serde_json::Value;
+
+use crate::api::resource::{Resource, resource};
+use crate::api::strategy::Strategy;
+use crate::api::table::Printer;
+use crate::validation::{self, Cause, check, check2};
+
+use crate::kinds::printers;
+
+pub struct Leases;
+
+pub static RESOURCE: Resource = resource(
+    "coordination.k8s.io",
+    "v1",
+    "Lease",
+    "LeaseList",
+    "leases",
+    "lease",
+    true,
+    &Leases,
+);
+
+impl Strategy for Leases {
+    fn allow_create_on_update(&self) -> bool {
+        true
+    }
+
+    fn validate_create(&self, obj: &Value) -> Vec<Cause> {
+        check(obj, validation::coordination::validate_lease)
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        check2(new, old, validation::coordination::validate_lease_update)
+    }
+
+    fn printer(&self) -> &'static Printer {
+        &printers::cluster::LEASE
+    }
+}
