@@ -24,6 +24,7 @@ pub mod exec;
 pub mod host;
 pub mod images;
 pub mod iproute;
+pub mod layers;
 mod leftovers;
 pub mod netns;
 pub mod netns_pods;

@@ -4,11 +4,11 @@
 //! store (etcd, watch caches, compaction), the registry, the bootstrap
 //! objects, and the HTTPS listener.
 
+pub mod auth;
 pub mod certs;
 pub mod content;
 pub mod discovery;
 pub mod handlers;
-pub mod impersonation;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod metrics;
@@ -20,8 +20,6 @@ pub mod selectors;
 pub mod server;
 pub mod streaming;
 pub mod table;
-pub mod token_auth;
-pub mod tokens;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -117,7 +115,7 @@ pub enum StartError {
     #[error(transparent)]
     Kubelet(#[from] kubelet::KubeletError),
     #[error(transparent)]
-    Tokens(#[from] tokens::TokenError),
+    Tokens(#[from] auth::tokens::TokenError),
     #[error("admission plugin {0:?} cannot be disabled (only {SERVICE_ACCOUNT_PLUGIN:?} can)")]
     AdmissionPlugin(String),
 }
@@ -212,7 +210,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         &kubelet_client,
         config.kubelet_preferred_address_types.clone(),
     )?);
-    let tokens = Arc::new(tokens::ServiceAccountKey::new(
+    let tokens = Arc::new(auth::tokens::ServiceAccountKey::new(
         &certs::service_account_key(&config.cert_dir)?,
     )?);
     let tls = server::tls_config(&ca.cert_pem, &serving)?;
@@ -259,7 +257,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         server_address: format!("{}:{}", advertise, addr.port()),
         bootstrapped: ready_rx,
         kubelet,
-        token_auth: token_auth::TokenAuthenticator::new(tokens.clone(), registry.clone()),
+        token_auth: auth::token_auth::TokenAuthenticator::new(tokens.clone(), registry.clone()),
         tokens,
     });
     info!(%addr, url = %config.server_url(), "API server listening");

@@ -15,8 +15,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
+use super::auth::User;
 use super::certs::{self, Pair};
-use super::handlers::{self, Api, User};
+use super::handlers::{self, Api};
 
 /// Errors setting up the listener.
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
 
+use super::auth::User;
 use super::content::{self, Accept};
 use super::metrics::{self, RequestKind};
 use super::router::{self, ResourceRequest, Route, Verb};
@@ -32,18 +33,6 @@ use crate::registry::Registry;
 
 /// Response body: whole or streamed.
 pub type Body = BoxBody<Bytes, Infallible>;
-
-/// An authenticated user.
-#[derive(Debug, Clone, Default)]
-pub struct User {
-    pub name: String,
-    pub groups: Vec<String>,
-    /// Set for service accounts: the account's UID.
-    pub uid: String,
-    /// What else the credential says (for a service-account token: the
-    /// pod and node it is bound to, its ID).
-    pub extra: std::collections::BTreeMap<String, Vec<String>>,
-}
 
 /// Everything a handler needs.
 pub struct Api {
@@ -55,9 +44,9 @@ pub struct Api {
     /// HTTPS to the nodes' kubelets (pods/log, exec, attach).
     pub kubelet: Arc<super::kubelet::KubeletClient>,
     /// Signs service-account tokens (`serviceaccounts/token`).
-    pub tokens: Arc<super::tokens::ServiceAccountKey>,
+    pub tokens: Arc<super::auth::tokens::ServiceAccountKey>,
     /// Authenticates bearer tokens.
-    pub token_auth: super::token_auth::TokenAuthenticator,
+    pub token_auth: super::auth::token_auth::TokenAuthenticator,
 }
 
 /// A parsed request.
@@ -188,7 +177,7 @@ pub async fn handle(
     }) else {
         return Ok(error_response(&ApiError::unauthorized()));
     };
-    let user = match super::impersonation::acting_user(user, &parts.headers) {
+    let user = match super::auth::impersonation::acting_user(user, &parts.headers) {
         Ok(user) => user,
         Err(e) => return Ok(error_response(&e)),
     };

@@ -14,9 +14,9 @@ use super::list::accept;
 use super::{Api, Body, Req, respond_json};
 use crate::api::resource::Resource;
 use crate::api::status::{ApiError, Cause};
+use crate::apiserver::auth::tokens::{self, Claims, ObjectRef, Private};
 use crate::apiserver::content;
 use crate::apiserver::router::ResourceRequest;
-use crate::apiserver::tokens::{self, Claims, ObjectRef, Private};
 use crate::kinds;
 use crate::registry::metadata::{self, meta_str};
 

@@ -11,7 +11,8 @@
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::convert::{JsonField, ProtobufError, plan};
+use super::convert::{JsonField, plan};
+use super::error::ProtobufError;
 use super::table::{Cardinality, Field, Kind};
 use super::wire::{self, put_bytes, put_key, put_varint_field};
 

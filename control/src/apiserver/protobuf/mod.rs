@@ -8,6 +8,7 @@
 
 mod convert;
 mod encode;
+mod error;
 pub mod table;
 mod wire;
 
@@ -18,8 +19,9 @@ mod generate_tests;
 
 use serde_json::Value;
 
-pub use convert::{ProtobufError, decode_message};
+pub use convert::decode_message;
 pub use encode::{encode_message, envelope, frame, watch_event};
+pub use error::ProtobufError;
 
 /// The media type.
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";

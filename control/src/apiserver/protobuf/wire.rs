@@ -1,6 +1,6 @@
 //! The protobuf wire format: varints and tagged fields.
 
-use super::convert::ProtobufError;
+use super::error::ProtobufError;
 
 /// One field's raw value.
 #[derive(Debug, Clone, Copy)]

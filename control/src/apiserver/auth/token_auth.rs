@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::handlers::User;
+use super::User;
 use super::tokens::{self, Claims, ObjectRef, ServiceAccountKey};
 use crate::kinds;
 use crate::registry::Registry;

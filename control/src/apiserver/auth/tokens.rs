@@ -9,7 +9,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::handlers::User;
+use super::User;
 
 /// The issuer, and the audience tokens are for unless a request names
 /// others (kube-apiserver's `--service-account-issuer` and

@@ -4,13 +4,13 @@
 //! `Impersonate-Uid`, `Impersonate-Extra-<key>`) is served as that user.
 //! Each impersonation would be authorized with the verb `impersonate`; the
 //! API server's authorization is `AlwaysAllow`
-//! ([`access_review`](super::handlers::access_review)), so every
+//! ([`access_review`](crate::apiserver::handlers::access_review)), so every
 //! authenticated user may impersonate anyone.
 
 use http::HeaderMap;
 use percent_encoding::percent_decode_str;
 
-use super::handlers::User;
+use super::User;
 use crate::api::status::ApiError;
 
 const USER: &str = "impersonate-user";

@@ -1,0 +1,18 @@
+//! Who a request comes from: the authenticated [`User`], service-account
+//! tokens (issued and checked) and impersonation.
+
+pub mod impersonation;
+pub mod token_auth;
+pub mod tokens;
+
+/// An authenticated user.
+#[derive(Debug, Clone, Default)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+    /// Set for service accounts: the account's UID.
+    pub uid: String,
+    /// What else the credential says (for a service-account token: the
+    /// pod and node it is bound to, its ID).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
+}
