@@ -8,6 +8,7 @@
 
 use serde_json::{Map, Value};
 
+use super::resource::Resource;
 use super::table::Printer;
 use crate::validation::{AdmissionError, Cause, PriorityClassInfo};
 
@@ -154,6 +155,24 @@ pub trait Strategy: Sync + Send {
     /// How a delete proceeds.
     fn deletion(&self) -> Deletion {
         Deletion::Immediate
+    }
+
+    /// The resource whose store holds this kind's objects, when it is
+    /// another version's view of them (events.k8s.io/v1 Events are core/v1
+    /// Events); `None` for a kind stored under its own name.
+    fn stored_as(&self) -> Option<&'static Resource> {
+        None
+    }
+
+    /// The stored form of an object this kind's clients send (identity
+    /// unless [`Strategy::stored_as`] names another resource).
+    fn stored_form(&self, obj: Value) -> Value {
+        obj
+    }
+
+    /// The object as this kind serves it, from its stored form.
+    fn served_form(&self, obj: Value) -> Value {
+        obj
     }
 
     /// Fields a field selector may name besides `metadata.name` and

@@ -7,7 +7,6 @@ pub mod admission;
 pub mod allocator;
 pub mod bootstrap;
 pub mod delete;
-pub mod events;
 pub mod fieldmanager;
 pub mod metadata;
 pub mod strategy;

@@ -15,7 +15,10 @@ pub const ROOT: &str = "/registry";
 
 /// Prefix of all objects of a resource, with a trailing slash.
 pub fn resource_prefix(r: &Resource) -> String {
-    if r.group.is_empty() || (r.group == "events.k8s.io" && r.plural == "events") {
+    if let Some(stored) = r.strategy.stored_as() {
+        return resource_prefix(stored);
+    }
+    if r.group.is_empty() {
         format!("{ROOT}/{}/", r.plural)
     } else {
         format!("{ROOT}/{}/{}/", r.group, r.plural)

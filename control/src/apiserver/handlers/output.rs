@@ -18,21 +18,17 @@ const CHUNK: usize = 64 * 1024;
 use crate::api::resource::Resource;
 use crate::apiserver::content::Accept;
 use crate::apiserver::table::TableOptions;
-use crate::registry::events;
 use crate::storage::CachedObject;
 
-/// Whether objects of `r` need converting from their stored form.
+/// Whether objects of `r` need converting from their stored form (so the
+/// stored bytes cannot be served as they are).
 pub fn converts(r: &Resource) -> bool {
-    events::is_events_v1(r.group, r.plural)
+    r.strategy.stored_as().is_some()
 }
 
 /// A stored object as `r` serves it.
 pub fn convert_out(r: &Resource, v: Value) -> Value {
-    if converts(r) {
-        events::to_events_v1(&v)
-    } else {
-        v
-    }
+    r.strategy.served_form(v)
 }
 
 pub use crate::apiserver::table::IncludeObject;

@@ -14,7 +14,6 @@ use crate::api::status::ApiError;
 use crate::apiserver::content;
 use crate::apiserver::patch::{self, PatchType};
 use crate::apiserver::router::ResourceRequest;
-use crate::registry::events;
 use crate::registry::fieldmanager::{self, Operation, apply};
 use crate::registry::{WriteContext, metadata, resource_version};
 use crate::schema;
@@ -177,20 +176,12 @@ fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body
     resp
 }
 
-fn to_storage(rr: &ResourceRequest, v: Value) -> Value {
-    if output::converts(rr.resource) {
-        events::to_core(&v)
-    } else {
-        v
-    }
+fn stored_form(rr: &ResourceRequest, v: Value) -> Value {
+    rr.resource.strategy.stored_form(v)
 }
 
-fn from_storage(rr: &ResourceRequest, v: &Value) -> Value {
-    if output::converts(rr.resource) {
-        events::to_events_v1(v)
-    } else {
-        v.clone()
-    }
+fn served_form(rr: &ResourceRequest, v: &Value) -> Value {
+    rr.resource.strategy.served_form(v.clone())
 }
 
 /// POST.
@@ -206,7 +197,7 @@ pub async fn create(
     }
     let (mut obj, warnings) = decode_object(res, r, res.kind, res.group, res.version)?;
     metadata::check_identity(res, &mut obj, rr.namespace(), None)?;
-    let obj = to_storage(rr, obj);
+    let obj = stored_form(rr, obj);
     let ctx = WriteContext::update(&manager(r, false)?, None, r.dry_run()?);
     let created = api
         .registry
@@ -237,7 +228,7 @@ pub async fn update(
     {
         return Err(ApiError::bad_request("invalid resourceVersion"));
     }
-    let obj = to_storage(rr, obj);
+    let obj = stored_form(rr, obj);
     let sub = rr.subresource.as_deref();
     let ctx = WriteContext::update(&manager(r, false)?, sub, r.dry_run()?);
     let name = rr.name().to_string();
@@ -291,7 +282,7 @@ pub async fn patch(
         let (stored, created) = api
             .registry
             .update(storage_resource(res), rr.namespace(), &name, &ctx, |cur| {
-                let live = cur.map(|c| from_storage(rr, c));
+                let live = cur.map(|c| served_form(rr, c));
                 let mut merged =
                     apply::apply(live.as_ref(), &config, &mgr, force, &api_version, sub)?;
                 if live.is_none() {
@@ -302,7 +293,7 @@ pub async fn patch(
                         merged["metadata"]["managedFields"] = mf;
                     }
                 }
-                Ok(to_storage(rr, merged))
+                Ok(stored_form(rr, merged))
             })
             .await?;
         let code = if created { 201 } else { 200 };
@@ -321,7 +312,7 @@ pub async fn patch(
             let Some(cur) = cur else {
                 return Err(ApiError::not_found(res, &name));
             };
-            let live = from_storage(rr, cur);
+            let live = served_form(rr, cur);
             let mut out = match pt {
                 PatchType::Json => patch::json_patch(&live, &body)?,
                 PatchType::Merge => patch::merge_patch(&live, &body)?,
@@ -344,7 +335,7 @@ pub async fn patch(
             {
                 return Err(ApiError::modified(res, &name));
             }
-            Ok(to_storage(rr, out))
+            Ok(stored_form(rr, out))
         })
         .await?;
     // As kube-apiserver, the fields of the patched object that the schema
