@@ -8,7 +8,6 @@
 
 pub mod cli;
 pub mod deployment;
-pub mod discovery;
 pub mod endpointslice;
 pub mod garbagecollector;
 pub mod namespace;
@@ -16,6 +15,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podutil;
 pub mod replicaset;
+pub mod resource_discovery;
 pub mod root_ca;
 pub mod runtime;
 pub mod serviceaccount;
@@ -274,7 +274,7 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
     // The collectors need discovery; retried until the server answers.
     if cfg.enabled("garbagecollector") || ns_sub.is_some() {
         let resources = loop {
-            match discovery::deletable(&client).await {
+            match resource_discovery::deletable(&client).await {
                 Ok(r) => break r,
                 Err(e) => {
                     warn!(error = %e, "API discovery failed; retrying");

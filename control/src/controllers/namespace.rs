@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info};
 
-use super::discovery::Deletable;
+use super::resource_discovery::Deletable;
 use super::runtime::informer::objects;
 use super::runtime::{Change, is_status};
 

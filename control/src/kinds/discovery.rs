@@ -24,18 +24,18 @@ pub static RESOURCE: Resource = resource(
 
 impl Strategy for EndpointSlices {
     fn default(&self, obj: &mut Map<String, Value>) {
-        validation::discovery::default_endpoint_slice(obj);
+        validation::endpoints::default_endpoint_slice(obj);
     }
 
     fn validate_create(&self, obj: &Value) -> Vec<Cause> {
-        check(obj, validation::discovery::validate_endpoint_slice)
+        check(obj, validation::endpoints::validate_endpoint_slice)
     }
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
         check2(
             new,
             old,
-            validation::discovery::validate_endpoint_slice_update,
+            validation::endpoints::validate_endpoint_slice_update,
         )
     }
 

@@ -11,11 +11,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
 use super::field::{self, BadValue, Cause, Path, go_quote, go_string_map};
+use super::formats::{NameRule, is_valid_percent};
 use super::json::{Obj, child, default_str, default_value};
 use super::metadata::{
     FIELD_IMMUTABLE, validate_nonnegative, validate_object_meta, validate_object_meta_update,
 };
-use super::names::{NameRule, is_valid_percent};
 use super::pod::{template_meta, validate_pod_template};
 use super::pod_defaults::default_pod_spec;
 use super::selector::{from_label_selector, go_label_selector, validate_label_selector};

@@ -9,9 +9,9 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Taint};
 use serde_json::{Value, json};
 
 use super::field::{self, BadValue, Cause, Path, go_quote, go_string_slice};
+use super::formats::{NameRule, is_valid_label_value, parse_ip_sloppy, validate_cidr_legacy};
 use super::json::{Obj, child, present, str_of};
 use super::metadata::{validate_label_name, validate_object_meta, validate_object_meta_update};
-use super::names::{NameRule, is_valid_label_value, parse_ip_sloppy, validate_cidr_legacy};
 use super::pod_defaults::canonicalize_resource_list;
 use super::resources::{parse_quantity, validate_quantity_value, validate_resource_name};
 

@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use serde_json::{Value, json};
 
 use super::field::{self, Cause, Path};
+use super::formats::{NameRule, is_config_map_key};
 use super::json::{Obj, default_str};
 use super::metadata::{immutable_str, validate_object_meta, validate_object_meta_update};
-use super::names::{NameRule, is_config_map_key};
 
 /// `core.MaxSecretSize`, also the ConfigMap limit.
 const MAX_SIZE: usize = 1024 * 1024;

@@ -14,11 +14,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
 use super::field::{self, Cause, Path};
-use super::metadata::validate_nonnegative;
-use super::names::{
+use super::formats::{
     NameRule, is_config_map_key, is_env_var_name, is_http_header_name, is_valid_port_name,
     is_valid_port_num, validate_dns1123_label,
 };
+use super::metadata::validate_nonnegative;
 use super::resources::validate_resource_requirements;
 
 /// `supportedPortProtocols`, sorted as `sets.List` returns them.

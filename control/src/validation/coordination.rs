@@ -4,8 +4,8 @@
 use k8s_openapi::api::coordination::v1::Lease;
 
 use super::field::{self, Cause, Path};
+use super::formats::NameRule;
 use super::metadata::{validate_object_meta, validate_object_meta_update};
-use super::names::NameRule;
 
 /// `ValidateLease`.
 pub fn validate_lease(lease: &Lease) -> Vec<Cause> {

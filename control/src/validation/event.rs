@@ -8,8 +8,8 @@ use k8s_openapi::api::events::v1::Event as EventsEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::field::{self, Cause, Path};
+use super::formats::{NameRule, is_dns1123_subdomain, validate_qualified_name};
 use super::metadata::{FIELD_IMMUTABLE, validate_object_meta, validate_object_meta_update};
-use super::names::{NameRule, is_dns1123_subdomain, validate_qualified_name};
 
 const REPORTING_INSTANCE_LIMIT: usize = 128;
 const ACTION_LIMIT: usize = 128;

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference,
 use serde_json::Value;
 
 use super::field::{self, BadValue, Cause, Path, go_quote};
-use super::names::{NameRule, is_qualified_name, is_valid_label_value};
+use super::formats::{NameRule, is_qualified_name, is_valid_label_value};
 
 /// `FieldImmutableErrorMsg`.
 pub const FIELD_IMMUTABLE: &str = "field is immutable";

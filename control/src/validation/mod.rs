@@ -7,8 +7,8 @@
 //! [`Cause`]s is answered with [`invalid_status`] (422).
 
 pub mod field;
+pub mod formats;
 pub mod metadata;
-pub mod names;
 pub mod quantity;
 pub mod selector;
 
@@ -18,7 +18,7 @@ pub mod cluster;
 pub mod config;
 pub mod container;
 pub mod coordination;
-pub mod discovery;
+pub mod endpoints;
 pub mod event;
 pub mod json;
 pub mod pod;
@@ -83,7 +83,7 @@ pub fn path_segment_name_causes(obj: &Value) -> Vec<Cause> {
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
-    names::is_valid_path_segment_name(name)
+    formats::is_valid_path_segment_name(name)
         .into_iter()
         .map(|m| field::invalid(&Path::new("metadata").child("name"), name, &m))
         .collect()

@@ -11,10 +11,12 @@ use serde_json::Value;
 
 use super::container::validate_images_for_pod;
 use super::field::{self, BadValue, Cause, Path};
+use super::formats::{
+    NameRule, inclusive_range_error, validate_ip_legacy, validate_qualified_name,
+};
 use super::metadata::{
     validate_annotations, validate_labels, validate_object_meta, validate_object_meta_update,
 };
-use super::names::{NameRule, inclusive_range_error, validate_ip_legacy, validate_qualified_name};
 use super::pod_spec::{validate_pod_spec, validate_tolerations};
 
 /// The fields a pod update may change, as kube-apiserver lists them.

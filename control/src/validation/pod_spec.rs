@@ -13,11 +13,11 @@ use super::container::{
     validate_containers, validate_ephemeral_containers, validate_init_containers,
 };
 use super::field::{self, BadValue, Cause, Path};
-use super::metadata::{validate_label_name, validate_labels};
-use super::names::{
+use super::formats::{
     NameRule, inclusive_range_error, is_valid_label_value, validate_dns1123_label,
     validate_dns1123_subdomain, validate_ip_legacy, validate_qualified_name,
 };
+use super::metadata::{validate_label_name, validate_labels};
 use super::selector::validate_label_selector;
 use super::volume::validate_volumes;
 

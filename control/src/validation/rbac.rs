@@ -8,9 +8,9 @@ use k8s_openapi::api::rbac::v1::{
 use serde_json::json;
 
 use super::field::{self, BadValue, Cause, Path, go_quote, go_string_slice};
+use super::formats::NameRule;
 use super::json::{Obj, child, default_str, each, str_of};
 use super::metadata::{validate_object_meta, validate_object_meta_update};
-use super::names::NameRule;
 use super::selector::validate_label_selector;
 
 const GROUP: &str = "rbac.authorization.k8s.io";

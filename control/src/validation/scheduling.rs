@@ -6,9 +6,9 @@ use k8s_openapi::api::scheduling::v1::PriorityClass;
 use serde_json::json;
 
 use super::field::{self, BadValue, Cause, Path};
+use super::formats::NameRule;
 use super::json::{Obj, default_value};
 use super::metadata::{FIELD_IMMUTABLE, validate_object_meta, validate_object_meta_update};
-use super::names::NameRule;
 use super::pod_defaults::system_priority_class;
 use super::pod_spec::validate_preemption_policy;
 

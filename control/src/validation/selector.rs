@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use super::field::{self, BadValue, Cause, Path, go_quote, go_string_map, go_string_slice};
+use super::formats::{is_qualified_name, is_valid_label_value};
 use super::metadata::validate_label_name;
-use super::names::{is_qualified_name, is_valid_label_value};
 
 /// A selector operator (`selection.Operator`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
+use super::formats::parse_ip_sloppy;
 use super::json::{Obj, child, default_str, default_value, each, present, str_of};
-use super::names::parse_ip_sloppy;
 
 /// `DefaultClientIPServiceAffinitySeconds`.
 const DEFAULT_AFFINITY_TIMEOUT: i64 = 10800;

@@ -9,12 +9,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::container::{PORT_PROTOCOLS, validate_port_num_or_name};
 use super::field::{self, BadValue, Cause, Path, go_quote, go_string_slice};
-use super::metadata::{validate_labels, validate_object_meta, validate_object_meta_update};
-use super::names::{
+use super::formats::{
     NameRule, is_valid_port_num, parse_ip_sloppy, validate_cidr_legacy, validate_dns1123_label,
     validate_dns1123_subdomain, validate_ip_legacy, validate_non_special_ip,
     validate_qualified_name,
 };
+use super::metadata::{validate_labels, validate_object_meta, validate_object_meta_update};
 use super::service::externally_accessible;
 
 /// `MaxClientIPServiceAffinitySeconds`.

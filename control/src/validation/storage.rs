@@ -7,9 +7,9 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use serde_json::{Value, json};
 
 use super::field::{self, BadValue, Cause, Path};
+use super::formats::NameRule;
 use super::json::{Obj, child, default_str, default_value, present};
 use super::metadata::{validate_object_meta, validate_object_meta_update};
-use super::names::NameRule;
 use super::pod_defaults::canonicalize_resource_list;
 use super::resources::{parse_quantity, validate_positive_quantity, validate_quantity_value};
 use super::selector::validate_label_selector;

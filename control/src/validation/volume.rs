@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Volume};
 
 use super::container::{VolumeNames, validate_local_descending_path, validate_path_no_backsteps};
 use super::field::{self, Cause, Path};
-use super::names::validate_dns1123_label;
+use super::formats::validate_dns1123_label;
 use super::resources::parse_quantity;
 
 /// `fileModeErrorMsg`.

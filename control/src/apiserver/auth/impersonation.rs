@@ -92,7 +92,7 @@ pub fn acting_user(authenticated: User, headers: &HeaderMap) -> Result<User, Api
 /// account's user name, when both are valid names.
 fn split_service_account(user: &str) -> Option<(&str, &str)> {
     let (namespace, name) = user.strip_prefix(SERVICE_ACCOUNT_PREFIX)?.split_once(':')?;
-    use crate::validation::names::{is_dns1123_label, is_dns1123_subdomain};
+    use crate::validation::formats::{is_dns1123_label, is_dns1123_subdomain};
     (!name.contains(':')
         && is_dns1123_label(namespace).is_empty()
         && is_dns1123_subdomain(name).is_empty())

@@ -25,7 +25,7 @@ use tokio::sync::{Notify, mpsc};
 use tracing::{debug, info, warn};
 
 use self::graph::{Decision, Graph, Item, Work, decide};
-use super::discovery::Deletable;
+use super::resource_discovery::Deletable;
 use super::runtime::is_status;
 
 struct Gc {

@@ -27,7 +27,7 @@ pub static RESOURCE: Resource = Resource {
 
 impl Strategy for EndpointsStrategy {
     fn default(&self, obj: &mut Map<String, Value>) {
-        validation::discovery::default_endpoints(obj);
+        validation::endpoints::default_endpoints(obj);
     }
 
     fn allow_create_on_update(&self) -> bool {
@@ -35,11 +35,11 @@ impl Strategy for EndpointsStrategy {
     }
 
     fn validate_create(&self, obj: &Value) -> Vec<Cause> {
-        check(obj, validation::discovery::validate_endpoints)
+        check(obj, validation::endpoints::validate_endpoints)
     }
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
-        check2(new, old, validation::discovery::validate_endpoints_update)
+        check2(new, old, validation::endpoints::validate_endpoints_update)
     }
 
     fn printer(&self) -> &'static Printer {

@@ -11,13 +11,13 @@ use serde_json::json;
 
 use super::container::PORT_PROTOCOLS;
 use super::field::{self, Cause, Path};
+use super::formats::{
+    NameRule, is_dns1123_subdomain, is_valid_port_num, parse_ip_sloppy, validate_dns1123_label,
+    validate_ip_legacy, validate_non_special_ip, validate_qualified_name,
+};
 use super::json::{Obj, default_str, default_value, each};
 use super::metadata::{
     immutable_str, validate_labels, validate_object_meta, validate_object_meta_update,
-};
-use super::names::{
-    NameRule, is_dns1123_subdomain, is_valid_port_num, parse_ip_sloppy, validate_dns1123_label,
-    validate_ip_legacy, validate_non_special_ip, validate_qualified_name,
 };
 
 /// `maxEndpoints`, `maxAddresses`, `maxPorts`, `maxTopologyLabels`.
