@@ -6,11 +6,12 @@ mod common;
 
 use std::time::Duration;
 
+use baton_control::api::fields::SelectableField;
+use baton_control::api::resource::Strategy;
 use baton_control::api::resource::{Resource, resource, status};
-use baton_control::api::strategy::{SelectableField, Strategy};
 use baton_control::api::table::{Doc, NAME, Printer, col};
+use baton_control::apiserver::codec::table::{TableOptions, to_table};
 use baton_control::apiserver::selectors::FieldSelector;
-use baton_control::apiserver::table::{TableOptions, to_table};
 use baton_control::registry::allocator::ServiceNetwork;
 use baton_control::registry::{Registry, WriteContext};
 use baton_control::storage::object::from_value;

@@ -6,20 +6,17 @@
 
 pub mod auth;
 pub mod certs;
-pub mod content;
+pub mod codec;
 pub mod discovery;
 pub mod handlers;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod metrics;
 pub mod openapi;
-pub mod patch;
-pub mod protobuf;
 pub mod router;
 pub mod selectors;
 pub mod server;
 pub mod streaming;
-pub mod table;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -4,8 +4,9 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::api::fields::SelectableField;
+use crate::api::resource::Strategy;
 use crate::api::resource::{Resource, resource};
-use crate::api::strategy::{SelectableField, Strategy};
 use crate::api::table::Printer;
 use crate::validation::{self, Cause, check, check2};
 

@@ -4,7 +4,7 @@
 //! table printer. [`RESOURCES`] lists them; adding a built-in kind is one
 //! new module and one line there (docs/adding-a-kind.md).
 //!
-//! [`Strategy`]: crate::api::strategy::Strategy
+//! [`Strategy`]: crate::api::resource::Strategy
 
 pub mod apps;
 pub mod authentication;

@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use super::metadata::{self, finalizers, is_deleting};
 use super::{Registry, allocator, resource_version};
+use crate::api::resource::Deletion;
 use crate::api::resource::Resource;
 use crate::api::status::ApiError;
-use crate::api::strategy::Deletion;
 use crate::storage::keys;
 use crate::storage::object::{encode_for_storage, set_resource_version};
 

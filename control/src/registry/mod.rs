@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::api::resource::Deletion;
 use crate::api::resource::Resource;
 use crate::api::status::ApiError;
-use crate::api::strategy::Deletion;
 use crate::kinds;
 use crate::storage::object::{encode_for_storage, set_resource_version};
 use crate::storage::{SideEffect, Store, TxnFailure, keys};

@@ -2,7 +2,7 @@
 //! `rest.BeforeCreate`/`BeforeUpdate` around the kinds' strategies): which
 //! subresources write the object, and what a main-resource or subresource
 //! write may change. What differs by kind is asked of its
-//! [`Strategy`](crate::api::strategy::Strategy).
+//! [`Strategy`](crate::api::resource::Strategy).
 
 use serde_json::{Value, json};
 

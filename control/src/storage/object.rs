@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::api::strategy::{SelectableField, field_values};
+use crate::api::fields::{SelectableField, field_values};
 
 /// The field-selector fields of a kind (`spec.nodeName`, …).
 pub type Fields = &'static [SelectableField];

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::list::accept;
 use super::{Body, Req, respond_json};
 use crate::api::status::ApiError;
-use crate::apiserver::content;
+use crate::apiserver::codec::content;
 use crate::apiserver::router::ResourceRequest;
 use crate::registry::admission;
 use crate::registry::metadata;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::list::{Filter, accept, include_object, storage_resource};
 use super::{Api, Body, Req, output, respond_json};
 use crate::api::status::ApiError;
-use crate::apiserver::content;
+use crate::apiserver::codec::content;
 use crate::apiserver::router::ResourceRequest;
 use crate::registry::{DeleteOptions, Deleted};
 use crate::storage::keys;

@@ -10,7 +10,7 @@ use http::Response;
 use super::output::{self, IncludeObject};
 use super::{Api, Body, Req};
 use crate::api::status::ApiError;
-use crate::apiserver::content::{self, Accept};
+use crate::apiserver::codec::content::{self, Accept};
 use crate::apiserver::router::ResourceRequest;
 use crate::apiserver::selectors::{FieldSelector, LabelSelector};
 use crate::storage::keys::{self, ContinueToken};
@@ -35,7 +35,7 @@ pub fn accept(rr: &ResourceRequest, r: &Req) -> Result<Accept, ApiError> {
     let offers = content::Offers {
         tables: true,
         discovery: false,
-        protobuf: crate::apiserver::protobuf::serves(&api_version, kind),
+        protobuf: crate::apiserver::codec::protobuf::serves(&api_version, kind),
     };
     content::negotiate_offers(r.header("accept"), offers)
 }

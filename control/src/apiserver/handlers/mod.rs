@@ -25,7 +25,7 @@ use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
 
 use super::auth::User;
-use super::content::{self, Accept};
+use super::codec::content::{self, Accept};
 use super::metrics::{self, RequestKind};
 use super::router::{self, ResourceRequest, Route, Verb};
 use crate::api::status::ApiError;
@@ -106,8 +106,8 @@ pub fn respond(code: u16, content_type: &str, body: impl Into<Bytes>) -> Respons
 pub fn respond_json(code: u16, accept: &Accept, v: &serde_json::Value) -> Response<Body> {
     let ct = match accept {
         Accept::Yaml => content::YAML,
-        Accept::Protobuf => match super::protobuf::encode(v) {
-            Ok(bytes) => return respond(code, super::protobuf::MEDIA_TYPE, bytes),
+        Accept::Protobuf => match super::codec::protobuf::encode(v) {
+            Ok(bytes) => return respond(code, super::codec::protobuf::MEDIA_TYPE, bytes),
             Err(e) => {
                 tracing::warn!(kind = %v["kind"], error = %e, "response not encodable as protobuf, sending JSON");
                 content::JSON

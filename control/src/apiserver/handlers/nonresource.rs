@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{Api, Body, Req, respond, respond_json};
 use crate::api::status::ApiError;
-use crate::apiserver::content::{self, Accept};
+use crate::apiserver::codec::content::{self, Accept};
 use crate::apiserver::router::Route;
 use crate::apiserver::{discovery, metrics, openapi};
 

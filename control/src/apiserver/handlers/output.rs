@@ -16,8 +16,8 @@ use super::{Body, respond_json};
 /// Bytes per chunk of a streamed LIST.
 const CHUNK: usize = 64 * 1024;
 use crate::api::resource::Resource;
-use crate::apiserver::content::Accept;
-use crate::apiserver::table::TableOptions;
+use crate::apiserver::codec::content::Accept;
+use crate::apiserver::codec::table::TableOptions;
 use crate::storage::CachedObject;
 
 /// Whether objects of `r` need converting from their stored form (so the
@@ -31,7 +31,7 @@ pub fn convert_out(r: &Resource, v: Value) -> Value {
     r.strategy.served_form(v)
 }
 
-pub use crate::apiserver::table::IncludeObject;
+pub use crate::apiserver::codec::table::IncludeObject;
 
 fn partial_metadata(v: &Value, version: &str) -> Value {
     json!({
@@ -55,7 +55,7 @@ pub fn table(
     opts.no_headers = !headers;
     opts.list_meta = list_meta.as_object().cloned().unwrap_or_default();
     let refs: Vec<&Value> = objects.iter().collect();
-    let mut t = crate::apiserver::table::to_table(r, &refs, &opts);
+    let mut t = crate::apiserver::codec::table::to_table(r, &refs, &opts);
     t["apiVersion"] = json!(format!("meta.k8s.io/{version}"));
     t
 }
@@ -153,7 +153,7 @@ pub fn list(
             let mut resp = Response::new(StreamBody::new(stream).boxed());
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static(crate::apiserver::content::JSON),
+                http::HeaderValue::from_static(crate::apiserver::codec::content::JSON),
             );
             resp
         }

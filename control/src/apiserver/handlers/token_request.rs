@@ -15,7 +15,7 @@ use super::{Api, Body, Req, respond_json};
 use crate::api::resource::Resource;
 use crate::api::status::{ApiError, Cause};
 use crate::apiserver::auth::tokens::{self, Claims, ObjectRef, Private};
-use crate::apiserver::content;
+use crate::apiserver::codec::content;
 use crate::apiserver::router::ResourceRequest;
 use crate::kinds;
 use crate::registry::metadata::{self, meta_str};

@@ -2,8 +2,9 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::api::fields::SelectableField;
+use crate::api::resource::{Deletion, Strategy};
 use crate::api::resource::{Resource, Subresource, resource, status};
-use crate::api::strategy::{Deletion, SelectableField, Strategy};
 use crate::api::table::Printer;
 use crate::validation::{self, AdmissionError, Cause, PriorityClassInfo, check, check2};
 

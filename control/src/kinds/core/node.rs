@@ -2,8 +2,9 @@
 
 use serde_json::{Map, Value};
 
+use crate::api::fields::SelectableField;
+use crate::api::resource::Strategy;
 use crate::api::resource::{Resource, Subresource, resource, status};
-use crate::api::strategy::{SelectableField, Strategy};
 use crate::api::table::Printer;
 use crate::validation::{self, Cause, check, check2};
 

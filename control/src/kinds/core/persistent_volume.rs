@@ -2,8 +2,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::api::resource::Strategy;
 use crate::api::resource::{Resource, resource, status};
-use crate::api::strategy::Strategy;
 use crate::api::table::Printer;
 use crate::validation::{self, Cause, check, check2};
 

@@ -186,7 +186,7 @@ fn fields_txt_matches_k8s_pb() {
     let rendered = render(&rows);
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/apiserver/protobuf/fields.txt"
+        "/src/apiserver/codec/protobuf/fields.txt"
     );
     if std::env::var_os("BATON_REGENERATE").is_some() {
         std::fs::write(path, &rendered).unwrap();
