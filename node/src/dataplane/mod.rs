@@ -28,6 +28,8 @@ pub mod ids;
 pub mod links;
 pub mod maglev;
 pub mod maps;
+#[cfg(test)]
+mod memory_maps;
 pub mod metrics;
 pub mod pins;
 pub mod services;
