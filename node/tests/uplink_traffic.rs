@@ -7,11 +7,21 @@
 
 mod support;
 
-use std::{net::UdpSocket, time::Duration};
+use std::{
+    net::{Ipv4Addr, UdpSocket},
+    os::fd::AsFd,
+    path::Path,
+    time::Duration,
+};
 
-use aya::programs::{SchedClassifier, TcAttachType};
+use aya::programs::{
+    LinkOrder, ProgramError, SchedClassifier, TcAttachType, links::FdLink, tc::TcAttachOptions,
+};
 use baton_abi::{Direction, MetricsKey, REASON_FORWARDED};
-use baton_node::dataplane::{Dataplane, Hook, LoadOptions, MetricsSnapshot, TcBackend, TcMode};
+use baton_node::dataplane::{
+    self, Dataplane, Hook, LoadOptions, MetricsSnapshot, NodeState, PodEndpoint, TcBackend, TcMode,
+    links::{LINKS_DIR, LinkAttachError, Links},
+};
 use support::VethPair;
 
 /// Datagrams sent per phase; each is echoed back by the node side.
@@ -391,13 +401,70 @@ fn every_program_passes_the_verifier_of_this_kernel() {
     }
 }
 
+/// What a process other than baton-node does to wire a pod through the
+/// pins of a running node: registers the pod's endpoint and attaches the
+/// pinned pod program to `host_iface` (in the calling thread's network
+/// namespace) as a link pinned under `<pins>/links/`, so the link outlives
+/// the calling process.
+fn register_pod_through_pins(
+    pins: &Path,
+    endpoint: &PodEndpoint,
+    host_iface: &str,
+) -> Result<(), String> {
+    NodeState::from_pins(pins)
+        .and_then(|mut node| node.register_endpoint(endpoint))
+        .map_err(|error| error.to_string())?;
+    let failed = |action: &'static str| {
+        move |error: ProgramError| format!("{action} the pod program for {host_iface}: {error}")
+    };
+    let mut program =
+        SchedClassifier::from_pin(dataplane::pod_program_pin(pins)).map_err(failed("open"))?;
+    let fd = program
+        .fd()
+        .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
+        .map_err(failed("open"))?;
+    let mut links = Links::new(Some(pins));
+    let name = format!("{}@{host_iface}", Hook::PodIngress.program_name());
+    links
+        .attach(&name, fd.as_fd(), || {
+            let id = program
+                .attach_with_options(
+                    host_iface,
+                    TcAttachType::Ingress,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .map_err(failed("attach"))?;
+            let link = program.take_link(id).map_err(failed("attach"))?;
+            FdLink::try_from(link).map_err(|error| format!("take the link: {error}"))
+        })
+        .map_err(|error| match error {
+            LinkAttachError::Attach(error) => error,
+            LinkAttachError::Pin(error) => error.to_string(),
+        })?;
+    // `links` goes out of scope here: the pin keeps the link attached.
+    Ok(())
+}
+
+/// Undoes [`register_pod_through_pins`]: unregisters the endpoint and
+/// removes the link's pin, if any (deleting the veth also ends the link).
+fn unregister_pod_through_pins(pins: &Path, addr: Ipv4Addr, host_iface: &str) {
+    NodeState::from_pins(pins)
+        .and_then(|mut node| node.unregister_endpoint(addr))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let pin = pins
+        .join(LINKS_DIR)
+        .join(format!("{}@{host_iface}", Hook::PodIngress.program_name()));
+    match std::fs::remove_file(&pin) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => panic!("remove {}: {error}", pin.display()),
+    }
+}
+
 #[test]
 fn another_process_can_attach_pods_through_the_pins_and_restarts_upgrade_them() {
-    use baton_node::dataplane::{PodEndpoint, standalone};
-    use std::net::Ipv4Addr;
-
     support::require_root();
-    let bpffs = support::Bpffs::mount("standalone");
+    let bpffs = support::Bpffs::mount("pod-pins");
     let pins = bpffs.path().join("node");
     let pair = VethPair::create("cni");
     let options = LoadOptions::new().pin_dir(&pins);
@@ -410,13 +477,13 @@ fn another_process_can_attach_pods_through_the_pins_and_restarts_upgrade_them() 
         identity: 0,
     };
 
-    // What baton-cni does for a new pod, with baton-node running.
+    // Another process wires a new pod while baton-node runs.
     pair.node
-        .run_in(|| standalone::register_pod(&pins, &endpoint, VethPair::NODE_IFACE))
+        .run_in(|| register_pod_through_pins(&pins, &endpoint, VethPair::NODE_IFACE))
         .unwrap_or_else(|error| panic!("{error}"));
     let first = dataplane.program_id(Hook::PodIngress).unwrap();
     assert_eq!(tcx_programs(&pair, TcAttachType::Ingress), vec![first]);
-    let node = standalone::node_state(&pins).unwrap();
+    let node = NodeState::from_pins(&pins).unwrap();
     assert_eq!(node.endpoints().unwrap(), vec![endpoint]);
 
     // A restarted baton-node upgrades the pod's link it never attached.
@@ -426,7 +493,7 @@ fn another_process_can_attach_pods_through_the_pins_and_restarts_upgrade_them() 
     assert_ne!(first, second);
     assert_eq!(tcx_programs(&pair, TcAttachType::Ingress), vec![second]);
 
-    standalone::unregister_pod(&pins, endpoint.addr, VethPair::NODE_IFACE).unwrap();
+    unregister_pod_through_pins(&pins, endpoint.addr, VethPair::NODE_IFACE);
     assert!(node.endpoints().unwrap().is_empty());
     assert_gone(&pair, &[first, second]);
     drop(dataplane);

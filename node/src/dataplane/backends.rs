@@ -11,13 +11,12 @@
 use std::{collections::HashMap, net::Ipv4Addr};
 
 use baton_abi::lb::{
-    BACKEND_CONNS_MAP_NAME, BACKEND_F_LOCAL, BACKEND_STATE_ACTIVE, BACKEND_STATE_TERMINATING,
-    BACKENDS_MAP_NAME, Backend, BackendConns,
+    BACKEND_F_LOCAL, BACKEND_STATE_ACTIVE, BACKEND_STATE_TERMINATING, BACKENDS_MAP_NAME, Backend,
 };
 
 use super::{
     ids::IdAllocator,
-    maps::{self, LbMaps, MapAccessError},
+    maps::{LbMapOps, MapAccessError},
     spec::{BackendSpec, BackendState, Protocol},
 };
 
@@ -152,7 +151,7 @@ impl BackendTable {
     /// entry if its state or locality changed. Returns the id.
     pub fn acquire(
         &mut self,
-        maps: &mut LbMaps,
+        maps: &mut impl LbMapOps,
         spec: &BackendSpec,
         protocol: Protocol,
     ) -> Result<u32, MapAccessError> {
@@ -160,7 +159,7 @@ impl BackendTable {
         let value = value_of(spec, protocol);
         if let Some(entry) = self.by_key.get_mut(&key) {
             if entry.value != value {
-                maps::put(&mut maps.backends, BACKENDS_MAP_NAME, &entry.id, &value)?;
+                maps.put_backend(entry.id, &value)?;
                 entry.value = value;
             }
             entry.refs += 1;
@@ -170,10 +169,8 @@ impl BackendTable {
             name: BACKENDS_MAP_NAME,
         })?;
         let written = maps
-            .conns
-            .set(id, BackendConns::default(), 0)
-            .map_err(|error| MapAccessError::of(BACKEND_CONNS_MAP_NAME, "reset", error))
-            .and_then(|()| maps::put(&mut maps.backends, BACKENDS_MAP_NAME, &id, &value));
+            .reset_conns(id)
+            .and_then(|()| maps.put_backend(id, &value));
         if let Err(error) = written {
             self.ids.release(id);
             return Err(error);
@@ -185,7 +182,7 @@ impl BackendTable {
 
     /// Drops one service's reference on backend `id`; the last one deletes
     /// the entry and frees the id.
-    pub fn release(&mut self, maps: &mut LbMaps, id: u32) -> Result<(), MapAccessError> {
+    pub fn release(&mut self, maps: &mut impl LbMapOps, id: u32) -> Result<(), MapAccessError> {
         let Some(key) = self.by_id.get(&id).copied() else {
             return Ok(());
         };
@@ -196,7 +193,7 @@ impl BackendTable {
         if entry.refs > 0 {
             return Ok(());
         }
-        maps::delete(&mut maps.backends, BACKENDS_MAP_NAME, &id)?;
+        maps.delete_backend(id)?;
         self.by_key.remove(&key);
         self.by_id.remove(&id);
         self.ids.release(id);

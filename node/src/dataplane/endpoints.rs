@@ -6,7 +6,7 @@
 //! unregisters it when the pod goes; baton-node sets the local addresses
 //! from the node's interfaces and the settings at start.
 
-use std::{net::Ipv4Addr, ops::RangeInclusive};
+use std::{net::Ipv4Addr, ops::RangeInclusive, path::Path};
 
 use aya::maps::{HashMap, MapData};
 use baton_abi::{
@@ -21,7 +21,7 @@ use baton_abi::{
 use ipnet::Ipv4Net;
 use tracing::debug;
 
-use super::maps::{self, MapAccessError, NodeMaps};
+use super::maps::{self, MapAccessError, NodeMaps, Source};
 
 /// A pod of this node, as routing needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +114,12 @@ pub struct NodeState {
 impl NodeState {
     pub(crate) fn new(maps: NodeMaps) -> Self {
         Self { maps }
+    }
+
+    /// The node maps a running baton-node pinned under `pin_dir`, opened
+    /// from another process.
+    pub fn from_pins(pin_dir: &Path) -> Result<Self, NodeStateError> {
+        Ok(Self::new(NodeMaps::open(Source::Pins(pin_dir))?))
     }
 
     /// Registers (or updates) a pod of this node.

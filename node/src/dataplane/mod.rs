@@ -28,11 +28,12 @@ pub mod ids;
 pub mod links;
 pub mod maglev;
 pub mod maps;
+#[cfg(test)]
+mod memory_maps;
 pub mod metrics;
 pub mod pins;
 pub mod services;
 pub mod spec;
-pub mod standalone;
 pub mod tc;
 
 use std::{
@@ -449,12 +450,23 @@ fn refresh_links(ebpf: &Ebpf, links: &links::Links) -> usize {
     links.refresh_all(&borrowed)
 }
 
-/// Pins the pod program at `<pin dir>/programs/pod_ingress`, replacing an
-/// earlier run's, so another process (baton-cni) can attach it to a new
-/// pod's veth (see [`standalone`]).
+/// Where baton-node pins the pod program under its pin directory:
+/// `<pin dir>/programs/pod_ingress`.
+#[must_use]
+pub fn pod_program_pin(pin_dir: &Path) -> PathBuf {
+    pin_dir
+        .join("programs")
+        .join(Hook::PodIngress.program_name())
+}
+
+/// Pins the pod program at [`pod_program_pin`], replacing an earlier run's,
+/// so a process other than baton-node can attach it to a pod's veth as a
+/// pinned link (with [`links::Links`] and the endpoints map of
+/// [`NodeState::from_pins`]); baton-node's next start swaps its programs
+/// into such links as into its own.
 fn pin_pod_program(ebpf: &mut Ebpf, dir: &Path) -> Result<(), DataplaneError> {
     let name = Hook::PodIngress.program_name();
-    let path = standalone::pod_program_pin(dir);
+    let path = pod_program_pin(dir);
     let io = |source: std::io::Error| {
         DataplaneError::Links(links::LinkPinError::Io {
             action: "replace program pin",

@@ -31,10 +31,10 @@ use std::{
 };
 
 use baton_abi::lb::{
-    Algorithm, MAGLEV_MAP_NAME, MEMBERS_MAP_NAME, MaglevEntry, MemberKey, MemberValue,
-    SERVICE_F_AFFINITY, SERVICE_F_LOCAL_ONLY, SERVICE_F_TERMINATING_FALLBACK, SERVICE_F_TWO_SCOPES,
-    SERVICE_STATS_MAP_NAME, SERVICES_MAP_NAME, SLOTS_MAP_NAME, ServiceKey, ServiceValue, SlotKey,
-    SlotValue,
+    Algorithm, BACKENDS_MAP_NAME, MAGLEV_MAP_NAME, MEMBERS_MAP_NAME, MaglevEntry, MemberKey,
+    MemberValue, SERVICE_F_AFFINITY, SERVICE_F_LOCAL_ONLY, SERVICE_F_TERMINATING_FALLBACK,
+    SERVICE_F_TWO_SCOPES, SERVICE_STATS_MAP_NAME, SERVICES_MAP_NAME, SLOTS_MAP_NAME, ServiceKey,
+    ServiceValue, SlotKey, SlotValue,
 };
 use tracing::{debug, info, warn};
 
@@ -43,7 +43,7 @@ use super::{
     capacity::Capacities,
     ids::IdAllocator,
     maglev::{self, MaglevBackend},
-    maps::{self, LbMaps, MapAccessError},
+    maps::{LbMapOps, LbMaps, MapAccessError},
     spec::{BackendSpec, FrontendEntry, Protocol, ServiceSpec, View},
 };
 
@@ -181,10 +181,11 @@ impl PlannedView {
 }
 
 /// Services, backends and Maglev tables in the maps, and the mirror of
-/// what was written.
+/// what was written. The maps are the kernel's ([`LbMaps`]) or, in unit
+/// tests, an in-memory stand-in.
 #[derive(Debug)]
-pub struct LoadBalancer {
-    maps: LbMaps,
+pub struct LoadBalancer<M = LbMaps> {
+    maps: M,
     capacities: Capacities,
     services: HashMap<u32, Installed>,
     names: HashMap<String, u32>,
@@ -196,14 +197,14 @@ pub struct LoadBalancer {
     member_entries: usize,
 }
 
-impl LoadBalancer {
+impl<M: LbMapOps> LoadBalancer<M> {
     /// Takes over the maps and rebuilds the state they hold (empty maps
     /// give an empty state).
-    pub fn restore(mut maps: LbMaps, capacities: Capacities) -> Result<Self, MapAccessError> {
-        let frontends = maps::entries(&maps.services, SERVICES_MAP_NAME)?;
-        let slots = maps::entries(&maps.slots, SLOTS_MAP_NAME)?;
-        let members = maps::entries(&maps.members, MEMBERS_MAP_NAME)?;
-        let backends = maps::entries(&maps.backends, baton_abi::lb::BACKENDS_MAP_NAME)?;
+    pub fn restore(mut maps: M, capacities: Capacities) -> Result<Self, MapAccessError> {
+        let frontends = maps.services()?;
+        let slots = maps.slots()?;
+        let members = maps.members()?;
+        let backends = maps.backends()?;
 
         let mut services: HashMap<u32, Installed> = HashMap::new();
         for (key, value) in &frontends {
@@ -224,7 +225,7 @@ impl LoadBalancer {
                     ?key,
                     "frontend on the other bank dropped"
                 );
-                maps::delete(&mut maps.services, SERVICES_MAP_NAME, key)?;
+                maps.delete_service(key)?;
                 continue;
             }
             service.frontends.insert(*key, *value);
@@ -277,7 +278,7 @@ impl LoadBalancer {
             if live {
                 slot_entries += 1;
             } else {
-                maps::delete(&mut maps.slots, SLOTS_MAP_NAME, key)?;
+                maps.delete_slot(key)?;
             }
         }
         let mut member_entries = 0;
@@ -289,7 +290,7 @@ impl LoadBalancer {
                     *refs.entry(key.backend_id).or_default() += 1;
                     member_entries += 1;
                 }
-                None => maps::delete(&mut maps.members, MEMBERS_MAP_NAME, key)?,
+                None => maps.delete_member(key)?,
             }
         }
         let mut kept_backends = Vec::new();
@@ -297,7 +298,7 @@ impl LoadBalancer {
             if refs.contains_key(id) {
                 kept_backends.push((*id, *value));
             } else {
-                maps::delete(&mut maps.backends, baton_abi::lb::BACKENDS_MAP_NAME, id)?;
+                maps.delete_backend(*id)?;
             }
         }
 
@@ -477,12 +478,12 @@ impl LoadBalancer {
     }
 
     /// The maps, for dumps.
-    pub(crate) fn maps(&self) -> &LbMaps {
+    pub(crate) fn maps(&self) -> &M {
         &self.maps
     }
 
     /// The maps, for the conntrack GC's connection uncounting.
-    pub(crate) fn maps_mut(&mut self) -> &mut LbMaps {
+    pub(crate) fn maps_mut(&mut self) -> &mut M {
         &mut self.maps
     }
 
@@ -659,10 +660,7 @@ impl LoadBalancer {
             .filter(|key| self.backends.id(key).is_none())
             .count();
         if new_backends > self.backends.available() {
-            return Err(full(
-                baton_abi::lb::BACKENDS_MAP_NAME,
-                self.capacities.backends,
-            ));
+            return Err(full(BACKENDS_MAP_NAME, self.capacities.backends));
         }
         // The new tables are filled while the old ones still serve.
         if algorithm == Algorithm::Maglev && planned.len() > self.maglev_tables.available() {
@@ -704,7 +702,7 @@ impl LoadBalancer {
                     capacity: self.capacities.service_ids,
                 })?;
                 // A recycled id starts with fresh counters.
-                let _ = maps::delete_percpu(&mut self.maps.stats, SERVICE_STATS_MAP_NAME, &id);
+                let _ = self.maps.clear_service_stats(id);
                 id
             }
         };
@@ -745,25 +743,15 @@ impl LoadBalancer {
                 slot_offset: view.offset,
                 _pad1: 0,
             };
-            if let Err(error) = maps::put(
-                &mut self.maps.services,
-                SERVICES_MAP_NAME,
-                &entry.key,
-                &value,
-            ) {
+            if let Err(error) = self.maps.put_service(&entry.key, &value) {
                 // Put back what was switched, then drop the new state.
                 for key in &written {
                     match old.as_ref().and_then(|old| old.frontends.get(key)) {
                         Some(previous) => {
-                            let _ = maps::put(
-                                &mut self.maps.services,
-                                SERVICES_MAP_NAME,
-                                key,
-                                previous,
-                            );
+                            let _ = self.maps.put_service(key, previous);
                         }
                         None => {
-                            let _ = maps::delete(&mut self.maps.services, SERVICES_MAP_NAME, key);
+                            let _ = self.maps.delete_service(key);
                         }
                     }
                 }
@@ -781,23 +769,19 @@ impl LoadBalancer {
         let applied = if let Some(old) = old {
             for key in old.frontends.keys() {
                 if !new_frontends.contains_key(key) {
-                    maps::delete(&mut self.maps.services, SERVICES_MAP_NAME, key)
-                        .map_err(map_error)?;
+                    self.maps.delete_service(key).map_err(map_error)?;
                     self.owners.remove(key);
                 }
             }
             self.drop_bank(id, &old).map_err(map_error)?;
             for backend_id in old.members.keys() {
                 if !staged.members.contains_key(backend_id) {
-                    maps::delete(
-                        &mut self.maps.members,
-                        MEMBERS_MAP_NAME,
-                        &MemberKey {
+                    self.maps
+                        .delete_member(&MemberKey {
                             service_id: id,
                             backend_id: *backend_id,
-                        },
-                    )
-                    .map_err(map_error)?;
+                        })
+                        .map_err(map_error)?;
                     self.member_entries -= 1;
                 }
             }
@@ -859,9 +843,7 @@ impl LoadBalancer {
                     bank: staged.bank,
                     _pad: 0,
                 };
-                maps::put(
-                    &mut self.maps.slots,
-                    SLOTS_MAP_NAME,
+                self.maps.put_slot(
                     &key,
                     &SlotValue {
                         backend_id: *backend_id,
@@ -912,9 +894,7 @@ impl LoadBalancer {
             if previous.get(&backend_id) == Some(&weight) {
                 continue;
             }
-            maps::put(
-                &mut self.maps.members,
-                MEMBERS_MAP_NAME,
+            self.maps.put_member(
                 &MemberKey {
                     service_id: staged.id,
                     backend_id,
@@ -939,9 +919,7 @@ impl LoadBalancer {
         let base = table * m;
         for (position, backend_id) in entries.into_iter().enumerate() {
             self.maps
-                .maglev
-                .set(base + position as u32, MaglevEntry { backend_id }, 0)
-                .map_err(|error| MapAccessError::of(MAGLEV_MAP_NAME, "update", error))?;
+                .set_maglev(base + position as u32, MaglevEntry { backend_id })?;
         }
         Ok(())
     }
@@ -950,7 +928,7 @@ impl LoadBalancer {
     /// is the one reported).
     fn unstage(&mut self, staged: &Staged) {
         for key in &staged.slots {
-            if maps::delete(&mut self.maps.slots, SLOTS_MAP_NAME, key).is_ok() {
+            if self.maps.delete_slot(key).is_ok() {
                 self.slot_entries -= 1;
             }
         }
@@ -959,7 +937,7 @@ impl LoadBalancer {
                 service_id: staged.id,
                 backend_id: *backend_id,
             };
-            if maps::delete(&mut self.maps.members, MEMBERS_MAP_NAME, &key).is_ok() {
+            if self.maps.delete_member(&key).is_ok() {
                 self.member_entries -= 1;
             }
         }
@@ -981,7 +959,7 @@ impl LoadBalancer {
                     bank: old.bank,
                     _pad: 0,
                 };
-                maps::delete(&mut self.maps.slots, SLOTS_MAP_NAME, &key)?;
+                self.maps.delete_slot(&key)?;
                 self.slot_entries -= 1;
             }
             if let Some(table) = view.maglev_table {
@@ -996,23 +974,19 @@ impl LoadBalancer {
             return Ok(());
         };
         for key in service.frontends.keys() {
-            maps::delete(&mut self.maps.services, SERVICES_MAP_NAME, key)?;
+            self.maps.delete_service(key)?;
             self.owners.remove(key);
         }
         self.drop_bank(id, &service)?;
         for backend_id in service.members.keys() {
-            maps::delete(
-                &mut self.maps.members,
-                MEMBERS_MAP_NAME,
-                &MemberKey {
-                    service_id: id,
-                    backend_id: *backend_id,
-                },
-            )?;
+            self.maps.delete_member(&MemberKey {
+                service_id: id,
+                backend_id: *backend_id,
+            })?;
             self.member_entries -= 1;
             self.backends.release(&mut self.maps, *backend_id)?;
         }
-        let _ = maps::delete_percpu(&mut self.maps.stats, SERVICE_STATS_MAP_NAME, &id);
+        let _ = self.maps.clear_service_stats(id);
         if let Some(name) = &service.name {
             self.names.remove(name);
         }
@@ -1123,3 +1097,7 @@ impl fmt::Display for Applied {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "services_tests.rs"]
+mod tests;
