@@ -1,9 +1,7 @@
 //! authentication.k8s.io/v1 SelfSubjectReviews (`kubectl auth whoami`): answered, not stored.
 
-use crate::api::resource::Strategy;
-use crate::api::resource::{CREATE, Resource, resource};
+use crate::api::resource::{CREATE, Resource, Strategy, resource};
 use crate::api::table::Printer;
-
 use crate::kinds::printers;
 
 pub struct SelfSubjectReviews;

@@ -1,13 +1,12 @@
-//! authorization.k8s.io/v1: SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview, LocalSubjectAccessReview.
+//! authorization.k8s.io/v1 reviews (`kubectl auth can-i`): questions to
+//! the authorizer, answered in the response and never stored.
 
 use serde_json::Value;
 
-use crate::api::resource::Strategy;
-use crate::api::resource::{CREATE, Resource, resource};
+use crate::api::resource::{CREATE, Resource, Strategy, resource};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check};
 
 /// A review: created only, answered and never stored or listed.
 const fn review(

@@ -1,13 +1,12 @@
-//! coordination.k8s.io/v1 Leases: written by PUT whether or not they exist.
+//! coordination.k8s.io/v1 Leases: a PUT may create them (leader election
+//! and node heartbeats write them whether or not they exist).
 
 use serde_json::Value;
 
-use crate::api::resource::Strategy;
-use crate::api::resource::{Resource, resource};
+use crate::api::resource::{Resource, Strategy, resource};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check, check2};
 
 pub struct Leases;
 

@@ -1,13 +1,11 @@
-//! discovery.k8s.io/v1 EndpointSlices.
+//! discovery.k8s.io/v1 EndpointSlices: port defaults and validation.
 
 use serde_json::{Map, Value};
 
-use crate::api::resource::Strategy;
-use crate::api::resource::{Resource, resource};
+use crate::api::resource::{Resource, Strategy, resource};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check, check2};
 
 pub struct EndpointSlices;
 

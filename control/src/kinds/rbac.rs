@@ -1,13 +1,12 @@
-//! rbac.authorization.k8s.io/v1: Role, RoleBinding, ClusterRole, ClusterRoleBinding.
+//! rbac.authorization.k8s.io/v1 Roles, ClusterRoles and their bindings: a
+//! PUT may create them (the bootstrap policy is reconciled that way).
 
 use serde_json::{Map, Value};
 
-use crate::api::resource::Strategy;
-use crate::api::resource::{Resource, resource};
+use crate::api::resource::{Resource, Strategy, resource};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check, check2};
 
 pub struct Roles;
 

@@ -1,13 +1,12 @@
-//! scheduling.k8s.io/v1 PriorityClasses.
+//! scheduling.k8s.io/v1 PriorityClasses: defaults and validation (the
+//! system classes are built in, not stored).
 
 use serde_json::{Map, Value};
 
-use crate::api::resource::Strategy;
-use crate::api::resource::{Resource, resource};
+use crate::api::resource::{Resource, Strategy, resource};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check, check2};
 
 pub struct PriorityClasses;
 

@@ -1,13 +1,12 @@
-//! Deployments: generation follows the spec.
+//! apps/v1 Deployments: generation follows the spec, and the status starts
+//! empty.
 
 use serde_json::{Map, Value, json};
 
-use crate::api::resource::Strategy;
-use crate::api::resource::{Resource, SCALE, resource, status};
+use crate::api::resource::{Resource, SCALE, Strategy, resource, status};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check, check2};
 
 pub struct Deployments;
 

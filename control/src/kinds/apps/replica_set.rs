@@ -1,14 +1,13 @@
-//! ReplicaSets: generation follows the spec.
+//! apps/v1 ReplicaSets: generation follows the spec, the status starts
+//! empty, and `status.replicas` is selectable.
 
 use serde_json::{Map, Value, json};
 
 use crate::api::fields::SelectableField;
-use crate::api::resource::Strategy;
-use crate::api::resource::{Resource, SCALE, resource, status};
+use crate::api::resource::{Resource, SCALE, Strategy, resource, status};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check, check2};
 
 pub struct ReplicaSets;
 

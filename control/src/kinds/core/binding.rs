@@ -1,13 +1,12 @@
-//! Bindings: posted to bind a pod to a node, never stored.
+//! core/v1 Bindings (`pods/binding` and `bindings`): posted to bind a pod
+//! to a node, never stored.
 
 use serde_json::Value;
 
-use crate::api::resource::Strategy;
-use crate::api::resource::{CREATE, Resource, resource};
+use crate::api::resource::{CREATE, Resource, Strategy, resource};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check};
 
 pub struct Bindings;
 

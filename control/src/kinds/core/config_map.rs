@@ -1,13 +1,11 @@
-//! ConfigMaps.
+//! core/v1 ConfigMaps: validated keys and size, no status.
 
 use serde_json::Value;
 
-use crate::api::resource::Strategy;
-use crate::api::resource::{Resource, resource};
+use crate::api::resource::{Resource, Strategy, resource};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check, check2};
 
 pub struct ConfigMaps;
 

@@ -1,13 +1,12 @@
-//! Endpoints: written by PUT whether or not they exist.
+//! core/v1 Endpoints: port defaults, and a PUT may create them (the
+//! endpoints controllers write them whether or not they exist).
 
 use serde_json::{Map, Value};
 
-use crate::api::resource::Strategy;
-use crate::api::resource::{Resource, resource};
+use crate::api::resource::{Resource, Strategy, resource};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check, check2};
 
 pub struct EndpointsStrategy;
 

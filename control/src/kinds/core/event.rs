@@ -1,14 +1,14 @@
-//! core/v1 Events.
+//! core/v1 Events: a PUT may create them, and their involved object,
+//! reason, source and type are selectable (`kubectl get events
+//! --field-selector`).
 
 use serde_json::Value;
 
 use crate::api::fields::SelectableField;
-use crate::api::resource::Strategy;
-use crate::api::resource::{Resource, resource};
+use crate::api::resource::{Resource, Strategy, resource};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check, check2};
 
 pub struct Events;
 

@@ -1,14 +1,14 @@
-//! Namespaces: the `kubernetes` finalizer until their contents are gone.
+//! core/v1 Namespaces: `Active` on create, the `kubernetes` spec finalizer
+//! kept by main writes and changed only through `finalize`, and a delete
+//! that removes their contents first.
 
 use serde_json::{Map, Value, json};
 
 use crate::api::fields::SelectableField;
-use crate::api::resource::{Deletion, Strategy};
-use crate::api::resource::{Resource, Subresource, resource, status};
+use crate::api::resource::{Deletion, Resource, Strategy, Subresource, resource, status};
 use crate::api::table::Printer;
-use crate::validation::{self, AdmissionError, Cause, PriorityClassInfo, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, AdmissionError, Cause, PriorityClassInfo, check, check2};
 
 pub struct Namespaces;
 

@@ -1,14 +1,13 @@
-//! Nodes.
+//! core/v1 Nodes: defaults, validation of spec and status writes alike,
+//! and `spec.unschedulable` selectable.
 
 use serde_json::{Map, Value};
 
 use crate::api::fields::SelectableField;
-use crate::api::resource::Strategy;
-use crate::api::resource::{Resource, Subresource, resource, status};
+use crate::api::resource::{Resource, Strategy, Subresource, resource, status};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check, check2};
 
 pub struct Nodes;
 

@@ -1,13 +1,12 @@
-//! PersistentVolumeClaims: `Pending` on create.
+//! core/v1 PersistentVolumeClaims: `Pending` on create, spec and status
+//! validated apart.
 
 use serde_json::{Map, Value, json};
 
-use crate::api::resource::Strategy;
-use crate::api::resource::{Resource, resource, status};
+use crate::api::resource::{Resource, Strategy, resource, status};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check, check2};
 
 pub struct PersistentVolumeClaims;
 

@@ -1,16 +1,17 @@
-//! Pods: QoS class and phase on create, the default admission plugins, graceful deletion.
+//! core/v1 Pods: `Pending` and their QoS class on create, the default
+//! admission plugins (ServiceAccount, DefaultTolerationSeconds, Priority),
+//! status and ephemeral-container writes validated apart, graceful
+//! deletion, and the fields `kubectl` and the kubelet select by.
 
 use serde_json::{Map, Value, json};
 
 use crate::api::fields::SelectableField;
 use crate::api::resource::{
-    CREATE, GET, GET_PATCH_UPDATE, Resource, Subresource, resource, status,
+    CREATE, Deletion, GET, GET_PATCH_UPDATE, Resource, Strategy, Subresource, resource, status,
 };
-use crate::api::resource::{Deletion, Strategy};
 use crate::api::table::Printer;
-use crate::validation::{self, AdmissionError, Cause, PriorityClassInfo, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, AdmissionError, Cause, PriorityClassInfo, check, check2};
 
 pub struct Pods;
 

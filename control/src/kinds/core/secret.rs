@@ -1,14 +1,12 @@
-//! Secrets.
+//! core/v1 Secrets: `stringData` folded into `data`, the type selectable.
 
 use serde_json::{Map, Value};
 
 use crate::api::fields::SelectableField;
-use crate::api::resource::Strategy;
-use crate::api::resource::{Resource, resource};
+use crate::api::resource::{Resource, Strategy, resource};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check, check2};
 
 pub struct Secrets;
 

@@ -1,14 +1,13 @@
-//! Services: addresses and ports allocated by the registry.
+//! core/v1 Services: defaults, an empty load-balancer status on create, and
+//! cluster IPs and node ports allocated by the registry.
 
 use serde_json::{Map, Value, json};
 
 use crate::api::fields::SelectableField;
-use crate::api::resource::Strategy;
-use crate::api::resource::{Resource, resource, status};
+use crate::api::resource::{Resource, Strategy, resource, status};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check, check2};
 
 pub struct Services;
 

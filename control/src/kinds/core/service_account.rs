@@ -1,13 +1,11 @@
-//! ServiceAccounts.
+//! core/v1 ServiceAccounts.
 
 use serde_json::Value;
 
-use crate::api::resource::Strategy;
-use crate::api::resource::{CREATE, Resource, Subresource, resource};
+use crate::api::resource::{CREATE, Resource, Strategy, Subresource, resource};
 use crate::api::table::Printer;
-use crate::validation::{self, Cause, check, check2};
-
 use crate::kinds::printers;
+use crate::validation::{self, Cause, check, check2};
 
 pub struct ServiceAccounts;
 
