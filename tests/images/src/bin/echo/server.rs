@@ -2,11 +2,11 @@
 //! both listeners and every connection, each connection non-blocking and
 //! edge-triggered, its buffers taken from a pool and returned on close.
 //!
-//! The server used to start a thread per connection. Creating and ending
-//! that thread cost about 100 µs of CPU per connection here, more than the
-//! network path it was there to measure: the dataplane benchmark's
-//! new-connection runs then mostly measured thread creation. An event loop
-//! is also what the servers people put behind a Service (nginx, envoy) do.
+//! An event loop rather than a thread per connection: creating and ending a
+//! thread costs about 100 µs of CPU per connection on our machines, more
+//! than the network path the dataplane benchmark's new-connection runs
+//! measure. It is also what the servers people put behind a Service (nginx,
+//! envoy) do.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
