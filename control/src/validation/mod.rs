@@ -15,7 +15,6 @@
 pub mod field;
 pub mod metadata;
 pub mod names;
-pub mod quantity;
 pub mod selector;
 
 mod apps;
