@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use super::runtime::Change;
 use super::runtime::informer::objects;
-use super::runtime::recorder::{EventType, Recorder};
+use super::runtime::recorder::{self, EventType, Recorder};
 
 /// A CIDR that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -127,7 +127,7 @@ pub async fn run(
     set: CidrSet,
 ) {
     let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "cidrAllocator"),
+        recorder: recorder::for_component(client.clone(), "cidrAllocator"),
         client,
         nodes: nodes.clone(),
         set,

@@ -31,7 +31,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::controllers::runtime::informer::tokio_stream_from;
-use crate::controllers::runtime::recorder::Recorder;
+use crate::controllers::runtime::recorder::{self, Recorder};
 use crate::controllers::runtime::{Informer, client, leader};
 use algorithm::Algorithm;
 use cache::{Cache, PodInfo};
@@ -127,7 +127,7 @@ pub async fn run_scheduler(client: kube::Client, cfg: Config) {
         pvs.subscribe(),
     );
     let sched = Arc::new(Scheduler {
-        recorder: Recorder::new(client.clone(), &cfg.scheduler_name),
+        recorder: recorder::for_component(client.clone(), &cfg.scheduler_name),
         client,
         cache: cache.clone(),
         queue: queue.clone(),

@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use baton_apimachinery::quantity::Quantity;
 use k8s_openapi::api::core::v1::{Node, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
-
-use crate::validation::quantity::Quantity;
 
 /// CPU assumed for a container without a cpu request, when scoring only
 /// (`schedutil.DefaultMilliCPURequest`).

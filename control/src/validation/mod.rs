@@ -9,7 +9,6 @@
 pub mod field;
 pub mod formats;
 pub mod metadata;
-pub mod quantity;
 pub mod selector;
 
 pub mod apps;

@@ -6,10 +6,10 @@
 //! and the create-time mutations of the admission plugins kube-apiserver
 //! enables by default (ServiceAccount, DefaultTolerationSeconds, Priority).
 
+use baton_apimachinery::quantity::Quantity;
 use serde_json::{Value, json};
 
 use super::json::{Obj, child, default_nonzero, default_str, default_value, each, present, str_of};
-use super::quantity::Quantity;
 
 /// `v1.DefaultTerminationGracePeriodSeconds`.
 const DEFAULT_TERMINATION_GRACE_PERIOD: i64 = 30;

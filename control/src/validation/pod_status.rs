@@ -5,10 +5,10 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use baton_apimachinery::quantity::Quantity;
 use serde_json::{Value, json};
 
 use super::json::Obj;
-use super::quantity::Quantity;
 
 /// `GetPodQOS`: Guaranteed when every container limits cpu and memory and
 /// requests equal limits, BestEffort when nothing is requested or limited,

@@ -6,13 +6,13 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use baton_apimachinery::quantity::Quantity;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as WireQuantity;
 
 use super::field::{self, Cause, Path};
 use super::formats::is_qualified_name;
 use super::metadata::IS_NEGATIVE;
-use super::quantity::Quantity;
 
 const STANDARD_CONTAINER_RESOURCES: &[&str] = &["cpu", "memory", "ephemeral-storage"];
 const STANDARD_RESOURCES: &[&str] = &[

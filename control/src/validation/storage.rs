@@ -372,7 +372,7 @@ pub fn validate_pvc_update(
             .and_then(|s| s.resources.as_ref())
             .and_then(|r| r.requests.as_ref())
             .and_then(|r| r.get("storage"))
-            .and_then(|q| super::quantity::Quantity::parse(&q.0).ok())
+            .and_then(|q| baton_apimachinery::quantity::Quantity::parse(&q.0).ok())
     };
     if let (Some(n), Some(o)) = (storage(new), storage(old))
         && n.cmp_value(&o) == std::cmp::Ordering::Less

@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use baton_apimachinery::quantity::Quantity;
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use super::quantity;
 use super::sources::SourceData;
 use super::spec::expand;
 
@@ -151,6 +151,11 @@ pub fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
     .unwrap_or_default()
 }
 
+/// A quantity in base units (cores, bytes), or `None` if malformed.
+fn amount(q: &str) -> Option<f64> {
+    Quantity::parse(q).ok().map(|q| q.as_approximate_f64())
+}
+
 /// A `resourceFieldRef` value: limits default to the node's allocatable,
 /// divided by the divisor and rounded up (as `ExtractContainerResourceValue`).
 pub fn resource_value(
@@ -166,7 +171,7 @@ pub fn resource_value(
                key: &str| {
         map.as_ref()
             .and_then(|m| m.get(key))
-            .and_then(|q| quantity::parse(&q.0))
+            .and_then(|q| amount(&q.0))
     };
     let value = match resource {
         "limits.cpu" => get(&r.limits, "cpu").unwrap_or(sources.node_cpu_millis as f64 / 1000.0),
@@ -177,10 +182,7 @@ pub fn resource_value(
         "requests.ephemeral-storage" => get(&r.requests, "ephemeral-storage").unwrap_or(0.0),
         other => return Err(EnvError::Resource(other.to_owned())),
     };
-    let divisor = divisor
-        .and_then(quantity::parse)
-        .filter(|d| *d > 0.0)
-        .unwrap_or(1.0);
+    let divisor = divisor.and_then(amount).filter(|d| *d > 0.0).unwrap_or(1.0);
     Ok(format!(
         "{}",
         (value / divisor - 1e-9).ceil().max(0.0) as i64

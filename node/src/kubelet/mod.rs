@@ -19,7 +19,6 @@
 pub mod actions;
 pub mod backoff;
 pub mod env;
-pub mod event_correlator;
 pub mod events;
 pub mod hosts;
 pub mod metrics;
@@ -27,7 +26,6 @@ pub mod node;
 pub mod observed;
 pub mod pods;
 pub mod probes;
-pub mod quantity;
 pub mod relist;
 pub mod runtime_cache;
 pub mod server;

@@ -169,7 +169,7 @@ async fn pod_worker(
                 // A failed probe run is reported as it happens, without a
                 // sync: a probe that keeps failing changes nothing else.
                 Some(failure) = state.failures_rx.recv() => {
-                    worker::probe_failed(&ctx, &pod, &failure).await;
+                    worker::probe_failed(&ctx, &pod, &failure);
                 }
                 () = tokio::time::sleep_until(next_sync) => break Some(Wake::Resync),
             }

@@ -8,10 +8,10 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
+use baton_apimachinery::quantity::Quantity;
 use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod};
 use sha2::{Digest as _, Sha256};
 
-use super::quantity;
 use crate::cri::api as cri;
 use crate::cri::labels::{self, PodRef};
 
@@ -170,7 +170,7 @@ impl Qos {
                     any = true;
                 }
                 match (req, lim) {
-                    (Some(q), Some(l)) if quantity::parse(&q.0) == quantity::parse(&l.0) => {}
+                    (Some(q), Some(l)) if same_amount(&q.0, &l.0) => {}
                     _ => guaranteed = false,
                 }
             }
@@ -474,6 +474,25 @@ pub fn expand(input: &str, env: &HashMap<String, String>) -> String {
     out
 }
 
+/// Whether two quantities are the same amount (`1` and `1000m`); two
+/// malformed ones count as the same.
+fn same_amount(a: &str, b: &str) -> bool {
+    match (Quantity::parse(a), Quantity::parse(b)) {
+        (Ok(a), Ok(b)) => a.cmp_value(&b).is_eq(),
+        (a, b) => a.is_err() && b.is_err(),
+    }
+}
+
+/// CPU in millicores, rounded up (`MilliValue`), or `None` if malformed.
+fn millicores(q: &str) -> Option<i64> {
+    Quantity::parse(q).ok().map(|q| q.milli_value_i64())
+}
+
+/// Bytes, rounded up (`Value`), or `None` if malformed.
+fn bytes(q: &str) -> Option<i64> {
+    Quantity::parse(q).ok().map(|q| q.value_i64())
+}
+
 /// The Linux resources of a container from its requests and limits.
 #[must_use]
 pub fn linux_resources(c: &Container, qos: Qos) -> cri::LinuxContainerResources {
@@ -483,10 +502,10 @@ pub fn linux_resources(c: &Container, qos: Qos) -> cri::LinuxContainerResources 
     let cpu_request = requests
         .get("cpu")
         .or_else(|| limits.get("cpu"))
-        .and_then(|q| quantity::millicores(&q.0));
-    let cpu_limit = limits.get("cpu").and_then(|q| quantity::millicores(&q.0));
-    let memory_limit = limits.get("memory").and_then(|q| quantity::bytes(&q.0));
-    let memory_request = requests.get("memory").and_then(|q| quantity::bytes(&q.0));
+        .and_then(|q| millicores(&q.0));
+    let cpu_limit = limits.get("cpu").and_then(|q| millicores(&q.0));
+    let memory_limit = limits.get("memory").and_then(|q| bytes(&q.0));
+    let memory_request = requests.get("memory").and_then(|q| bytes(&q.0));
     let shares = cpu_request.map_or(MIN_SHARES, |m| (m * SHARES_PER_CPU / 1000).max(MIN_SHARES));
     // The kubelet's OOM score policy (pkg/kubelet/qos/policy.go).
     let oom_score_adj = match qos {

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use baton_apimachinery::quantity::Quantity;
 use k8s_openapi::api::core::v1::{
     Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Volume,
 };
@@ -373,7 +374,8 @@ impl Volumes {
                 let size = ed
                     .size_limit
                     .as_ref()
-                    .and_then(|q| super::quantity::bytes(&q.0));
+                    .and_then(|q| Quantity::parse(&q.0).ok())
+                    .map(|q| q.value_i64());
                 mount_tmpfs(&dir, size)?;
             }
             return Ok(dir);

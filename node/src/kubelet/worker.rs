@@ -9,13 +9,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use baton_apimachinery::events::EventType;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container as SpecContainer, LifecycleHandler, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::Notify;
 
 use super::actions::{self, PodActions};
-use super::events::Kind;
 use super::metrics::PodStartup;
 use super::observed::{Container, PodRuntime, State};
 use super::probes;
@@ -284,7 +284,7 @@ pub async fn sync(ctx: &Context, pod: &Pod, state: &mut WorkerState) -> Result<(
         .observed(&ctx.metrics, pod);
     // Probe failures the worker has not reported yet.
     while let Ok(f) = state.failures_rx.try_recv() {
-        probe_failed(ctx, pod, &f).await;
+        probe_failed(ctx, pod, &f);
     }
     let runtime = current_runtime(ctx, &uid, state).await?;
     if pod.metadata.deletion_timestamp.is_some() {
@@ -321,15 +321,13 @@ pub async fn sync(ctx: &Context, pod: &Pod, state: &mut WorkerState) -> Result<(
     if status::deadline_reached(pod, known, now) {
         // The kubelet's active deadline handler: the pod fails, and its
         // containers are stopped as for any finished pod.
-        ctx.recorder
-            .record(
-                pod,
-                None,
-                Kind::Normal,
-                status::DEADLINE_EXCEEDED,
-                status::DEADLINE_EXCEEDED_MESSAGE,
-            )
-            .await;
+        ctx.recorder.record(
+            pod,
+            None,
+            EventType::Normal,
+            status::DEADLINE_EXCEEDED,
+            status::DEADLINE_EXCEEDED_MESSAGE,
+        );
     }
     let probed = ctx.probe_results(&runtime);
     let plan = actions::compute(pod, &runtime, status::is_terminal(phase), &probed);
@@ -361,16 +359,14 @@ pub async fn sync(ctx: &Context, pod: &Pod, state: &mut WorkerState) -> Result<(
 }
 
 /// A failed probe run: the pod's `Unhealthy` event.
-pub async fn probe_failed(ctx: &Context, pod: &Pod, f: &probes::Failure) {
-    ctx.recorder
-        .record(
-            pod,
-            Some(&f.container),
-            Kind::Warning,
-            "Unhealthy",
-            &format!("{} probe failed: {}", f.kind.as_str(), f.message),
-        )
-        .await;
+pub fn probe_failed(ctx: &Context, pod: &Pod, f: &probes::Failure) {
+    ctx.recorder.record(
+        pod,
+        Some(&f.container),
+        EventType::Warning,
+        "Unhealthy",
+        &format!("{} probe failed: {}", f.kind.as_str(), f.message),
+    );
 }
 
 /// When a pod is synced again if nothing wakes its worker: soon when its
@@ -454,8 +450,7 @@ async fn execute(
                         state,
                         Some("CreateContainerConfigError"),
                         &err,
-                    )
-                    .await;
+                    );
                     continue;
                 }
             },
@@ -479,19 +474,17 @@ async fn execute(
                 state
                     .waiting
                     .insert(c.name.clone(), ("CrashLoopBackOff".into(), message));
-                ctx.recorder
-                    .record(
-                        pod,
-                        Some(&c.name),
-                        Kind::Warning,
-                        "BackOff",
-                        &format!(
-                            "Back-off restarting failed container {} in pod {}",
-                            c.name,
-                            pod.metadata.name.as_deref().unwrap_or_default()
-                        ),
-                    )
-                    .await;
+                ctx.recorder.record(
+                    pod,
+                    Some(&c.name),
+                    EventType::Warning,
+                    "BackOff",
+                    &format!(
+                        "Back-off restarting failed container {} in pod {}",
+                        c.name,
+                        pod.metadata.name.as_deref().unwrap_or_default()
+                    ),
+                );
                 if role == Role::Init {
                     break;
                 }
@@ -554,15 +547,13 @@ async fn create_sandbox(
     let paths = match ctx.volumes.setup(pod, "", &ctx.host_ip).await {
         Ok(paths) => paths,
         Err(err) => {
-            ctx.recorder
-                .record(
-                    pod,
-                    None,
-                    Kind::Warning,
-                    "FailedMount",
-                    &format!("MountVolume.SetUp failed: {err}"),
-                )
-                .await;
+            ctx.recorder.record(
+                pod,
+                None,
+                EventType::Warning,
+                "FailedMount",
+                &format!("MountVolume.SetUp failed: {err}"),
+            );
             return Err(err.into());
         }
     };
@@ -579,15 +570,13 @@ async fn create_sandbox(
     let id = match ctx.cri.run_pod_sandbox(config).await {
         Ok(id) => id,
         Err(err) => {
-            ctx.recorder
-                .record(
-                    pod,
-                    None,
-                    Kind::Warning,
-                    "FailedCreatePodSandBox",
-                    &format!("Failed to create pod sandbox: {err}"),
-                )
-                .await;
+            ctx.recorder.record(
+                pod,
+                None,
+                EventType::Warning,
+                "FailedCreatePodSandBox",
+                &format!("Failed to create pod sandbox: {err}"),
+            );
             return Err(err.into());
         }
     };
@@ -601,7 +590,7 @@ async fn create_sandbox(
 /// A container could not be created or started: its `Failed` event, and
 /// the waiting reason its status shows until the next attempt (`None`: the
 /// status shows what the runtime reports).
-async fn container_failed(
+fn container_failed(
     ctx: &Context,
     pod: &Pod,
     c: &SpecContainer,
@@ -614,15 +603,13 @@ async fn container_failed(
             .waiting
             .insert(c.name.clone(), (reason.to_owned(), err.to_string()));
     }
-    ctx.recorder
-        .record(
-            pod,
-            Some(&c.name),
-            Kind::Warning,
-            "Failed",
-            &format!("Error: {err}"),
-        )
-        .await;
+    ctx.recorder.record(
+        pod,
+        Some(&c.name),
+        EventType::Warning,
+        "Failed",
+        &format!("Error: {err}"),
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -656,7 +643,7 @@ async fn start_container(
     let env = match resolve_env(ctx, pod, c, pod_ip).await {
         Ok(env) => env,
         Err(err) => {
-            container_failed(ctx, pod, c, state, Some("CreateContainerConfigError"), &err).await;
+            container_failed(ctx, pod, c, state, Some("CreateContainerConfigError"), &err);
             return Err(err);
         }
     };
@@ -718,47 +705,41 @@ async fn start_container(
         Ok(id) => id,
         Err(err) => {
             let err = err.into();
-            container_failed(ctx, pod, c, state, Some("CreateContainerError"), &err).await;
+            container_failed(ctx, pod, c, state, Some("CreateContainerError"), &err);
             return Err(err);
         }
     };
-    ctx.recorder
-        .record(
-            pod,
-            Some(&c.name),
-            Kind::Normal,
-            "Created",
-            &format!("Created container {}", c.name),
-        )
-        .await;
+    ctx.recorder.record(
+        pod,
+        Some(&c.name),
+        EventType::Normal,
+        "Created",
+        &format!("Created container {}", c.name),
+    );
     if let Err(err) = ctx.cri.start_container(&id).await {
         let err = err.into();
-        container_failed(ctx, pod, c, state, None, &err).await;
+        container_failed(ctx, pod, c, state, None, &err);
         return Err(err);
     }
     ctx.metrics.container_started(role);
     tracing::info!(pod = %pod_name(pod), container = %c.name, %id, "container started");
-    ctx.recorder
-        .record(
-            pod,
-            Some(&c.name),
-            Kind::Normal,
-            "Started",
-            &format!("Started container {}", c.name),
-        )
-        .await;
+    ctx.recorder.record(
+        pod,
+        Some(&c.name),
+        EventType::Normal,
+        "Started",
+        &format!("Started container {}", c.name),
+    );
     if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref())
         && let Err(message) = run_hook(ctx, &id, pod_ip, c, handler, Duration::from_secs(30)).await
     {
-        ctx.recorder
-            .record(
-                pod,
-                Some(&c.name),
-                Kind::Warning,
-                "FailedPostStartHook",
-                &message,
-            )
-            .await;
+        ctx.recorder.record(
+            pod,
+            Some(&c.name),
+            EventType::Warning,
+            "FailedPostStartHook",
+            &message,
+        );
         kill_container(
             ctx,
             pod,
@@ -794,43 +775,37 @@ async fn ensure_image(
         "Never" if !present => {
             let message =
                 format!("Container image \"{image}\" is not present with pull policy of Never");
-            ctx.recorder
-                .record(
-                    pod,
-                    Some(&c.name),
-                    Kind::Warning,
-                    "ErrImageNeverPull",
-                    &message,
-                )
-                .await;
+            ctx.recorder.record(
+                pod,
+                Some(&c.name),
+                EventType::Warning,
+                "ErrImageNeverPull",
+                &message,
+            );
             return Err(KubeletError::Image {
                 image: image.to_owned(),
                 message,
             });
         }
         "IfNotPresent" | "Never" if present => {
-            ctx.recorder
-                .record(
-                    pod,
-                    Some(&c.name),
-                    Kind::Normal,
-                    "Pulled",
-                    &format!("Container image \"{image}\" already present on machine"),
-                )
-                .await;
+            ctx.recorder.record(
+                pod,
+                Some(&c.name),
+                EventType::Normal,
+                "Pulled",
+                &format!("Container image \"{image}\" already present on machine"),
+            );
             return Ok(None);
         }
         _ => {}
     }
-    ctx.recorder
-        .record(
-            pod,
-            Some(&c.name),
-            Kind::Normal,
-            "Pulling",
-            &format!("Pulling image \"{image}\""),
-        )
-        .await;
+    ctx.recorder.record(
+        pod,
+        Some(&c.name),
+        EventType::Normal,
+        "Pulling",
+        &format!("Pulling image \"{image}\""),
+    );
     let started = Instant::now();
     match ctx
         .cri
@@ -839,30 +814,26 @@ async fn ensure_image(
     {
         Ok(_) => {
             let finished = Instant::now();
-            ctx.recorder
-                .record(
-                    pod,
-                    Some(&c.name),
-                    Kind::Normal,
-                    "Pulled",
-                    &format!(
-                        "Successfully pulled image \"{image}\" in {:.3}s",
-                        (finished - started).as_secs_f64()
-                    ),
-                )
-                .await;
+            ctx.recorder.record(
+                pod,
+                Some(&c.name),
+                EventType::Normal,
+                "Pulled",
+                &format!(
+                    "Successfully pulled image \"{image}\" in {:.3}s",
+                    (finished - started).as_secs_f64()
+                ),
+            );
             Ok(Some((started, finished)))
         }
         Err(err) => {
-            ctx.recorder
-                .record(
-                    pod,
-                    Some(&c.name),
-                    Kind::Warning,
-                    "Failed",
-                    &format!("Failed to pull image \"{image}\": {err}"),
-                )
-                .await;
+            ctx.recorder.record(
+                pod,
+                Some(&c.name),
+                EventType::Warning,
+                "Failed",
+                &format!("Failed to pull image \"{image}\": {err}"),
+            );
             Err(err.into())
         }
     }
@@ -972,27 +943,24 @@ async fn kill_container(
 ) -> Result<(), KubeletError> {
     let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
     let started = Instant::now();
-    ctx.recorder
-        .record(
-            pod,
-            Some(name),
-            Kind::Normal,
-            "Killing",
-            &if message.is_empty() {
-                format!("Stopping container {name}")
-            } else {
-                message.to_owned()
-            },
-        )
-        .await;
+    ctx.recorder.record(
+        pod,
+        Some(name),
+        EventType::Normal,
+        "Killing",
+        &if message.is_empty() {
+            format!("Stopping container {name}")
+        } else {
+            message.to_owned()
+        },
+    );
     if let Some((spec, _)) = spec::find_container(pod, name)
         && let Some(handler) = spec.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
         && !grace.is_zero()
         && let Err(m) = run_hook(ctx, id, pod_ip, &spec, handler, grace).await
     {
         ctx.recorder
-            .record(pod, Some(name), Kind::Warning, "FailedPreStopHook", &m)
-            .await;
+            .record(pod, Some(name), EventType::Warning, "FailedPreStopHook", &m);
     }
     let left = grace.saturating_sub(started.elapsed()).max(MIN_GRACE);
     match ctx.cri.stop_container(id, left).await {

@@ -27,7 +27,7 @@ use self::plan::{Observed, Step};
 use super::podutil::{controller_of, is_terminal};
 use super::replicaset::api_message;
 use super::runtime::informer::{objects, tokio_stream_from};
-use super::runtime::recorder::{EventType, Recorder};
+use super::runtime::recorder::{self, EventType, Recorder};
 use super::runtime::{Change, is_status};
 
 /// Errors of one sync.
@@ -70,7 +70,7 @@ pub async fn run(
     workers: u16,
 ) {
     let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "deployment-controller"),
+        recorder: recorder::for_component(client.clone(), "deployment-controller"),
         client,
         replicasets: replicasets.clone(),
         pods,

@@ -26,7 +26,7 @@ use tracing::{debug, info};
 
 use self::health::Observed;
 use super::runtime::informer::{objects, tokio_stream_from};
-use super::runtime::recorder::{EventType, Recorder};
+use super::runtime::recorder::{self, EventType, Recorder};
 use super::runtime::time::now;
 use super::runtime::{Change, is_status};
 
@@ -70,7 +70,7 @@ pub async fn run(
     timing: Timing,
 ) {
     let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "node-controller"),
+        recorder: recorder::for_component(client.clone(), "node-controller"),
         client,
         leases,
         pods,

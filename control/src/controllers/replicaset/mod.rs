@@ -27,7 +27,7 @@ use self::expectations::Expectations;
 use self::reconcile::{Manage, manage, pod_from_template, slow_start_batches, status};
 use super::podutil::{controller_of, controller_ref, is_active};
 use super::runtime::informer::{objects, tokio_stream_from};
-use super::runtime::recorder::{EventType, Recorder};
+use super::runtime::recorder::{self, EventType, Recorder};
 use super::runtime::{Change, is_status};
 use crate::validation::selector::{Selector, from_label_selector};
 
@@ -117,7 +117,7 @@ pub async fn run(
 ) {
     let exp = Arc::new(Expectations::default());
     let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "replicaset-controller"),
+        recorder: recorder::for_component(client.clone(), "replicaset-controller"),
         client,
         pods: pod_store,
         replicasets: rs_store.clone(),

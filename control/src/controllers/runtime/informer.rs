@@ -190,13 +190,6 @@ pub fn tokio_stream_from<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// A bounded receiver as a stream.
-pub fn tokio_stream_from_bounded<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl Stream<Item = T> + Send + 'static {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

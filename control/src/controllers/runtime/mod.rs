@@ -1,7 +1,8 @@
 //! What the scheduler and every controller share: an API client from a
 //! kubeconfig, shared informers (kube-runtime watcher + reflector store with
-//! fan-out to several consumers), leader election on a Lease, and an event
-//! recorder writing core/v1 Events the way client-go's recorder does.
+//! fan-out to several consumers), leader election on a Lease, and each
+//! component's event recorder (the shared client-go recorder of
+//! `baton-apimachinery`).
 
 pub mod client;
 pub mod informer;

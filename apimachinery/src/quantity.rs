@@ -206,11 +206,10 @@ impl Quantity {
         let s = self.scale.max(other.scale);
         match (self.rescaled(s), other.rescaled(s)) {
             (Some(a), Some(b)) => a.cmp(&b),
-            _ => {
-                let a = self.unscaled as f64 / 10f64.powi(self.scale);
-                let b = other.unscaled as f64 / 10f64.powi(other.scale);
-                a.partial_cmp(&b).unwrap_or(Ordering::Equal)
-            }
+            _ => self
+                .as_approximate_f64()
+                .partial_cmp(&other.as_approximate_f64())
+                .unwrap_or(Ordering::Equal),
         }
     }
 
@@ -237,6 +236,24 @@ impl Quantity {
     /// `Quantity.Value`, rounded up.
     pub fn value(&self) -> i128 {
         self.value_at_scale(0)
+    }
+
+    /// [`Self::milli_value`] as upstream's `int64`, saturating at its bounds
+    /// (CPU in millicores for the container runtime).
+    pub fn milli_value_i64(&self) -> i64 {
+        saturate(self.milli_value())
+    }
+
+    /// [`Self::value`] as upstream's `int64`, saturating at its bounds
+    /// (memory and storage in bytes).
+    pub fn value_i64(&self) -> i64 {
+        saturate(self.value())
+    }
+
+    /// `Quantity.AsApproximateFloat64`: the value in base units (cores,
+    /// bytes), for arithmetic that upstream does in floating point.
+    pub fn as_approximate_f64(&self) -> f64 {
+        self.unscaled as f64 / 10f64.powi(self.scale)
     }
 
     fn value_at_scale(&self, scale: i32) -> i128 {
@@ -325,8 +342,20 @@ impl Quantity {
     }
 }
 
+fn saturate(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
+}
+
 fn pow10_i(scale: i32) -> i128 {
     u32::try_from(scale).ok().and_then(pow10).unwrap_or(1)
+}
+
+impl std::str::FromStr for Quantity {
+    type Err = QuantityError;
+
+    fn from_str(s: &str) -> Result<Quantity, QuantityError> {
+        Quantity::parse(s)
+    }
 }
 
 impl std::fmt::Display for Quantity {
@@ -408,5 +437,81 @@ mod tests {
         let mut q = Quantity::parse("0.0001").unwrap();
         q.round_up_to_milli();
         assert_eq!(q.canonical(), "1m");
+    }
+
+    // What the kubelet reads from a container's resources: CPU in
+    // millicores and memory in bytes, both rounded up, and plain values.
+    fn millicores(s: &str) -> Option<i64> {
+        Quantity::parse(s).ok().map(|q| q.milli_value_i64())
+    }
+
+    fn bytes(s: &str) -> Option<i64> {
+        Quantity::parse(s).ok().map(|q| q.value_i64())
+    }
+
+    fn parse(s: &str) -> Option<f64> {
+        Quantity::parse(s).ok().map(|q| q.as_approximate_f64())
+    }
+
+    #[test]
+    fn parses_the_common_forms() {
+        assert_eq!(millicores("100m"), Some(100));
+        assert_eq!(millicores("1"), Some(1000));
+        assert_eq!(millicores("1.5"), Some(1500));
+        assert_eq!(millicores("0.1"), Some(100));
+        assert_eq!(bytes("64Mi"), Some(64 * 1024 * 1024));
+        assert_eq!(bytes("1G"), Some(1_000_000_000));
+        assert_eq!(bytes("1e3"), Some(1000));
+        assert_eq!(bytes("128974848"), Some(128_974_848));
+        assert_eq!(parse("12x"), None);
+        assert_eq!(parse(""), None);
+    }
+
+    #[test]
+    fn kubelet_values_are_rounded_up_and_saturate() {
+        assert_eq!(millicores("500m"), Some(500));
+        assert_eq!(millicores("250m"), Some(250));
+        assert_eq!(millicores("2"), Some(2000));
+        assert_eq!(millicores("1e3"), Some(1_000_000));
+        // Finer than a millicore: rounded up to one.
+        assert_eq!(millicores("0.0001"), Some(1));
+        assert_eq!(millicores("1500u"), Some(2));
+        assert_eq!(bytes("1Gi"), Some(1 << 30));
+        assert_eq!(bytes("1.5Gi"), Some(1_610_612_736));
+        assert_eq!(bytes("500m"), Some(1));
+        assert_eq!(bytes("2.5"), Some(3));
+        assert_eq!(bytes("1k"), Some(1000));
+        assert_eq!(bytes("1Ki"), Some(1024));
+        // Past int64 a value saturates, as a float converted to it does.
+        assert_eq!(millicores("1E"), Some(i64::MAX));
+        assert_eq!(bytes("-1E"), Some(-1_000_000_000_000_000_000));
+        assert_eq!(millicores("-1E"), Some(i64::MIN));
+    }
+
+    #[test]
+    fn approximate_floats_are_base_units() {
+        assert_eq!(parse("100m"), Some(0.1));
+        assert_eq!(parse("1e3"), Some(1000.0));
+        assert_eq!(parse("1.5Gi"), Some(1_610_612_736.0));
+        assert_eq!(parse("1Mi"), Some(1_048_576.0));
+        assert_eq!(parse("0"), Some(0.0));
+        assert_eq!(parse("1500m"), Some(1.5));
+    }
+
+    #[test]
+    fn equal_amounts_in_different_forms_compare_equal() {
+        let eq = |a: &str, b: &str| {
+            Quantity::parse(a)
+                .unwrap()
+                .cmp_value(&Quantity::parse(b).unwrap())
+                .is_eq()
+        };
+        assert!(eq("1", "1000m"));
+        assert!(eq("0.5", "500m"));
+        assert!(eq("1Gi", "1024Mi"));
+        assert!(eq("1e3", "1k"));
+        assert!(!eq("1G", "1Gi"));
+        assert_eq!("1Gi".parse::<Quantity>().unwrap().to_string(), "1Gi");
+        assert_eq!("0.5".parse::<Quantity>().unwrap().to_string(), "500m");
     }
 }

@@ -1,0 +1,10 @@
+//! The API machinery baton's control plane and node agent share, so the two
+//! sides read and write the API the same way without depending on each
+//! other:
+//!
+//! - [`quantity`]: `resource.Quantity`, exact, with its canonical form;
+//! - [`events`]: client-go's event recorder and its correlator (repeats
+//!   counted on one Event, similar ones combined, spam dropped).
+
+pub mod events;
+pub mod quantity;
