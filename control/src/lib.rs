@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod apiserver;
+pub mod client;
 pub mod controllers;
 pub mod kinds;
 pub mod registry;

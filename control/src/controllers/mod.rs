@@ -1,7 +1,7 @@
 //! `baton-control controllers`: the controller manager (kube-controller-manager's
 //! job). Every controller talks to the API server only through its public
 //! API: shared informers (kube-runtime watchers and reflector stores, see
-//! [`runtime`]) feed kube-runtime `Controller`s whose reconcilers decide
+//! [`crate::client`]) feed kube-runtime `Controller`s whose reconcilers decide
 //! with pure functions (each module's `reconcile`/`plan`/`desired`) and then
 //! write. One Lease (`kube-system/kube-controller-manager`) elects the
 //! active instance.
@@ -17,7 +17,6 @@ pub mod podutil;
 pub mod replicaset;
 pub mod resource_discovery;
 pub mod root_ca;
-pub mod runtime;
 pub mod serviceaccount;
 
 use std::path::PathBuf;
@@ -33,7 +32,7 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use tracing::{info, warn};
 
-use runtime::{Informer, client, leader};
+use crate::client::{Informer, Start, kubeconfig, leader};
 
 /// Every controller this manager runs, by its kube-controller-manager name.
 pub const ALL: &[&str] = &[
@@ -110,7 +109,7 @@ impl Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
     #[error(transparent)]
-    Client(#[from] client::ClientError),
+    Client(#[from] kubeconfig::ClientError),
     #[error(transparent)]
     Leader(#[from] leader::LeaderError),
     #[error("invalid --cluster-cidr: {0}")]
@@ -120,7 +119,7 @@ pub enum ManagerError {
 /// Runs the controller manager until leadership is lost.
 pub async fn run(cfg: Config) -> Result<(), ManagerError> {
     let cidrs = nodeipam::CidrSet::new(&cfg.cluster_cidr, cfg.node_cidr_mask_size)?;
-    let client = client::from_kubeconfig(&cfg.kubeconfig).await?;
+    let client = kubeconfig::from_kubeconfig(&cfg.kubeconfig).await?;
     if cfg.leader_elect {
         let lcfg = leader::Config::new(&cfg.leader_elect_resource_name, leader::identity());
         leader::run_as_leader(client.clone(), lcfg, run_controllers(client, cfg, cidrs)).await?;
@@ -306,7 +305,7 @@ enum RootCaError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Kubeconfig(#[from] client::ClientError),
+    Kubeconfig(#[from] kubeconfig::ClientError),
 }
 
 /// The bundle `kube-root-ca.crt` publishes: `--root-ca-file`, or the CA
@@ -317,26 +316,7 @@ async fn root_ca_bundle(cfg: &Config) -> Result<String, RootCaError> {
             path: path.clone(),
             source,
         }),
-        None => Ok(client::server_ca_pem(&cfg.kubeconfig).await?),
-    }
-}
-
-trait Start {
-    fn start(&mut self);
-}
-
-impl<K> Start for Informer<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    fn start(&mut self) {
-        self.spawn();
+        None => Ok(kubeconfig::server_ca_pem(&cfg.kubeconfig).await?),
     }
 }
 

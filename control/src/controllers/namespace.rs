@@ -24,8 +24,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info};
 
 use super::resource_discovery::Deletable;
-use super::runtime::informer::objects;
-use super::runtime::{Change, is_status};
+use crate::client::informer::objects;
+use crate::client::{Change, is_status};
 
 const FINALIZER: &str = "kubernetes";
 

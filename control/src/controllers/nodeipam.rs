@@ -19,9 +19,9 @@ use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{info, warn};
 
-use super::runtime::Change;
-use super::runtime::informer::objects;
-use super::runtime::recorder::{self, EventType, Recorder};
+use crate::client::Change;
+use crate::client::informer::objects;
+use crate::client::recorder::{self, EventType, Recorder};
 
 /// A CIDR that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::runtime::informer::tokio_stream_from;
-use super::runtime::{Change, is_status, per_namespace};
+use crate::client::informer::tokio_stream_from;
+use crate::client::{Change, is_status, per_namespace};
 
 pub const DEFAULT: &str = "default";
 

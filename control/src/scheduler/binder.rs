@@ -9,8 +9,8 @@ use serde_json::json;
 use tracing::{debug, warn};
 
 use super::cache::PodInfo;
-use crate::controllers::runtime::recorder::{EventType, Recorder};
-use crate::controllers::runtime::time::now;
+use crate::client::recorder::{EventType, Recorder};
+use crate::client::time::now;
 
 /// Writes the binding of `pod` to `node`.
 pub async fn bind(api: &Api<Pod>, pod: &Pod, node: &str) -> Result<(), kube::Error> {

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::cache::{Cache, pod_key};
 use super::queue::SchedulingQueue;
-use crate::controllers::runtime::Change;
+use crate::client::Change;
 
 fn assigned(p: &Pod) -> bool {
     p.spec

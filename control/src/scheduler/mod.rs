@@ -30,9 +30,9 @@ use kube::runtime::watcher;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::controllers::runtime::informer::tokio_stream_from;
-use crate::controllers::runtime::recorder::{self, Recorder};
-use crate::controllers::runtime::{Informer, client, leader};
+use crate::client::informer::tokio_stream_from;
+use crate::client::recorder::{self, Recorder};
+use crate::client::{Informer, Start, kubeconfig, leader};
 use algorithm::Algorithm;
 use cache::{Cache, PodInfo};
 use plugins::Profile;
@@ -72,14 +72,14 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
     #[error(transparent)]
-    Client(#[from] client::ClientError),
+    Client(#[from] kubeconfig::ClientError),
     #[error(transparent)]
     Leader(#[from] leader::LeaderError),
 }
 
 /// Runs the scheduler until leadership is lost.
 pub async fn run(cfg: Config) -> Result<(), SchedulerError> {
-    let client = client::from_kubeconfig(&cfg.kubeconfig).await?;
+    let client = kubeconfig::from_kubeconfig(&cfg.kubeconfig).await?;
     if cfg.leader_elect {
         let lcfg = leader::Config::new(&cfg.leader_elect_resource_name, leader::identity());
         leader::run_as_leader(client.clone(), lcfg, run_scheduler(client, cfg)).await?;
@@ -135,8 +135,8 @@ pub async fn run_scheduler(client: kube::Client, cfg: Config) {
         binds: Arc::new(Semaphore::new(cfg.parallelism.max(1))),
         pods: pods.store(),
     });
-    for i in [&mut pods as &mut dyn Spawn, &mut nodes, &mut pvcs, &mut pvs] {
-        i.spawn_informer();
+    for i in [&mut pods as &mut dyn Start, &mut nodes, &mut pvcs, &mut pvs] {
+        i.start();
     }
     {
         let (cache, queue) = (cache.clone(), queue.clone());
@@ -183,26 +183,6 @@ pub async fn run_scheduler(client: kube::Client, cfg: Config) {
     );
     while let Some(qp) = queue.pop().await {
         sched.clone().schedule_one(qp).await;
-    }
-}
-
-/// Informers of different kinds, started together.
-trait Spawn {
-    fn spawn_informer(&mut self);
-}
-
-impl<K> Spawn for Informer<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    fn spawn_informer(&mut self) {
-        self.spawn();
     }
 }
 

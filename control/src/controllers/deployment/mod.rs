@@ -26,9 +26,9 @@ use tracing::debug;
 use self::plan::{Observed, Step};
 use super::podutil::{controller_of, is_terminal};
 use super::replicaset::api_message;
-use super::runtime::informer::{objects, tokio_stream_from};
-use super::runtime::recorder::{self, EventType, Recorder};
-use super::runtime::{Change, is_status};
+use crate::client::informer::{objects, tokio_stream_from};
+use crate::client::recorder::{self, EventType, Recorder};
+use crate::client::{Change, is_status};
 
 /// Errors of one sync.
 #[derive(Debug, thiserror::Error)]

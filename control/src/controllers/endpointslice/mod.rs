@@ -28,8 +28,8 @@ use self::desired::{
     desired_slices,
 };
 use super::podutil::controller_ref;
-use super::runtime::informer::{objects, tokio_stream_from};
-use super::runtime::{Change, is_status};
+use crate::client::informer::{objects, tokio_stream_from};
+use crate::client::{Change, is_status};
 
 /// Errors of one sync.
 #[derive(Debug, thiserror::Error)]

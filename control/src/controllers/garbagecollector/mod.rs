@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use self::graph::{Decision, Graph, Item, Work, decide};
 use super::resource_discovery::Deletable;
-use super::runtime::is_status;
+use crate::client::is_status;
 
 struct Gc {
     client: kube::Client,

@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::core::v1::{Pod, Taint};
 
-use crate::scheduler::plugins::taint_toleration::tolerates;
+use crate::client::taints::tolerates;
 
 /// When to evict: None = never (tolerated forever), Some(0) = now, else
 /// seconds from now.

@@ -25,10 +25,10 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info};
 
 use self::health::Observed;
-use super::runtime::informer::{objects, tokio_stream_from};
-use super::runtime::recorder::{self, EventType, Recorder};
-use super::runtime::time::now;
-use super::runtime::{Change, is_status};
+use crate::client::informer::{objects, tokio_stream_from};
+use crate::client::recorder::{self, EventType, Recorder};
+use crate::client::time::now;
+use crate::client::{Change, is_status};
 
 /// Timing of the controller.
 #[derive(Debug, Clone, Copy)]

@@ -26,9 +26,9 @@ use tracing::{debug, warn};
 use self::expectations::Expectations;
 use self::reconcile::{Manage, manage, pod_from_template, slow_start_batches, status};
 use super::podutil::{controller_of, controller_ref, is_active};
-use super::runtime::informer::{objects, tokio_stream_from};
-use super::runtime::recorder::{self, EventType, Recorder};
-use super::runtime::{Change, is_status};
+use crate::client::informer::{objects, tokio_stream_from};
+use crate::client::recorder::{self, EventType, Recorder};
+use crate::client::{Change, is_status};
 use crate::validation::selector::{Selector, from_label_selector};
 
 /// Errors of one sync.

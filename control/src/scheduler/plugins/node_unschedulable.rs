@@ -4,7 +4,7 @@
 use crate::scheduler::cache::{NodeInfo, PodInfo};
 use crate::scheduler::framework::{Code, CycleState, Filter, Plugin, Rejection};
 
-use super::taint_toleration::tolerates;
+use crate::client::taints::tolerates;
 
 pub struct NodeUnschedulable;
 

@@ -1,34 +1,15 @@
 //! TaintToleration: NoSchedule/NoExecute taints must be tolerated; fewer
 //! untolerated PreferNoSchedule taints score higher.
 
-use k8s_openapi::api::core::v1::{Taint, Toleration};
+use k8s_openapi::api::core::v1::Toleration;
 
+use crate::client::taints::tolerates;
 use crate::scheduler::cache::{NodeInfo, PodInfo};
 use crate::scheduler::framework::{
     Code, CycleState, Filter, Plugin, Rejection, Score, default_normalize,
 };
 
 pub struct TaintToleration;
-
-/// `Toleration.ToleratesTaint`.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(e) = t.effect.as_deref().filter(|e| !e.is_empty())
-        && e != taint.effect
-    {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
-        }
-        _ => false,
-    }
-}
 
 fn tolerations(pod: &PodInfo) -> &[Toleration] {
     pod.pod

@@ -190,6 +190,27 @@ pub fn tokio_stream_from<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// Informers of different kinds, started together (`&mut dyn Start`).
+pub trait Start {
+    /// Starts the informer's watch; a second call does nothing.
+    fn start(&mut self);
+}
+
+impl<K> Start for Informer<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    fn start(&mut self) {
+        self.spawn();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
