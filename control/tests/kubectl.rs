@@ -225,12 +225,14 @@ fn scale_label_annotate_patch_and_edit() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = std::process::Command::new("kubectl")
-        .args(["edit", d])
-        .env("KUBECONFIG", api.kubeconfig())
-        .env("EDITOR", &editor)
-        .output()
-        .unwrap();
+    let out = baton_e2e::kubectl::output(
+        api.kubectl_runner()
+            .command()
+            .args(["edit", d])
+            .env("EDITOR", &editor),
+        None,
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("edited"), "{}", stdout(&out));
     assert_eq!(
@@ -246,13 +248,14 @@ fn create_expose_watch_and_delete() {
     let c = Cluster::start();
     let api = &c.api;
     // A watch started before the pod exists streams its events.
-    let mut watch = std::process::Command::new("kubectl")
-        .args(["get", "pods", "-w", "--no-headers"])
-        .env("KUBECONFIG", api.kubeconfig())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut watch = baton_e2e::kubectl::spawn(
+        api.kubectl_runner()
+            .command()
+            .args(["get", "pods", "-w", "--no-headers"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null()),
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
     std::thread::sleep(Duration::from_millis(1500));
     api.kubectl_ok(&["run", "w1", "--image=busybox"]);
     api.kubectl_ok(&["label", "pod", "w1", "x=y"]);

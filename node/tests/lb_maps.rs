@@ -40,7 +40,7 @@ fn service(name: &str, vip_last: u8, backends: &[u8]) -> ServiceSpec {
 }
 
 fn load(options: &LoadOptions) -> Dataplane {
-    support::require_root();
+    baton_e2e::assert_root();
     Dataplane::load(options).unwrap_or_else(|error| panic!("{error}"))
 }
 

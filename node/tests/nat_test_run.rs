@@ -50,7 +50,7 @@ fn addr(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
 
 /// A dataplane with the map state every test starts from.
 fn dataplane() -> Dataplane {
-    support::require_root();
+    baton_e2e::assert_root();
     let mut dataplane =
         Dataplane::load(&LoadOptions::new()).unwrap_or_else(|error| panic!("{error}"));
     let node = dataplane.node();

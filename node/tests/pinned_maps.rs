@@ -28,7 +28,7 @@ fn run_frames(dataplane: &Dataplane, frame: &[u8], count: u32) {
 
 #[test]
 fn counters_in_pinned_maps_survive_a_reload() {
-    support::require_root();
+    baton_e2e::assert_root();
     let bpffs = Bpffs::mount("reload");
     let pin_dir = bpffs.path().join("node-1");
     let options = LoadOptions::new().pin_dir(&pin_dir);
@@ -78,7 +78,7 @@ fn counters_in_pinned_maps_survive_a_reload() {
 
 #[test]
 fn a_pin_with_another_layout_is_refused_not_reused() {
-    support::require_root();
+    baton_e2e::assert_root();
     let bpffs = Bpffs::mount("layout");
     let pin = bpffs.path().join(METRICS_MAP_NAME);
     // A metrics map as an older build might have left it: 4-byte keys and
@@ -110,7 +110,7 @@ fn a_pin_with_another_layout_is_refused_not_reused() {
 
 #[test]
 fn a_pin_directory_off_bpffs_is_refused() {
-    support::require_root();
+    baton_e2e::assert_root();
     let dir = tempfile::tempdir().unwrap();
     let error = Dataplane::load(&LoadOptions::new().pin_dir(dir.path())).unwrap_err();
     assert!(

@@ -13,25 +13,22 @@ use std::{
 };
 
 use baton_abi::{Direction, DropReason, MetricsKey};
+use baton_e2e::{cgroup::OwnedCgroup, probe::Probe};
 use baton_node::dataplane::{
     Algorithm, BackendSpec, CgroupAttachment, Dataplane, Frontend, LoadOptions, Protocol,
     ServiceSpec,
 };
-use support::{
-    cgroup::Cgroup,
-    probe::Probe,
-    topology::{BACKEND_PORT, Backends},
-};
+use support::topology::{BACKEND_PORT, Backends};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const PORT: u16 = 80;
 const ECONNREFUSED: i32 = 111;
 const ENETUNREACH: i32 = 101;
 
-/// The re-executed test binary acting as a client (see `support::probe`).
+/// The re-executed test binary acting as a client (see `baton_e2e::probe`).
 #[test]
 fn probe_child() {
-    support::probe::child_main();
+    baton_e2e::probe::child_main();
 }
 
 struct Fixture {
@@ -39,15 +36,15 @@ struct Fixture {
     // the programs are detached before the namespaces go.
     attachment: Option<CgroupAttachment>,
     dataplane: Dataplane,
-    cgroup: Cgroup,
+    cgroup: OwnedCgroup,
     net: Backends,
 }
 
 impl Fixture {
     fn new(tag: &str, backends: u8) -> Self {
-        support::require_root();
+        baton_e2e::assert_root();
         let net = Backends::create(tag, backends);
-        let cgroup = Cgroup::create(tag);
+        let cgroup = OwnedCgroup::create(tag);
         let mut dataplane =
             Dataplane::load(&LoadOptions::new()).unwrap_or_else(|error| panic!("{error}"));
         let attachment = dataplane
@@ -62,7 +59,7 @@ impl Fixture {
     }
 
     fn probe(&self) -> Probe {
-        Probe::spawn(&self.net.node, &self.cgroup)
+        Probe::spawn(&self.net.node, Some(self.cgroup.path())).expect("probe")
     }
 
     fn backends(&self, names: &[&str]) -> Vec<BackendSpec> {
@@ -123,7 +120,7 @@ fn pick(probe: &mut Probe, n: usize) -> Vec<String> {
     (0..n)
         .map(|i| {
             probe
-                .connect(vip(), false)
+                .connect_greeted(vip(), false)
                 .unwrap_or_else(|failed| panic!("connection {i}: {failed:?}"))
                 .backend
         })
@@ -136,12 +133,12 @@ fn tcp_to_a_cluster_ip_reaches_a_backend_and_its_peer_is_the_service() {
     let mut probe = fixture.probe();
 
     // Control: before the service exists the ClusterIP is unroutable here.
-    let unrouted = probe.connect(vip(), false).unwrap_err();
+    let unrouted = probe.connect_greeted(vip(), false).unwrap_err();
     assert_eq!(unrouted.errno, ENETUNREACH, "{unrouted:?}");
 
     fixture.upsert(&web(fixture.all_backends()));
     let connected = probe
-        .connect(vip(), true)
+        .connect_greeted(vip(), true)
         .unwrap_or_else(|f| panic!("{f:?}"));
     assert!(
         fixture.net.names().contains(&connected.backend),
@@ -214,7 +211,7 @@ fn udp_to_a_cluster_ip_gets_replies_from_the_service_address() {
     for connected in [false, true] {
         for i in 0..5 {
             let exchanged = probe
-                .udp(service, &format!("query {i}"), connected)
+                .udp_exchange(service, &format!("query {i}"), connected)
                 .unwrap_or_else(|f| panic!("connected={connected} #{i}: {f:?}"));
             let backend = exchanged.reply.split(' ').next().unwrap().to_owned();
             assert!(fixture.net.names().contains(&backend), "{exchanged:?}");
@@ -238,12 +235,12 @@ fn a_service_without_backends_refuses_at_once() {
     let mut probe = fixture.probe();
     let before = fixture.dataplane.metrics().unwrap();
 
-    let refused = probe.connect(vip(), false).unwrap_err();
+    let refused = probe.connect_greeted(vip(), false).unwrap_err();
     assert_eq!(refused.errno, ECONNREFUSED, "{refused:?}");
     assert!(refused.elapsed < Duration::from_millis(100), "{refused:?}");
 
     let refused = probe
-        .udp(SocketAddrV4::new(VIP, 53), "query", false)
+        .udp_exchange(SocketAddrV4::new(VIP, 53), "query", false)
         .unwrap_err();
     assert_eq!(refused.errno, ECONNREFUSED, "{refused:?}");
     assert!(refused.elapsed < Duration::from_millis(100), "{refused:?}");
@@ -266,7 +263,7 @@ fn a_service_without_backends_refuses_at_once() {
     // Adding a backend makes the same ClusterIP answer.
     fixture.upsert(&web(fixture.all_backends()));
     probe
-        .connect(vip(), false)
+        .connect_greeted(vip(), false)
         .unwrap_or_else(|f| panic!("{f:?}"));
 }
 
@@ -310,8 +307,8 @@ fn least_connections_picks_the_idle_backend() {
 
     for round in 0..3 {
         // Two held connections land on two different backends...
-        let first = probe.connect(vip(), true).unwrap();
-        let second = probe.connect(vip(), true).unwrap();
+        let first = probe.connect_greeted(vip(), true).unwrap();
+        let second = probe.connect_greeted(vip(), true).unwrap();
         assert_ne!(first.backend, second.backend, "round {round}");
         // ...so the next ones must go to the third, idle one.
         let idle: Vec<String> = fixture
@@ -321,7 +318,7 @@ fn least_connections_picks_the_idle_backend() {
             .filter(|name| *name != first.backend && *name != second.backend)
             .collect();
         for _ in 0..5 {
-            let next = probe.connect(vip(), false).unwrap();
+            let next = probe.connect_greeted(vip(), false).unwrap();
             assert_eq!(vec![next.backend.clone()], idle, "round {round}");
         }
         probe.close(first.id);
@@ -372,7 +369,7 @@ fn maglev_keeps_clients_on_their_backend_when_an_unrelated_backend_goes() {
             .iter()
             .map(|port| {
                 probe
-                    .connect_from(vip(), *port)
+                    .connect_greeted_from(vip(), *port)
                     .unwrap_or_else(|f| panic!("{f:?}"))
                     .backend
             })
@@ -426,7 +423,7 @@ fn backend_changes_reach_new_connections_without_disturbing_open_ones() {
     let mut fixture = Fixture::new("update", 2);
     fixture.upsert(&web(fixture.backends(&["b1"])));
     let mut probe = fixture.probe();
-    let held = probe.connect(vip(), true).unwrap();
+    let held = probe.connect_greeted(vip(), true).unwrap();
     assert_eq!(held.backend, "b1");
 
     fixture.upsert(&web(fixture.backends(&["b2"])));
@@ -452,7 +449,7 @@ fn backend_changes_reach_new_connections_without_disturbing_open_ones() {
         .load_balancer()
         .delete_service("default/web:http")
         .unwrap();
-    let gone = probe.connect(vip(), false).unwrap_err();
+    let gone = probe.connect_greeted(vip(), false).unwrap_err();
     assert_eq!(
         gone.errno, ENETUNREACH,
         "a deleted service is no longer translated"
@@ -499,7 +496,7 @@ fn a_thousand_services_with_ten_backends_each_answer() {
         let vip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 97, 0, 0)) + i);
         let service = SocketAddrV4::new(vip, 80);
         let connected = probe
-            .connect(service, false)
+            .connect_greeted(service, false)
             .unwrap_or_else(|f| panic!("{vip}: {f:?}"));
         assert!(fixture.net.names().contains(&connected.backend));
         assert_eq!(connected.peer, SocketAddr::V4(service));
@@ -514,7 +511,7 @@ fn socket_lb_creates_no_iptables_or_nftables_rules() {
     let mut fixture = Fixture::new("rules", 1);
     fixture.upsert(&web(fixture.all_backends()));
     let mut probe = fixture.probe();
-    probe.connect(vip(), false).unwrap();
+    probe.connect_greeted(vip(), false).unwrap();
     for (program, args) in [
         ("iptables-save", &[][..]),
         ("nft", &["list", "ruleset"][..]),
@@ -532,11 +529,11 @@ fn socket_lb_creates_no_iptables_or_nftables_rules() {
 
 #[test]
 fn sockets_opened_before_a_restart_keep_their_peer_and_their_count() {
-    support::require_root();
+    baton_e2e::assert_root();
     let bpffs = support::Bpffs::mount("sock-restart");
     let pins = bpffs.path().join("node");
     let net = Backends::create("sockr", 1);
-    let cgroup = Cgroup::create("sockr");
+    let cgroup = OwnedCgroup::create("sockr");
     let spec = web(vec![BackendSpec::ready(
         net.backends[0].addr,
         BACKEND_PORT,
@@ -563,15 +560,15 @@ fn sockets_opened_before_a_restart_keep_their_peer_and_their_count() {
 
     let (dataplane, attachment, applied) = start();
     assert_eq!(applied, baton_node::dataplane::Applied::Created);
-    let mut probe = Probe::spawn(&net.node, &cgroup);
-    let held = probe.connect(vip(), true).unwrap();
+    let mut probe = Probe::spawn(&net.node, Some(cgroup.path())).expect("probe");
+    let held = probe.connect_greeted(vip(), true).unwrap();
     assert_eq!(sockets(&dataplane), 1);
 
     // Down: the pinned cgroup links keep translating new connections.
     drop(attachment);
     drop(dataplane);
     probe
-        .connect(vip(), false)
+        .connect_greeted(vip(), false)
         .expect("new connection while the agent is down");
 
     let (dataplane, _attachment, applied) = start();

@@ -137,7 +137,7 @@ fn metrics(dataplane: &Dataplane) -> MetricsSnapshot {
 
 #[test]
 fn uplink_programs_pass_every_frame_unchanged_and_count_it_by_reason_and_direction() {
-    support::require_root();
+    baton_e2e::assert_root();
     let dataplane = Dataplane::load(&LoadOptions::new()).unwrap_or_else(|error| panic!("{error}"));
 
     for (hook, direction) in [
@@ -171,7 +171,7 @@ fn uplink_programs_pass_every_frame_unchanged_and_count_it_by_reason_and_directi
 
 #[test]
 fn a_frame_shorter_than_an_ethernet_header_never_reaches_the_program() {
-    support::require_root();
+    baton_e2e::assert_root();
     let dataplane = Dataplane::load(&LoadOptions::new()).unwrap_or_else(|error| panic!("{error}"));
     let frame = &frames::ipv4_udp(4000, 53, b"")[..13];
     let before = metrics(&dataplane);
@@ -197,7 +197,7 @@ fn a_frame_shorter_than_an_ethernet_header_never_reaches_the_program() {
 
 #[test]
 fn repeated_runs_count_every_repetition() {
-    support::require_root();
+    baton_e2e::assert_root();
     let dataplane = Dataplane::load(&LoadOptions::new()).unwrap_or_else(|error| panic!("{error}"));
     let frame = frames::ipv4_udp(4000, 53, b"again");
 

@@ -121,7 +121,7 @@ fn tcx_links() -> Vec<u64> {
                 .success()
                 .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
         })
-        .unwrap_or_else(|| support::run("bpftool", &["-j", "link", "show"]));
+        .unwrap_or_else(|| baton_e2e::exec::stdout_of("bpftool", &["-j", "link", "show"]));
     let links: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
     links
         .iter()
@@ -200,7 +200,7 @@ fn assert_counted(phase: &str, snapshot: &MetricsSnapshot) {
 
 #[test]
 fn uplink_counts_real_traffic_through_tcx_and_leaves_nothing_when_detached() {
-    support::require_root();
+    baton_e2e::assert_root();
     assert!(
         baton_node::dataplane::tc::kernel_has_tcx(),
         "this machine's kernel (6.6+) is expected to have tcx"
@@ -276,7 +276,7 @@ fn uplink_counts_real_traffic_through_tcx_and_leaves_nothing_when_detached() {
 
 #[test]
 fn uplink_counts_real_traffic_through_a_clsact_filter_where_tcx_is_not_used() {
-    support::require_root();
+    baton_e2e::assert_root();
     let pair = VethPair::create("nl");
     let sockets = Sockets::open(&pair);
     let mut dataplane = load();
@@ -335,7 +335,7 @@ fn uplink_counts_real_traffic_through_a_clsact_filter_where_tcx_is_not_used() {
 
 #[test]
 fn pinned_links_outlive_the_dataplane_and_are_pruned_once_their_device_is_gone() {
-    support::require_root();
+    baton_e2e::assert_root();
     let bpffs = support::Bpffs::mount("links");
     let pins = bpffs.path().join("node");
     let pair = VethPair::create("pin");
@@ -390,7 +390,7 @@ fn pinned_links_outlive_the_dataplane_and_are_pruned_once_their_device_is_gone()
 
 #[test]
 fn every_program_passes_the_verifier_of_this_kernel() {
-    support::require_root();
+    baton_e2e::assert_root();
     // Loading verifies: a program the verifier refuses fails the load.
     let dataplane = load();
     for hook in Hook::ALL {
@@ -463,7 +463,7 @@ fn unregister_pod_through_pins(pins: &Path, addr: Ipv4Addr, host_iface: &str) {
 
 #[test]
 fn another_process_can_attach_pods_through_the_pins_and_restarts_upgrade_them() {
-    support::require_root();
+    baton_e2e::assert_root();
     let bpffs = support::Bpffs::mount("pod-pins");
     let pins = bpffs.path().join("node");
     let pair = VethPair::create("cni");

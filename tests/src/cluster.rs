@@ -456,6 +456,23 @@ impl Cluster {
             .map(|t| t.record.clone())
     }
 
+    /// SIGKILLs the process started under `name` (a crash, for tests of
+    /// what survives one), waits up to 5 s for it to go, and forgets it.
+    pub fn kill_process(&self, name: &str) -> Result<(), ClusterError> {
+        let record = self.process(name).ok_or_else(|| ProcessError::Unknown {
+            name: name.to_owned(),
+        })?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(crate::exec::pid_i32(record.pid)),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while record.is_running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.stop_process(name)
+    }
+
     /// Stops the process started under `name` (SIGTERM, then SIGKILL after
     /// the grace period) and forgets it.
     pub fn stop_process(&self, name: &str) -> Result<(), ClusterError> {

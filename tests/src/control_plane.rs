@@ -11,6 +11,7 @@ use crate::addressing;
 use crate::binaries::{Binaries, MissingBinary};
 use crate::cluster::{Cluster, ClusterError};
 use crate::exec::{self, CommandError};
+use crate::kubectl::Kubectl;
 use crate::process::ProcessSpec;
 
 /// etcd's client port; it listens on the control namespace's loopback only:
@@ -80,11 +81,15 @@ impl ControlPlane {
         }
     }
 
+    /// The real kubectl with the admin kubeconfig.
+    #[must_use]
+    pub fn kubectl_runner(&self) -> Kubectl {
+        Kubectl::new(&self.kubeconfig)
+    }
+
     /// A `kubectl` command using the admin kubeconfig.
     pub fn kubectl(&self) -> Command {
-        let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
-        cmd
+        self.kubectl_runner().command()
     }
 }
 

@@ -22,7 +22,10 @@ pub(crate) const HOST_COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 /// A command that could not be run, failed, or did not finish in time.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("could not start `{command}`: {source}")]
+    #[error(
+        "could not start `{command}`: {source}{}",
+        missing_kubectl(command, source)
+    )]
     Spawn {
         command: String,
         #[source]
@@ -48,6 +51,17 @@ pub enum CommandError {
         stdout: String,
         stderr: String,
     },
+}
+
+/// The reason to add when the program that could not be found is kubectl,
+/// the user's own client.
+fn missing_kubectl(command: &str, source: &io::Error) -> String {
+    let program = command.split_whitespace().next().unwrap_or_default();
+    if source.kind() == io::ErrorKind::NotFound && program == crate::kubectl::PROGRAM {
+        format!("; {}", crate::kubectl::NOT_INSTALLED)
+    } else {
+        String::new()
+    }
 }
 
 /// The result of a command that ran to completion (successfully or not).
@@ -139,6 +153,13 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output, CommandError>
         stdout: join_reader(stdout),
         stderr: join_reader(stderr),
     })
+}
+
+/// Runs `program args…` (killed after 20 s) for a test and returns its
+/// stdout; panics with the command line, exit status and stderr if it
+/// cannot be run or fails.
+pub fn stdout_of<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
+    run_ok(&mut command(program, args)).unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// Runs `cmd` and fails on a non-zero exit; returns stdout.

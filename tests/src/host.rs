@@ -1,5 +1,6 @@
-//! Host-side facts and mounts: the root check, bpffs mounts for nodes, and
-//! unmounting what lies under a cluster's run directory.
+//! Host-side facts and mounts: the root check, the harness's logs in a
+//! test's output, bpffs mounts for nodes, and unmounting what lies under a
+//! cluster's run directory.
 
 use std::fs;
 use std::io;
@@ -11,8 +12,9 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     #[error(
-        "the namespace cluster harness must run as root (it creates network namespaces, \
-         veths and host routes); run e.g. `sudo -E cargo test -p baton-e2e`"
+        "the test harness must run as root (it creates network namespaces, veths, cgroups \
+         and host routes, mounts bpffs and loads eBPF programs); run the tests with \
+         `cargo xtask test`, or e.g. `sudo -E cargo test -p baton-e2e`"
     )]
     NotRoot,
     #[error("{action} {}: {source}", path.display())]
@@ -37,6 +39,28 @@ pub fn require_root() -> Result<(), HostError> {
         Ok(())
     } else {
         Err(HostError::NotRoot)
+    }
+}
+
+/// Sends the harness's logs to the calling test's output (`RUST_LOG`
+/// chooses what, `baton_e2e=info` by default); later calls keep the first
+/// set-up.
+pub fn log_to_test_output() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "baton_e2e=info".into()),
+        )
+        .with_test_writer()
+        .with_ansi(false)
+        .try_init();
+}
+
+/// Fails the calling test, with [`HostError::NotRoot`]'s message, unless
+/// running as root.
+pub fn assert_root() {
+    if let Err(error) = require_root() {
+        panic!("{error}");
     }
 }
 

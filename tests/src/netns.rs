@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exec::{self, CommandError, Output};
 use crate::iproute::{self, Route, RouteInfo};
+use crate::scratch;
 
 /// Where iproute2 keeps named namespaces.
 pub const NETNS_DIR: &str = "/var/run/netns";
@@ -166,6 +167,86 @@ impl Netns {
     /// The namespace's IPv4 main routing table.
     pub fn routes(&self) -> Result<Vec<RouteInfo>, CommandError> {
         iproute::routes_in(&self.name)
+    }
+}
+
+/// A network namespace one test creates for itself (`ip netns add`, named
+/// by [`scratch::name`], loopback up) and deletes on drop, also when the
+/// test panics; namespaces left by killed runs are deleted first. Derefs
+/// to its [`Netns`]. Its methods panic with the failing command, for tests.
+#[derive(Debug)]
+pub struct OwnedNetns {
+    netns: Netns,
+}
+
+impl OwnedNetns {
+    /// Creates `<PREFIX><pid>-<tag>`, after removing leftovers of dead runs.
+    pub fn create(tag: &str) -> Self {
+        remove_leftover_namespaces();
+        let name = scratch::name(tag);
+        // A namespace of this very process can only be left by an earlier
+        // test in the same binary that failed to clean up.
+        let _ = exec::run_ok(&mut exec::command("ip", ["netns", "del", &name]));
+        exec::stdout_of("ip", &["netns", "add", &name]);
+        let owned = Self {
+            netns: Netns::new(name),
+        };
+        owned.ip(&["link", "set", "lo", "up"]);
+        owned
+    }
+
+    /// `ip -n <ns> <args>`; returns its stdout.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", self.netns.name()];
+        all.extend_from_slice(args);
+        exec::stdout_of("ip", &all)
+    }
+
+    /// `program args…` run inside the namespace with `ip netns exec`
+    /// (which also mounts a /sys of the namespace); returns its stdout.
+    pub fn exec(&self, program: &str, args: &[&str]) -> String {
+        let mut all = vec!["netns", "exec", self.netns.name(), program];
+        all.extend_from_slice(args);
+        exec::stdout_of("ip", &all)
+    }
+
+    /// Runs `work` on a thread inside the namespace (see [`Netns::enter`]).
+    pub fn run_in<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
+        self.netns
+            .enter(work)
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+}
+
+impl std::ops::Deref for OwnedNetns {
+    type Target = Netns;
+
+    fn deref(&self) -> &Netns {
+        &self.netns
+    }
+}
+
+impl Drop for OwnedNetns {
+    fn drop(&mut self) {
+        // Deleting the namespace also destroys the veth ends inside it.
+        if let Err(error) = exec::run_ok(&mut exec::command(
+            "ip",
+            ["netns", "del", self.netns.name()],
+        )) {
+            eprintln!("delete netns {}: {error}", self.netns);
+        }
+    }
+}
+
+fn remove_leftover_namespaces() {
+    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if scratch::owner_is_gone(&name) {
+            let _ = exec::run_ok(&mut exec::command("ip", ["netns", "del", &name]));
+        }
     }
 }
 

@@ -15,12 +15,11 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::cgroup::CGROUP2_ROOT;
 use crate::cluster::{Cluster, ClusterError, Node};
 use crate::containerd::kill_cgroup_tree;
 use crate::process::{ProcessRecord, ProcessSpec};
 
-/// Where cgroup v2 is mounted on this machine's hybrid layout.
-pub const CGROUP2_ROOT: &str = "/sys/fs/cgroup/unified";
 /// Parent of every cluster's node subtrees (below each hierarchy).
 const PARENT: &str = "baton";
 

@@ -6,13 +6,14 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::binaries::Binaries;
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::containerd::Containerd;
 use crate::control_plane::{self, Component, ControlPlane};
+use crate::kubectl::Kubectl;
 use crate::nodes;
 
 const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -36,7 +37,7 @@ impl Stack {
     /// Starts a cluster of `nodes` nodes and waits until every node is
     /// Ready. Panics (with the components' log tails) if it cannot.
     pub fn start(nodes: usize) -> Self {
-        crate::require_root().expect("end-to-end tests need root");
+        crate::assert_root();
         let binaries = std::env::var_os("BATON_BIN_DIR")
             .map_or_else(Binaries::beside_current_exe, Binaries::in_dir);
         let archives = nodes::standard_images().expect("building the images");
@@ -102,19 +103,9 @@ impl Stack {
     /// SIGKILLs `baton-node` of node `index` (its pods keep running).
     pub fn kill_node(&self, index: usize) {
         let node = self.cluster.node(index).expect("node index");
-        let name = nodes::agent_name(node);
-        let record = self.cluster.process(&name).expect("started");
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(record.pid).expect("pid fits i32")),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while record.is_running() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
         self.cluster
-            .stop_process(&name)
-            .expect("forgetting the process");
+            .kill_process(&nodes::agent_name(node))
+            .unwrap_or_else(|err| panic!("killing baton-node {index}: {err}"));
     }
 
     /// Asserts that no node namespace has a bridge, an iptables rule or an
@@ -154,23 +145,23 @@ impl Stack {
         logs(&self.cluster)
     }
 
+    /// The real kubectl with the admin kubeconfig.
+    #[must_use]
+    pub fn kubectl_runner(&self) -> Kubectl {
+        Kubectl::new(&self.kubeconfig)
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        kubectl(&self.kubeconfig, args, None)
+        self.kubectl_runner().run(args, None)
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        kubectl(&self.kubeconfig, args, Some(stdin))
+        self.kubectl_runner().run(args, Some(stdin))
     }
 
     /// Runs kubectl and returns its stdout; panics with stderr on failure.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.kubectl_runner().run_ok(args, None)
     }
 
     /// `kubectl apply -f -` of `manifest`.
@@ -267,28 +258,6 @@ fn logs(cluster: &Cluster) -> String {
         .map(|p| format!("--- {}:\n{}", p.name, crate::ready::log_tail(&p.log)))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Runs the real kubectl with `kubeconfig`, feeding `stdin` if given.
-pub fn kubectl(kubeconfig: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new("kubectl");
-    cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("kubectl is installed");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(input.as_bytes())
-            .expect("writing kubectl's stdin");
-    }
-    child.wait_with_output().expect("kubectl")
 }
 
 /// One HTTP/1.1 GET from inside `netns` (busybox's static `wget` cannot be

@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use baton_e2e::Stack;
+use baton_e2e::kubectl::{self, stderr, stdout};
 
 /// How kubectl reaches exec, attach and port-forward: websockets first (its
 /// default, falling back to SPDY), or SPDY only.
@@ -24,8 +25,8 @@ enum Transport {
 }
 
 fn kubectl(c: &Stack, transport: Transport, args: &[&str]) -> Command {
-    let mut cmd = Command::new("kubectl");
-    cmd.arg("--kubeconfig").arg(&c.kubeconfig).args(args);
+    let mut cmd = c.kubectl_runner().command();
+    cmd.args(args);
     // kubectl's switches for its websocket remote-command and
     // port-forward clients.
     let websockets = match transport {
@@ -60,7 +61,7 @@ fn run_with(
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("kubectl is installed");
+    let mut child = kubectl::spawn(&mut cmd).unwrap_or_else(|error| panic!("{error}"));
     let mut held = None;
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("piped");
@@ -98,14 +99,6 @@ impl Drop for Killer {
     }
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn ok(c: &Stack, transport: Transport, args: &[&str], stdin: Option<&str>) -> String {
     let out = run(c, transport, args, stdin);
     assert!(
@@ -128,12 +121,13 @@ impl Streaming {
     }
 
     fn start_with_stderr(c: &Stack, transport: Transport, args: &[&str], err: Stdio) -> Self {
-        let mut child = kubectl(c, transport, args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(err)
-            .spawn()
-            .expect("kubectl is installed");
+        let mut child = kubectl::spawn(
+            kubectl(c, transport, args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(err),
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
         let out = child.stdout.take().expect("piped");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {

@@ -936,14 +936,16 @@ fn kubectl_with_token(
         "-o",
         "jsonpath={.clusters[0].cluster.server}",
     ]);
-    std::process::Command::new("kubectl")
-        .arg("--kubeconfig=/dev/null")
-        .arg(format!("--server={server}"))
-        .arg(format!("--certificate-authority={}", ca.display()))
-        .arg(format!("--token={token}"))
-        .args(args)
-        .output()
-        .expect("kubectl runs")
+    baton_e2e::kubectl::output(
+        std::process::Command::new(baton_e2e::kubectl::PROGRAM)
+            .arg("--kubeconfig=/dev/null")
+            .arg(format!("--server={server}"))
+            .arg(format!("--certificate-authority={}", ca.display()))
+            .arg(format!("--token={token}"))
+            .args(args),
+        None,
+    )
+    .unwrap_or_else(|error| panic!("{error}"))
 }
 
 #[test]

@@ -10,6 +10,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use baton_e2e::Kubectl;
+#[allow(unused_imports, reason = "each test binary uses a different part")]
+pub use baton_e2e::kubectl::{stderr, stdout};
 use tempfile::TempDir;
 
 /// The lowest port of the kernel's ephemeral range, from which outgoing
@@ -62,7 +65,7 @@ fn wait_port(port: u16, within: Duration) -> bool {
     false
 }
 
-fn kill(child: &mut Child) {
+pub fn kill(child: &mut Child) {
     // Only the process we started, by its PID.
     let _ = child.kill();
     let _ = child.wait();
@@ -282,26 +285,27 @@ impl ApiServer {
         std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default()
     }
 
+    /// The real kubectl for this server, with its caches in the server's
+    /// temp dir.
+    pub fn kubectl_runner(&self) -> Kubectl {
+        let kubeconfig = self.kubeconfig();
+        let home = kubeconfig.parent().unwrap().to_owned();
+        Kubectl::new(kubeconfig).with_home(home)
+    }
+
     /// Runs the real kubectl against this server.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        kubectl_with(&self.kubeconfig(), args, None)
+        self.kubectl_runner().run(args, None)
     }
 
     /// kubectl with input on stdin.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        kubectl_with(&self.kubeconfig(), args, Some(stdin))
+        self.kubectl_runner().run(args, Some(stdin))
     }
 
     /// kubectl that must succeed; returns stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.kubectl_runner().run_ok(args, None)
     }
 
     /// A kube-rs client with the admin credentials.
@@ -321,32 +325,6 @@ impl Drop for ApiServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-pub fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write as _;
-    let mut cmd = Command::new("kubectl");
-    cmd.args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("HOME", kubeconfig.parent().unwrap())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if stdin.is_some() {
-        cmd.stdin(Stdio::piped());
-    }
-    let mut child = cmd.spawn().expect("kubectl is installed");
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    child.wait_with_output().expect("kubectl output")
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// The repository's examples/ directory.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Cluster, stderr};
+use crate::common::{Cluster, kill, stderr};
 
 /// A scheduler or controller-manager process.
 pub struct Component {
@@ -49,8 +49,7 @@ impl Component {
     /// Kills the process (SIGKILL, by PID) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            kill(&mut c);
         }
     }
 

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use super::Netns;
+use baton_e2e::OwnedNetns;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -24,7 +24,7 @@ pub struct Connection {
 
 impl Connection {
     /// Connects from `netns` to `addr` and reads the greeting.
-    pub fn open(netns: &Netns, addr: SocketAddrV4) -> std::io::Result<Self> {
+    pub fn open(netns: &OwnedNetns, addr: SocketAddrV4) -> std::io::Result<Self> {
         let stream = netns.run_in(|| TcpStream::connect_timeout(&addr.into(), TIMEOUT))?;
         stream.set_read_timeout(Some(TIMEOUT))?;
         let writer = stream.try_clone()?;
@@ -54,7 +54,7 @@ impl Connection {
 /// Sends a datagram from `netns` to `addr`; returns the answer and where it
 /// came from.
 pub fn udp(
-    netns: &Netns,
+    netns: &OwnedNetns,
     addr: SocketAddrV4,
     payload: &str,
 ) -> std::io::Result<(String, std::net::SocketAddr)> {

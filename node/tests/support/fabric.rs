@@ -23,7 +23,9 @@ use baton_node::dataplane::{
     Dataplane, LoadOptions, NodeConfig, PodAttachment, PodEndpoint, TcMode, UplinkAttachment,
 };
 
-use super::{Netns, servers::Server};
+use baton_e2e::OwnedNetns;
+
+use super::servers::Server;
 
 pub const POD_PORT: u16 = 8080;
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 2);
@@ -34,7 +36,7 @@ pub struct Pod {
     pub name: String,
     pub addr: Ipv4Addr,
     pub host_iface: String,
-    pub netns: Netns,
+    pub netns: OwnedNetns,
     _server: Server,
 }
 
@@ -52,7 +54,7 @@ pub struct Node {
     pod_attachments: Vec<PodAttachment>,
     dataplane: Option<Dataplane>,
     pub pods: Vec<Pod>,
-    pub netns: Netns,
+    pub netns: OwnedNetns,
 }
 
 impl Node {
@@ -61,7 +63,7 @@ impl Node {
         self.dataplane.as_mut().expect("dataplane running")
     }
 
-    fn mac(netns: &Netns, iface: &str) -> [u8; 6] {
+    fn mac(netns: &OwnedNetns, iface: &str) -> [u8; 6] {
         let json = netns.ip(&["-j", "link", "show", iface]);
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         let text = value[0]["address"].as_str().unwrap();
@@ -72,7 +74,7 @@ impl Node {
         mac
     }
 
-    fn ifindex(netns: &Netns, iface: &str) -> u32 {
+    fn ifindex(netns: &OwnedNetns, iface: &str) -> u32 {
         let json = netns.ip(&["-j", "link", "show", iface]);
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         value[0]["ifindex"].as_u64().unwrap() as u32
@@ -150,25 +152,25 @@ impl Node {
 
 pub struct Fabric {
     pub nodes: Vec<Node>,
-    pub client: Netns,
-    pub fabric: Netns,
+    pub client: OwnedNetns,
+    pub fabric: OwnedNetns,
 }
 
 impl Fabric {
     /// Two nodes with `pods` pods each; node 1's maps are pinned under
     /// `pin_dir` if given.
     pub fn create(tag: &str, pods: u8, pin_dir: Option<&Path>) -> Self {
-        super::require_root();
-        let fabric = Netns::create(&format!("{tag}-f"));
+        baton_e2e::assert_root();
+        let fabric = OwnedNetns::create(&format!("{tag}-f"));
         fabric.ip(&["link", "add", "br0", "type", "bridge"]);
         fabric.ip(&["link", "set", "br0", "up"]);
 
-        let client = Netns::create(&format!("{tag}-c"));
+        let client = OwnedNetns::create(&format!("{tag}-c"));
         plug(&fabric, "cl", &client, "eth0", &format!("{CLIENT_ADDR}/24"));
 
         let mut nodes = Vec::new();
         for index in 1..=2u8 {
-            let netns = Netns::create(&format!("{tag}-n{index}"));
+            let netns = OwnedNetns::create(&format!("{tag}-n{index}"));
             netns.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
             let addr = Ipv4Addr::new(198, 18, 100, 10 + index);
             plug(
@@ -219,7 +221,7 @@ impl Fabric {
 }
 
 /// A veth from the fabric bridge into `netns` as `iface` with `cidr`.
-fn plug(fabric: &Netns, fabric_side: &str, netns: &Netns, iface: &str, cidr: &str) {
+fn plug(fabric: &OwnedNetns, fabric_side: &str, netns: &OwnedNetns, iface: &str, cidr: &str) {
     fabric.ip(&[
         "link",
         "add",
@@ -237,8 +239,8 @@ fn plug(fabric: &Netns, fabric_side: &str, netns: &Netns, iface: &str, cidr: &st
     netns.ip(&["link", "set", iface, "up"]);
 }
 
-fn create_pod(tag: &str, node: &Netns, node_index: u8, n: u8) -> Pod {
-    let netns = Netns::create(&format!("{tag}-p{node_index}{n}"));
+fn create_pod(tag: &str, node: &OwnedNetns, node_index: u8, n: u8) -> Pod {
+    let netns = OwnedNetns::create(&format!("{tag}-p{node_index}{n}"));
     let host_iface = format!("lxc{node_index}{n}");
     let addr = Ipv4Addr::new(10, 244, node_index, n + 1);
     node.ip(&[

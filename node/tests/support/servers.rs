@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use super::Netns;
+use baton_e2e::OwnedNetns;
 
 pub struct Server {
     stop: Arc<AtomicBool>,
@@ -24,7 +24,7 @@ pub struct Server {
 
 impl Server {
     /// Serves TCP and UDP on `addr` in `netns` as `name`.
-    pub fn start(netns: &Netns, addr: SocketAddrV4, name: &str) -> Self {
+    pub fn start(netns: &OwnedNetns, addr: SocketAddrV4, name: &str) -> Self {
         let (listener, udp) = netns.run_in(|| {
             let listener =
                 TcpListener::bind(addr).unwrap_or_else(|error| panic!("bind tcp {addr}: {error}"));

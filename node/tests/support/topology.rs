@@ -11,7 +11,9 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use super::{Netns, servers::Server};
+use baton_e2e::OwnedNetns;
+
+use super::servers::Server;
 
 /// TCP and UDP port every backend serves.
 pub const BACKEND_PORT: u16 = 8080;
@@ -19,7 +21,7 @@ pub const BACKEND_PORT: u16 = 8080;
 pub struct Backend {
     pub name: String,
     pub addr: Ipv4Addr,
-    pub netns: Netns,
+    pub netns: OwnedNetns,
     _server: Server,
 }
 
@@ -30,17 +32,17 @@ impl Backend {
 }
 
 pub struct Backends {
-    pub node: Netns,
+    pub node: OwnedNetns,
     pub backends: Vec<Backend>,
 }
 
 impl Backends {
     /// A node namespace and `count` backends named `b1`, `b2`, ...
     pub fn create(tag: &str, count: u8) -> Self {
-        let node = Netns::create(&format!("{tag}-n"));
+        let node = OwnedNetns::create(&format!("{tag}-n"));
         let mut backends = Vec::new();
         for i in 1..=count {
-            let netns = Netns::create(&format!("{tag}-b{i}"));
+            let netns = OwnedNetns::create(&format!("{tag}-b{i}"));
             let node_side = format!("be{i}");
             node.ip(&[
                 "link",

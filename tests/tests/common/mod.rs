@@ -9,17 +9,8 @@ use baton_e2e::{Netns, Output};
 /// Fails the test with a clear message unless running as root, and sends
 /// harness logs to the test output.
 pub fn setup() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "baton_e2e=info".into()),
-        )
-        .with_test_writer()
-        .with_ansi(false)
-        .try_init();
-    if let Err(err) = baton_e2e::require_root() {
-        panic!("{err}");
-    }
+    baton_e2e::log_to_test_output();
+    baton_e2e::assert_root();
 }
 
 /// One ICMP echo from inside `netns` (busybox ping: iputils is not

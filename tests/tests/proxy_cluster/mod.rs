@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use baton_e2e::control_plane::{self, ControlPlane};
@@ -28,18 +28,6 @@ pub const UDP_PORT: u16 = 5353;
 /// The proxy's metrics and health ports on each node address.
 pub const METRICS_PORT: u16 = 10249;
 pub const HEALTHZ_PORT: u16 = 10256;
-
-pub fn setup_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "baton_e2e=info".into()),
-        )
-        .with_test_writer()
-        .with_ansi(false)
-        .try_init();
-    baton_e2e::require_root().expect("end-to-end tests need root");
-}
 
 /// A pod of the cluster, by name.
 #[derive(Debug, Clone)]
@@ -68,7 +56,8 @@ impl ProxyCluster {
     /// A cluster of `nodes` nodes with the proxy running and synced on
     /// each; `node_flags(i)` adds flags to node i's baton-node.
     pub fn start(nodes: usize, node_flags: impl Fn(usize) -> Vec<String>) -> Self {
-        setup_logging();
+        baton_e2e::log_to_test_output();
+        baton_e2e::assert_root();
         let binaries = Binaries::beside_current_exe();
         for name in ["baton-control", "baton-node", "baton-cni"] {
             binaries.path(name).expect("binaries built");
@@ -208,17 +197,9 @@ impl ProxyCluster {
 
     /// SIGKILLs node `index`'s baton-node.
     pub fn kill_proxy(&self, index: usize) {
-        let name = Self::proxy_name(index);
-        let record = self.cluster.process(&name).expect("started");
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(record.pid).unwrap()),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while record.is_running() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.cluster.stop_process(&name).unwrap();
+        self.cluster
+            .kill_process(&Self::proxy_name(index))
+            .unwrap_or_else(|err| panic!("killing baton-node {index}: {err}"));
     }
 
     /// Waits until node `index`'s proxy reports healthy (its initial sync
@@ -307,35 +288,11 @@ impl ProxyCluster {
     }
 
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = self.plane.kubectl();
-        cmd.args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("kubectl is installed");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        child.wait_with_output().expect("kubectl")
+        self.plane.kubectl_runner().run(args, stdin)
     }
 
     pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.kubectl(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.plane.kubectl_runner().run_ok(args, stdin)
     }
 
     pub fn apply(&self, manifest: &str) {

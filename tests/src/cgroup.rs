@@ -1,29 +1,31 @@
-//! A cgroup v2 directory for one test, removed on drop. Socket programs
-//! attached to it translate only sockets of processes moved into it (the
-//! probe processes), never the test harness's own.
+//! A cgroup v2 directory one test creates for itself, removed on drop.
+//! Socket programs attached to it translate only sockets of processes
+//! moved into it (probes, see [`crate::probe`]), never the test harness's
+//! own.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    thread,
-    time::Duration,
-};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::Duration;
 
-use super::{PREFIX, owner_is_gone};
+use crate::scratch;
 
-/// Where cgroup v2 is mounted on this machine (hybrid hierarchy).
+/// Where cgroup v2 is mounted on this machine's hybrid layout.
 pub const CGROUP2_ROOT: &str = "/sys/fs/cgroup/unified";
 
-pub struct Cgroup {
+/// `<CGROUP2_ROOT>/<scratch name>`, removed on drop (also when the test
+/// panics).
+#[derive(Debug)]
+pub struct OwnedCgroup {
     path: PathBuf,
 }
 
-impl Cgroup {
-    /// Creates `<root>/<PREFIX><pid>-<tag>`, after removing empty leftovers
-    /// of dead runs.
+impl OwnedCgroup {
+    /// Creates `<CGROUP2_ROOT>/<PREFIX><pid>-<tag>`, after removing empty
+    /// leftovers of dead runs; panics if it cannot.
     pub fn create(tag: &str) -> Self {
         remove_leftovers();
-        let path = Path::new(CGROUP2_ROOT).join(format!("{PREFIX}{}-{tag}", std::process::id()));
+        let path = Path::new(CGROUP2_ROOT).join(scratch::name(tag));
         if path.exists() {
             let _ = fs::remove_dir(&path);
         }
@@ -31,17 +33,19 @@ impl Cgroup {
         Self { path }
     }
 
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The file a process writes its pid to in order to join.
+    #[must_use]
     pub fn procs(&self) -> PathBuf {
         self.path.join("cgroup.procs")
     }
 }
 
-impl Drop for Cgroup {
+impl Drop for OwnedCgroup {
     fn drop(&mut self) {
         // The probes are waited for before this runs; a cgroup whose last
         // process just exited can take a moment to become removable.
@@ -61,7 +65,7 @@ fn remove_leftovers() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if owner_is_gone(&name) {
+        if scratch::owner_is_gone(&name) {
             // Fails (and is left) while a process of the dead run lives.
             let _ = fs::remove_dir(entry.path());
         }
