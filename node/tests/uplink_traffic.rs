@@ -20,7 +20,7 @@ use aya::programs::{
 use baton_abi::{Direction, MetricsKey, REASON_FORWARDED};
 use baton_node::dataplane::{
     self, Dataplane, Hook, LoadOptions, MetricsSnapshot, NodeState, PodEndpoint, TcBackend, TcMode,
-    links::{LINKS_DIR, LinkAttachError, Links},
+    attach::links::{LINKS_DIR, LinkAttachError, Links},
 };
 use support::VethPair;
 
@@ -202,7 +202,7 @@ fn assert_counted(phase: &str, snapshot: &MetricsSnapshot) {
 fn uplink_counts_real_traffic_through_tcx_and_leaves_nothing_when_detached() {
     baton_e2e::assert_root();
     assert!(
-        baton_node::dataplane::tc::kernel_has_tcx(),
+        baton_node::dataplane::attach::tc::kernel_has_tcx(),
         "this machine's kernel (6.6+) is expected to have tcx"
     );
     let pair = VethPair::create("tcx");

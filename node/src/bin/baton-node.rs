@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
+use baton_node::agent;
 use baton_node::cni::{self, Plugin, link::Netlink, types::NetConf};
 use baton_node::cri::Cri;
 use baton_node::kubelet::{self, KubeletError};
@@ -150,7 +151,7 @@ fn main() -> Result<()> {
             pin_dir,
             proxy_state_dir,
         }) => {
-            let mut dump = baton_node::dataplane::dump::from_pins(&pin_dir)
+            let mut dump = baton_node::dataplane::observe::dump::from_pins(&pin_dir)
                 .with_context(|| format!("reading the maps pinned in {}", pin_dir.display()))?;
             let names = proxy::sync_loop::read_names(&proxy_state_dir);
             for service in &mut dump.services {
@@ -174,7 +175,8 @@ async fn kube_client(path: &Path) -> Result<kube::Client> {
 }
 
 /// Loads the dataplane from `--pin-dir` and returns the proxy to run, after
-/// starting the pod endpoint sync for `cni_data_dir`.
+/// starting pod networking on it (the pod endpoints of `cni_data_dir`'s
+/// records, the routes to the other nodes).
 fn start_dataplane(
     args: &ProxyArgs,
     pin_dir: &Path,
@@ -185,15 +187,7 @@ fn start_dataplane(
     let dataplane = args
         .load_dataplane(pin_dir)
         .with_context(|| format!("loading the eBPF dataplane (pins in {})", pin_dir.display()))?;
-    if let Some(dir) = cni_data_dir {
-        let dataplane = std::sync::Arc::clone(&dataplane);
-        std::thread::Builder::new()
-            .name("pod-endpoints".into())
-            .spawn(move || {
-                proxy::cli::sync_pod_endpoints(dataplane, dir);
-            })?;
-    }
-    Ok(proxy::run(client, dataplane, config))
+    Ok(agent::start(dataplane, client, config, cni_data_dir)?)
 }
 
 async fn run_proxy(args: ProxyOnlyArgs) -> Result<()> {
@@ -348,7 +342,7 @@ async fn run(args: RunArgs) -> Result<()> {
                 .parse()
                 .with_context(|| format!("--node-ip {:?} is not an IPv4 address", args.node_ip))?;
             let pods_cgroup =
-                proxy::node::cgroup2_mount().join(args.cgroup_root.trim_start_matches('/'));
+                proxy::node_setup::cgroup2_mount().join(args.cgroup_root.trim_start_matches('/'));
             let config = args.proxy.config(
                 &args.node_name,
                 node_ip,

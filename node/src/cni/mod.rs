@@ -7,14 +7,11 @@
 //! host veth in the node namespace, and records the endpoint (address,
 //! host ifindex and MACs) for the dataplane under
 //! `<dataDir>/endpoints/<ip>.json`, which baton-node applies to its
-//! dataplane ([`endpoints::EndpointSync`], [`dataplane_sink`]). DEL undoes
-//! it and is idempotent.
+//! dataplane (pod networking, `podnet`). DEL undoes it and is idempotent.
 //!
 //! The binary (`baton-cni`) is a thin wrapper around [`run`]; the logic is
 //! [`Plugin`], generic over the link side effects ([`link::PodLinks`]).
 
-pub mod dataplane_sink;
-pub mod endpoints;
 pub mod ipam;
 pub mod link;
 pub mod loopback;
@@ -341,7 +338,8 @@ fn endpoint_path(data_dir: &Path, ip: Ipv4Addr) -> PathBuf {
     data_dir.join(ENDPOINTS_DIR).join(format!("{ip}.json"))
 }
 
-fn write_endpoint(data_dir: &Path, record: &EndpointRecord) -> io::Result<()> {
+/// Writes `record` (atomically: a new file renamed over the old one).
+pub fn write_endpoint(data_dir: &Path, record: &EndpointRecord) -> io::Result<()> {
     let path = endpoint_path(data_dir, record.ip);
     fs::create_dir_all(path.parent().expect("has a parent"))?;
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
@@ -352,7 +350,8 @@ fn write_endpoint(data_dir: &Path, record: &EndpointRecord) -> io::Result<()> {
     fs::rename(&tmp, &path)
 }
 
-fn remove_endpoint(data_dir: &Path, ip: Ipv4Addr) -> io::Result<()> {
+/// Removes the record of `ip`; an absent record is not an error.
+pub fn remove_endpoint(data_dir: &Path, ip: Ipv4Addr) -> io::Result<()> {
     match fs::remove_file(endpoint_path(data_dir, ip)) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
         _ => Ok(()),

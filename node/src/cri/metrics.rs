@@ -79,7 +79,7 @@ impl RuntimeMetrics {
     pub fn render(&self) -> String {
         let mut registry = Registry::default();
         self.register(&mut registry);
-        crate::proxy::metrics::render(&registry)
+        crate::metrics::render(&registry)
     }
 }
 

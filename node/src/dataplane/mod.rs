@@ -9,7 +9,7 @@
 //! - [`LoadBalancer`] (services, backends, Maglev tables): what the proxy
 //!   programs, with [`ServiceSpec`]s;
 //! - [`NodeState`] (pod endpoints, local addresses, node settings): what
-//!   the CNI side and the node agent program;
+//!   pod networking and the node set-up program;
 //! - conntrack, read and garbage-collected by [`Dataplane::conntrack_gc`].
 //!
 //! Attaching is a separate step per attach point: the uplink
@@ -17,48 +17,60 @@
 //! ([`Dataplane::attach_pod`]) and a cgroup for socket LB
 //! ([`Dataplane::attach_cgroup`]). Dropping the [`Dataplane`] detaches what
 //! it attached and unloads the programs; pinned maps stay in bpffs.
+//!
+//! The parts, one folder per job, under this facade:
+//!
+//! - [`lb`]: load balancing — services and their backends as
+//!   [`ServiceSpec`]s, Maglev tables, id allocation, and the load
+//!   balancer's map operations (on the kernel's maps, or in memory for
+//!   unit tests);
+//! - [`attach`]: the programs and where they attach — loading, tc, cgroups,
+//!   pinned links, the pin directory;
+//! - [`observe`]: what the datapath reports — counters, conntrack (read and
+//!   garbage-collected), the dump of every map;
+//! - beside them, what they share: the typed map handles ([`maps`]), the
+//!   map sizes ([`capacity`]) and the node's own state ([`node_state`]).
 
-pub mod backends;
+pub mod attach;
 pub mod capacity;
-pub mod cgroup;
-pub mod conntrack;
-pub mod dump;
-pub mod endpoints;
-pub mod ids;
-pub mod links;
-pub mod maglev;
+pub mod lb;
 pub mod maps;
-#[cfg(test)]
-mod memory_maps;
-pub mod metrics;
-pub mod pins;
-pub mod services;
-pub mod spec;
-pub mod tc;
+pub mod node_state;
+pub mod observe;
 
 use std::{
     os::fd::AsFd,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    programs::{CgroupSock, CgroupSockAddr, ProgramError, SchedClassifier},
+    programs::{ProgramError, SchedClassifier},
 };
-use baton_abi::{PINNED_MAPS, globals, programs};
+use baton_abi::{PINNED_MAPS, globals};
 use tracing::info;
 
+use self::attach::{cgroup, links, pins, programs, tc};
+use self::observe::{conntrack, dump, metrics};
 pub use self::{
+    attach::{
+        cgroup::{CgroupAttachment, CgroupError},
+        pins::PinError,
+        programs::{Hook, pod_program_pin},
+        tc::{AttachError, PodAttachment, TcBackend, TcMode, UplinkAttachment},
+    },
     capacity::{Capacities, CapacityError},
-    cgroup::{CgroupAttachment, CgroupError},
-    conntrack::{CtFlow, GcReport},
-    endpoints::{NodeConfig, NodeState, NodeStateError, PodEndpoint},
+    lb::{
+        services::{Applied, LbError, LoadBalancer, ReconcileReport},
+        spec::{BackendSpec, BackendState, Frontend, Protocol, ServiceSpec, TrafficPolicy},
+    },
     maps::MapAccessError,
-    metrics::{MetricsError, MetricsSnapshot, ServiceStatsSnapshot},
-    pins::PinError,
-    services::{Applied, LbError, LoadBalancer, ReconcileReport},
-    spec::{BackendSpec, BackendState, Frontend, Protocol, ServiceSpec, TrafficPolicy},
-    tc::{AttachError, PodAttachment, TcBackend, TcMode, UplinkAttachment},
+    node_state::{NodeConfig, NodeState, NodeStateError, PodEndpoint},
+    observe::{
+        conntrack::{CtFlow, GcReport},
+        metrics::{MetricsError, MetricsSnapshot, ServiceStatsSnapshot},
+    },
 };
 use crate::{
     EBPF_OBJECT,
@@ -66,83 +78,9 @@ use crate::{
 };
 pub use baton_abi::lb::{Algorithm, FrontendKind};
 
-/// A program of the object, named by where it attaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Hook {
-    /// tc ingress on the node uplink.
-    UplinkIngress,
-    /// tc egress on the node uplink.
-    UplinkEgress,
-    /// tc ingress on a pod's host-side veth (what the pod sends).
-    PodIngress,
-    /// cgroup `connect4`.
-    SockConnect4,
-    /// cgroup `sendmsg4`.
-    SockSendmsg4,
-    /// cgroup `recvmsg4`.
-    SockRecvmsg4,
-    /// cgroup `getpeername4`.
-    SockGetpeername4,
-    /// cgroup `sock_release`.
-    SockRelease,
-}
-
-/// The kind of program behind a hook, which decides how it is loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ProgramKind {
-    Tc,
-    SockAddr,
-    Sock,
-}
-
-impl Hook {
-    /// Every program of the object.
-    pub const ALL: [Self; 8] = [
-        Self::UplinkIngress,
-        Self::UplinkEgress,
-        Self::PodIngress,
-        Self::SockConnect4,
-        Self::SockSendmsg4,
-        Self::SockRecvmsg4,
-        Self::SockGetpeername4,
-        Self::SockRelease,
-    ];
-
-    /// The socket-LB programs, attached together to a cgroup.
-    pub const SOCKET: [Self; 5] = [
-        Self::SockConnect4,
-        Self::SockSendmsg4,
-        Self::SockRecvmsg4,
-        Self::SockGetpeername4,
-        Self::SockRelease,
-    ];
-
-    /// The program's name in the object.
-    #[must_use]
-    pub const fn program_name(self) -> &'static str {
-        match self {
-            Self::UplinkIngress => programs::UPLINK_INGRESS,
-            Self::UplinkEgress => programs::UPLINK_EGRESS,
-            Self::PodIngress => programs::POD_INGRESS,
-            Self::SockConnect4 => programs::SOCK_CONNECT4,
-            Self::SockSendmsg4 => programs::SOCK_SENDMSG4,
-            Self::SockRecvmsg4 => programs::SOCK_RECVMSG4,
-            Self::SockGetpeername4 => programs::SOCK_GETPEERNAME4,
-            Self::SockRelease => programs::SOCK_RELEASE,
-        }
-    }
-
-    const fn kind(self) -> ProgramKind {
-        match self {
-            Self::UplinkIngress | Self::UplinkEgress | Self::PodIngress => ProgramKind::Tc,
-            Self::SockRelease => ProgramKind::Sock,
-            Self::SockConnect4
-            | Self::SockSendmsg4
-            | Self::SockRecvmsg4
-            | Self::SockGetpeername4 => ProgramKind::SockAddr,
-        }
-    }
-}
+/// The node's dataplane, shared by the proxy, the metrics endpoint and pod
+/// networking.
+pub type SharedDataplane = Arc<Mutex<Dataplane>>;
 
 /// How to load the dataplane.
 #[derive(Debug, Clone, Default)]
@@ -269,7 +207,7 @@ impl Dataplane {
             .map_err(|error| DataplaneError::Load(Box::new(error)))?;
 
         for hook in Hook::ALL {
-            load_program(&mut ebpf, hook)?;
+            programs::load_program(&mut ebpf, hook)?;
         }
 
         let lb = LoadBalancer::restore(
@@ -285,9 +223,9 @@ impl Dataplane {
         let ct = maps::CtMaps::open(maps::Source::Object(&mut ebpf))?;
         let links = links::Links::new(options.pin_dir.as_deref());
         let pruned = links.prune_defunct()?;
-        let refreshed = refresh_links(&ebpf, &links);
+        let refreshed = programs::refresh_links(&ebpf, &links);
         if let Some(dir) = &options.pin_dir {
-            pin_pod_program(&mut ebpf, dir)?;
+            programs::pin_pod_program(&mut ebpf, dir)?;
         }
         info!(
             pin_dir = ?options.pin_dir,
@@ -432,120 +370,5 @@ impl Dataplane {
             source: Box::new(source),
         })?;
         prog_test_run(fd.as_fd(), run).map_err(|source| DataplaneError::TestRun { name, source })
-    }
-}
-
-/// Swaps this object's programs into every link pinned by an earlier run.
-fn refresh_links(ebpf: &Ebpf, links: &links::Links) -> usize {
-    let fds: Vec<(&str, aya::programs::ProgramFd)> = Hook::ALL
-        .iter()
-        .filter_map(|hook| {
-            let name = hook.program_name();
-            let fd = ebpf.program(name)?.fd().ok()?.try_clone().ok()?;
-            Some((name, fd))
-        })
-        .collect();
-    let borrowed: Vec<(&str, std::os::fd::BorrowedFd<'_>)> =
-        fds.iter().map(|(name, fd)| (*name, fd.as_fd())).collect();
-    links.refresh_all(&borrowed)
-}
-
-/// Where baton-node pins the pod program under its pin directory:
-/// `<pin dir>/programs/pod_ingress`.
-#[must_use]
-pub fn pod_program_pin(pin_dir: &Path) -> PathBuf {
-    pin_dir
-        .join("programs")
-        .join(Hook::PodIngress.program_name())
-}
-
-/// Pins the pod program at [`pod_program_pin`], replacing an earlier run's,
-/// so a process other than baton-node can attach it to a pod's veth as a
-/// pinned link (with [`links::Links`] and the endpoints map of
-/// [`NodeState::from_pins`]); baton-node's next start swaps its programs
-/// into such links as into its own.
-fn pin_pod_program(ebpf: &mut Ebpf, dir: &Path) -> Result<(), DataplaneError> {
-    let name = Hook::PodIngress.program_name();
-    let path = pod_program_pin(dir);
-    let io = |source: std::io::Error| {
-        DataplaneError::Links(links::LinkPinError::Io {
-            action: "replace program pin",
-            path: path.clone(),
-            source,
-        })
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io)?;
-    }
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(io(error)),
-    }
-    let program: &mut SchedClassifier = ebpf
-        .program_mut(name)
-        .ok_or(DataplaneError::MissingProgram { name })?
-        .try_into()
-        .map_err(|source| DataplaneError::Program {
-            name,
-            source: Box::new(source),
-        })?;
-    program
-        .pin(&path)
-        .map_err(|source| DataplaneError::ProgramPin {
-            path,
-            source: Box::new(source),
-        })
-}
-
-fn load_program(ebpf: &mut Ebpf, hook: Hook) -> Result<(), DataplaneError> {
-    let name = hook.program_name();
-    let program = ebpf
-        .program_mut(name)
-        .ok_or(DataplaneError::MissingProgram { name })?;
-    let error = |source: ProgramError| DataplaneError::Program {
-        name,
-        source: Box::new(source),
-    };
-    match hook.kind() {
-        ProgramKind::Tc => <&mut SchedClassifier>::try_from(program)
-            .map_err(error)?
-            .load()
-            .map_err(error),
-        ProgramKind::SockAddr => <&mut CgroupSockAddr>::try_from(program)
-            .map_err(error)?
-            .load()
-            .map_err(error),
-        ProgramKind::Sock => <&mut CgroupSock>::try_from(program)
-            .map_err(error)?
-            .load()
-            .map_err(error),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn object() -> aya_obj::Object {
-        aya_obj::Object::parse(EBPF_OBJECT).unwrap()
-    }
-
-    #[test]
-    fn embedded_object_has_every_program_the_node_loads() {
-        let object = object();
-        for hook in Hook::ALL {
-            assert!(
-                object.programs.contains_key(hook.program_name()),
-                "no program {}",
-                hook.program_name()
-            );
-        }
-    }
-
-    #[test]
-    fn embedded_object_declares_a_gpl_compatible_license() {
-        // Without it the kernel refuses GPL-only helpers at load time.
-        assert_eq!(object().license.to_str().unwrap(), "Dual MIT/GPL");
     }
 }

@@ -143,7 +143,7 @@ impl KubeletMetrics {
             self.pod_start_total.clone(),
         );
         registry.register_collector(Box::new(RuntimeGauges::of(&self.node_name, relist)));
-        crate::proxy::metrics::render(&registry)
+        crate::metrics::render(&registry)
     }
 }
 

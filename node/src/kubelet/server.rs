@@ -236,7 +236,7 @@ async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Response<Body> {
             let mut resp = full(StatusCode::OK, text);
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static(crate::proxy::metrics::CONTENT_TYPE),
+                http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
             resp
         }

@@ -1,10 +1,8 @@
 //! The proxy's command-line flags (shared by `baton-node run` and
-//! `baton-node proxy`) and the start-up wiring the binary needs: loading
-//! the dataplane from its pin directory, and keeping the pod endpoints of
-//! `baton-cni`'s records in step with the dataplane.
+//! `baton-node proxy`): the proxy's [`Config`] they make, and the dataplane
+//! they load from its pin directory.
 
 use std::{
-    collections::HashMap,
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -13,15 +11,11 @@ use std::{
 
 use clap::Args;
 use ipnet::Ipv4Net;
-use tracing::{info, warn};
+use tracing::warn;
 
-use super::{Config, NodeSetup, SharedDataplane, translate::parse_algorithm};
-use crate::{
-    cni::{
-        dataplane_sink::DataplaneSink,
-        endpoints::{EndpointSync, RecordsWatch},
-    },
-    dataplane::{Algorithm, Capacities, Dataplane, DataplaneError, LoadOptions, TcMode},
+use super::{Config, NodeSetup, translate::parse_algorithm};
+use crate::dataplane::{
+    Algorithm, Capacities, Dataplane, DataplaneError, LoadOptions, SharedDataplane,
 };
 
 /// Flags of the service proxy and the dataplane it programs.
@@ -216,72 +210,6 @@ impl ProxyArgs {
             );
         }
         Ok(config)
-    }
-}
-
-/// How soon a reconcile that left a record unregistered is repeated.
-const ENDPOINT_RETRY: Duration = Duration::from_millis(200);
-/// How often the records are reconciled without a change seen (a missed
-/// event, or no inotify).
-const ENDPOINT_RESYNC: Duration = Duration::from_secs(10);
-
-/// Keeps the pod endpoints in the dataplane equal to the endpoint records
-/// `baton-cni` writes under `data_dir` (registered, pod program attached
-/// to the host veth): on every change of the records ([`RecordsWatch`]),
-/// soon again after a failure, and every [`ENDPOINT_RESYNC`]. Runs until
-/// the process ends.
-pub fn sync_pod_endpoints(dataplane: SharedDataplane, data_dir: PathBuf) {
-    let mut sync = EndpointSync::new(&data_dir);
-    let mut attachments = HashMap::new();
-    let watch = RecordsWatch::new(&data_dir)
-        .inspect_err(|error| {
-            warn!(dir = %data_dir.display(), %error, "not watching the pod endpoint records; reading them every {ENDPOINT_RETRY:?}");
-        })
-        .ok();
-    info!(dir = %data_dir.display(), "pod endpoints follow baton-cni's records");
-    loop {
-        let mut retry = watch.is_none();
-        let result = {
-            let mut guard = dataplane
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut sink = DataplaneSink {
-                dataplane: &mut guard,
-                attachments: &mut attachments,
-                mode: TcMode::Auto,
-            };
-            sync.reconcile(&mut sink)
-        };
-        match result {
-            Ok(changes) => {
-                if !changes.added.is_empty() || !changes.removed.is_empty() {
-                    info!(added = ?changes.added, removed = ?changes.removed, "pod endpoints");
-                }
-                retry |= !changes.failed.is_empty();
-                for (ip, error) in changes.failed {
-                    warn!(%ip, %error, "pod endpoint not registered; retrying");
-                }
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => {
-                retry = true;
-                warn!(dir = %data_dir.display(), %error, "reading pod endpoint records");
-            }
-        }
-        let wait = if retry {
-            ENDPOINT_RETRY
-        } else {
-            ENDPOINT_RESYNC
-        };
-        match &watch {
-            Some(watch) => {
-                if let Err(error) = watch.wait(wait) {
-                    warn!(dir = %data_dir.display(), %error, "watching the pod endpoint records");
-                    std::thread::sleep(ENDPOINT_RETRY);
-                }
-            }
-            None => std::thread::sleep(wait),
-        }
     }
 }
 

@@ -25,8 +25,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::{SharedDataplane, sync::Usage, translate::parse_spec_name};
-use crate::dataplane::Capacities;
+use super::{sync::Usage, translate::parse_spec_name};
+use crate::dataplane::{Capacities, SharedDataplane};
 
 type Labels = Vec<(String, String)>;
 
@@ -403,30 +403,10 @@ impl Collector for DataplaneCollector {
     }
 }
 
-/// The content type of [`render`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Renders `registry` in the Prometheus/OpenMetrics text format.
-#[must_use]
-pub fn render(registry: &Registry) -> String {
-    let mut out = String::new();
-    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
-        out.clear();
-    }
-    out
-}
-
-/// Seconds since the Unix epoch.
-#[must_use]
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |elapsed| elapsed.as_secs_f64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::render;
 
     #[test]
     fn proxy_metrics_render_with_their_names() {

@@ -13,16 +13,15 @@
 //! LoadBalancer services and the node's `/healthz` ([`healthcheck`]) and
 //! Prometheus metrics ([`metrics`]). Node settings (SNAT address, pod
 //! routing, forwarding, NodePort addresses) and the socket/uplink
-//! attachments are made by [`node`]; the native routes to the other nodes'
-//! podCIDRs that pod routing and NodePort forwarding look up are kept by
-//! [`routes`].
+//! attachments are made at start by [`node_setup`]. The routes to the other
+//! nodes' podCIDRs that NodePort forwarding also looks up belong to pod
+//! networking (`podnet::routes`), started beside the proxy.
 
 pub mod cli;
 pub mod events;
 pub mod healthcheck;
 pub mod metrics;
-pub mod node;
-pub mod routes;
+pub mod node_setup;
 pub mod server;
 pub mod sync;
 pub mod sync_loop;
@@ -32,7 +31,7 @@ pub mod watch;
 use std::{
     net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Duration,
 };
 
@@ -43,15 +42,11 @@ use tracing::info;
 
 pub use self::{
     healthcheck::ProxyHealth,
-    node::{NodeSetup, NodeSetupError},
+    node_setup::{NodeSetup, NodeSetupError},
     sync::Backoff,
     translate::{ALGORITHM_ANNOTATION, ServiceRef},
 };
-use crate::dataplane::{Algorithm, Dataplane};
-
-/// The node's dataplane, shared by the proxy, the metrics endpoint and the
-/// pod endpoint sync.
-pub type SharedDataplane = Arc<Mutex<Dataplane>>;
+use crate::dataplane::{Algorithm, SharedDataplane};
 
 /// How the proxy runs. Defaults are kube-proxy's where it has one.
 #[derive(Debug, Clone)]
@@ -150,8 +145,8 @@ pub async fn run(
                 move |_method, path| match path.split('?').next().unwrap_or_default() {
                     "/metrics" => server::Answer::new(
                         http::StatusCode::OK,
-                        metrics::CONTENT_TYPE,
-                        metrics::render(&registry),
+                        crate::metrics::CONTENT_TYPE,
+                        crate::metrics::render(&registry),
                     ),
                     "/healthz" | "/livez" => health.answer(path),
                     _ => server::Answer::not_found(),
@@ -177,15 +172,6 @@ pub async fn run(
                 source,
             })?;
         info!(%bound, "health served at /healthz and /livez");
-    }
-
-    if config.node.route_pods || config.node.masquerade_outside.is_some() {
-        tokio::spawn(routes::run(
-            client.clone(),
-            config.node_name.clone(),
-            Arc::clone(&dataplane),
-            config.node.route_pods,
-        ));
     }
 
     let (changes_tx, changes_rx) = std::sync::mpsc::channel();

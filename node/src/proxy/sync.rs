@@ -20,7 +20,7 @@ use std::{
 };
 
 use crate::dataplane::{
-    Applied, LbError, LoadBalancer, Protocol, ReconcileReport, ServiceSpec, spec::View,
+    Applied, LbError, LoadBalancer, Protocol, ReconcileReport, ServiceSpec, lb::spec::View,
 };
 
 use super::translate::{HealthCheck, ServiceRef, Translation};

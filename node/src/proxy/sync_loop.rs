@@ -23,15 +23,18 @@ use std::{
 use tracing::{debug, info, warn};
 
 use super::{
-    Config, SharedDataplane,
+    Config,
     events::{EventSender, ServiceEvent},
     healthcheck::{HealthChecks, ProxyHealth},
-    metrics::{ProxyMetrics, unix_now},
+    metrics::ProxyMetrics,
     sync::{FailureReport, SyncReport, Syncer, error_kind},
     translate::{NodeContext, ServiceRef, Translation, translate},
     watch::{Change, SliceKey, Stores},
 };
-use crate::dataplane::{Dataplane, LbError};
+use crate::{
+    dataplane::{Dataplane, LbError, SharedDataplane},
+    metrics::unix_now,
+};
 
 /// How often the node's addresses are looked at.
 const ADDRESS_REFRESH: Duration = Duration::from_secs(5);

@@ -213,7 +213,7 @@ pub fn translate<'a>(
             .and_then(|seconds| u64::try_from(seconds).ok())
             .filter(|seconds| *seconds > 0)
             .map_or(DEFAULT_AFFINITY_TIMEOUT, Duration::from_secs);
-        seconds.min(crate::dataplane::spec::MAX_AFFINITY_TIMEOUT)
+        seconds.min(crate::dataplane::lb::spec::MAX_AFFINITY_TIMEOUT)
     });
     let external_ips = ipv4_list(
         spec.external_ips.iter().flatten().map(String::as_str),

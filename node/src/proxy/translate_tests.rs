@@ -346,7 +346,7 @@ fn endpoint_conditions_follow_kube_proxy() {
 fn terminating_endpoints_serve_only_when_no_ready_ones_exist() {
     // kube-proxy's topology_test "Cluster traffic policy, terminating
     // endpoints": the views fall back per view.
-    use crate::dataplane::spec::View;
+    use crate::dataplane::lb::spec::View;
     let slices = [http_slice(
         "web-1",
         json!([

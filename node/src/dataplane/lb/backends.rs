@@ -16,9 +16,10 @@ use baton_abi::lb::{
 
 use super::{
     ids::IdAllocator,
-    maps::{LbMapOps, MapAccessError},
+    map_ops::LbMapOps,
     spec::{BackendSpec, BackendState, Protocol},
 };
+use crate::dataplane::maps::MapAccessError;
 
 /// Identity of a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -12,7 +12,7 @@ use baton_abi::{
     metrics::reason_name,
 };
 
-use super::maps::{MapAccessError, is_not_found};
+use crate::dataplane::maps::{MapAccessError, is_not_found};
 
 /// Reading the metrics map failed.
 #[derive(Debug, thiserror::Error)]

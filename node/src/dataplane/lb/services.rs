@@ -40,11 +40,14 @@ use tracing::{debug, info, warn};
 
 use super::{
     backends::{BackendKey, BackendTable},
-    capacity::Capacities,
     ids::IdAllocator,
     maglev::{self, MaglevBackend},
-    maps::{LbMapOps, LbMaps, MapAccessError},
+    map_ops::LbMapOps,
     spec::{BackendSpec, FrontendEntry, Protocol, ServiceSpec, View},
+};
+use crate::dataplane::{
+    capacity::Capacities,
+    maps::{LbMaps, MapAccessError},
 };
 
 /// Programming a service failed.

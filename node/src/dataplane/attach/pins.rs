@@ -15,7 +15,7 @@ use std::{
 use aya::maps::{MapError, MapInfo};
 use baton_abi::PINNED_MAPS;
 
-use super::capacity::Capacities;
+use crate::dataplane::capacity::Capacities;
 use crate::sys::mount::{MountError, is_bpffs};
 
 /// The pin directory or a pin in it is not usable.

@@ -16,7 +16,7 @@
 //!
 //! A clone is another handle on the same maps, as two opens of one pinned
 //! map are: a test keeps one to look at what the datapath would read while
-//! a [`super::LoadBalancer`] owns the other, and restores a new load
+//! a [`super::services::LoadBalancer`] owns the other, and restores a new load
 //! balancer from the same maps to mimic a restart.
 //!
 //! Failures are injected per write: [`MemoryLbMaps::fail_write`] fails the
@@ -33,10 +33,8 @@ use baton_abi::lb::{
     SERVICES_MAP_NAME, SLOTS_MAP_NAME, ServiceKey, ServiceStats, ServiceValue, SlotKey, SlotValue,
 };
 
-use super::{
-    capacity::Capacities,
-    maps::{LbMapOps, MapAccessError},
-};
+use super::map_ops::LbMapOps;
+use crate::dataplane::{capacity::Capacities, maps::MapAccessError};
 
 /// What the load-balancing maps hold: what a datapath would read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use super::EndpointRecord;
 use super::endpoints::EndpointSink;
+use crate::cni::EndpointRecord;
 use crate::dataplane::{
     AttachError, Dataplane, NodeStateError, PodAttachment, PodEndpoint, TcMode,
 };

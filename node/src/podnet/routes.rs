@@ -38,7 +38,7 @@ use netlink_packet_route::route::{
 };
 use tracing::{info, warn};
 
-use super::SharedDataplane;
+use crate::dataplane::SharedDataplane;
 use crate::sys::rtnetlink::{Rtnl, RtnlError, ipv4_route};
 
 /// The routing protocol number baton's pod routes carry (`proto 156` in

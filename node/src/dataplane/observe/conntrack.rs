@@ -16,7 +16,7 @@ use baton_abi::{
 };
 use nix::time::{ClockId, clock_gettime};
 
-use super::maps::{self, CtMaps, LbMaps, MapAccessError};
+use crate::dataplane::maps::{self, CtMaps, LbMaps, MapAccessError};
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds: the clock of `bpf_ktime_get_ns`.
 #[must_use]

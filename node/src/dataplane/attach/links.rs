@@ -1,5 +1,5 @@
 //! The BPF links the dataplane attached (tcx and cgroup), held by the
-//! [`super::Dataplane`] so that dropping it closes them.
+//! [`crate::dataplane::Dataplane`] so that dropping it closes them.
 //!
 //! With a pin directory, every link is also pinned as
 //! `<pin dir>/links/<program>@<target>`. A pinned link stays attached when

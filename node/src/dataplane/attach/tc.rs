@@ -32,8 +32,8 @@ use aya::{
 use tracing::info;
 
 use super::{
-    Hook,
     links::{LinkAttachError, LinkPinError, LinkRef, Links},
+    programs::Hook,
 };
 
 /// Which kernel interface to attach through.
@@ -103,7 +103,7 @@ enum TcLink {
 }
 
 /// The uplink programs attached to one device. Give it back to
-/// [`super::Dataplane::detach_uplink`] to detach, or drop the dataplane.
+/// [`crate::dataplane::Dataplane::detach_uplink`] to detach, or drop the dataplane.
 #[derive(Debug)]
 #[must_use = "dropping the attachment handle keeps the programs attached until the dataplane is dropped"]
 pub struct UplinkAttachment {
@@ -128,7 +128,7 @@ impl UplinkAttachment {
 }
 
 /// The pod program attached to one pod's host-side veth. Give it back to
-/// [`super::Dataplane::detach_pod`], or drop the dataplane. Deleting the
+/// [`crate::dataplane::Dataplane::detach_pod`], or drop the dataplane. Deleting the
 /// veth (the pod going away) also removes it.
 #[derive(Debug)]
 #[must_use = "dropping the attachment handle keeps the program attached until the dataplane is dropped"]

@@ -12,7 +12,7 @@ use baton_abi::lb::{
 };
 
 use super::*;
-use crate::dataplane::{
+use crate::dataplane::lb::{
     memory_maps::{Contents, MemoryLbMaps},
     spec::{Frontend, TrafficPolicy},
 };

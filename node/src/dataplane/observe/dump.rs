@@ -16,11 +16,13 @@ use baton_abi::{
 };
 
 use super::{
-    MetricsSnapshot, NodeState, PodEndpoint, ServiceStatsSnapshot,
     conntrack::{self, CtFlow},
+    metrics::{self, MetricsSnapshot, ServiceStatsSnapshot},
+};
+use crate::dataplane::{
+    lb::services::describe_key,
     maps::{self, CtMaps, LbMaps, MapAccessError, NodeMaps, Source, is_not_found},
-    metrics,
-    services::describe_key,
+    node_state::{NodeState, PodEndpoint},
 };
 
 /// One frontend with the backends its view uses, in slot order.

@@ -21,7 +21,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
-use super::{ENDPOINTS_DIR, EndpointRecord};
+use crate::cni::{self, ENDPOINTS_DIR, EndpointRecord};
 
 /// Where endpoints go: the node's dataplane.
 pub trait EndpointSink {
@@ -60,7 +60,7 @@ impl EndpointSync {
 
     /// Brings `sink` in line with the records on disk.
     pub fn reconcile<S: EndpointSink>(&mut self, sink: &mut S) -> io::Result<Changes> {
-        let wanted: BTreeMap<Ipv4Addr, EndpointRecord> = super::endpoints(&self.data_dir)?
+        let wanted: BTreeMap<Ipv4Addr, EndpointRecord> = cni::endpoints(&self.data_dir)?
             .into_iter()
             .map(|r| (r.ip, r))
             .collect();
@@ -210,16 +210,16 @@ mod tests {
         let mut sync = EndpointSync::new(dir.path());
         let mut sink = FakeSink::default();
         assert_eq!(sync.reconcile(&mut sink).unwrap(), Changes::default());
-        super::super::write_endpoint(dir.path(), &record([10, 244, 1, 2], 7)).unwrap();
-        super::super::write_endpoint(dir.path(), &record([10, 244, 1, 3], 8)).unwrap();
+        cni::write_endpoint(dir.path(), &record([10, 244, 1, 2], 7)).unwrap();
+        cni::write_endpoint(dir.path(), &record([10, 244, 1, 3], 8)).unwrap();
         let changes = sync.reconcile(&mut sink).unwrap();
         assert_eq!(changes.added.len(), 2);
         assert_eq!(sink.held.len(), 2);
         // Nothing changed: nothing done.
         assert_eq!(sync.reconcile(&mut sink).unwrap(), Changes::default());
         // The same address on another veth (a new pod got it).
-        super::super::write_endpoint(dir.path(), &record([10, 244, 1, 2], 9)).unwrap();
-        super::super::remove_endpoint(dir.path(), Ipv4Addr::new(10, 244, 1, 3)).unwrap();
+        cni::write_endpoint(dir.path(), &record([10, 244, 1, 2], 9)).unwrap();
+        cni::remove_endpoint(dir.path(), Ipv4Addr::new(10, 244, 1, 3)).unwrap();
         let changes = sync.reconcile(&mut sink).unwrap();
         assert_eq!(
             changes.removed,
@@ -237,19 +237,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let watch = RecordsWatch::new(dir.path()).unwrap();
         assert!(!watch.wait(Duration::from_millis(50)).unwrap());
-        super::super::write_endpoint(dir.path(), &record([10, 244, 1, 2], 7)).unwrap();
+        cni::write_endpoint(dir.path(), &record([10, 244, 1, 2], 7)).unwrap();
         assert!(watch.wait(Duration::from_secs(5)).unwrap());
         // Every event of that write was taken: nothing more to wake for.
         assert!(!watch.wait(Duration::from_millis(50)).unwrap());
         // Reading the records is no change.
-        assert_eq!(super::super::endpoints(dir.path()).unwrap().len(), 1);
+        assert_eq!(cni::endpoints(dir.path()).unwrap().len(), 1);
         assert!(!watch.wait(Duration::from_millis(50)).unwrap());
-        super::super::remove_endpoint(dir.path(), Ipv4Addr::new(10, 244, 1, 2)).unwrap();
+        cni::remove_endpoint(dir.path(), Ipv4Addr::new(10, 244, 1, 2)).unwrap();
         assert!(watch.wait(Duration::from_secs(5)).unwrap());
         // The directory removed and made again is still watched.
         std::fs::remove_dir(dir.path().join(ENDPOINTS_DIR)).unwrap();
         assert!(watch.wait(Duration::from_secs(5)).unwrap());
-        super::super::write_endpoint(dir.path(), &record([10, 244, 1, 3], 8)).unwrap();
+        cni::write_endpoint(dir.path(), &record([10, 244, 1, 3], 8)).unwrap();
         assert!(watch.wait(Duration::from_secs(5)).unwrap());
     }
 
@@ -259,7 +259,7 @@ mod tests {
         let mut sync = EndpointSync::new(dir.path());
         let mut sink = FakeSink::default();
         sink.refuse.insert(Ipv4Addr::new(10, 244, 1, 2));
-        super::super::write_endpoint(dir.path(), &record([10, 244, 1, 2], 7)).unwrap();
+        cni::write_endpoint(dir.path(), &record([10, 244, 1, 2], 7)).unwrap();
         assert_eq!(sync.reconcile(&mut sink).unwrap().failed.len(), 1);
         sink.refuse.clear();
         assert_eq!(

@@ -34,8 +34,8 @@ use aya::{
 use tracing::info;
 
 use super::{
-    Hook,
     links::{LinkAttachError, LinkPinError, LinkRef, Links},
+    programs::Hook,
 };
 
 /// Attaching to or detaching from a cgroup failed.
@@ -73,7 +73,7 @@ pub enum CgroupError {
 }
 
 /// The socket programs attached to one cgroup. Give it back to
-/// [`super::Dataplane::detach_cgroup`], or drop the dataplane.
+/// [`crate::dataplane::Dataplane::detach_cgroup`], or drop the dataplane.
 #[derive(Debug)]
 #[must_use = "dropping the attachment handle keeps the programs attached until the dataplane is dropped"]
 pub struct CgroupAttachment {
