@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container as SpecContainer, Pod, PodSpec};
 
-use super::observed::{Container, PodRuntime, State};
-use super::spec;
+use super::pod_spec;
+use super::runtime_view::observed::{Container, PodRuntime, State};
 
 /// A container to create and start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +194,7 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, terminal: bool, probes: &Probes)
             .latest(&c.name)
             .is_some_and(|l| l.state != State::Exited)
     }) || actions.start.iter().any(|s| app(&s.name));
-    if !app_alive && init_containers.iter().any(spec::is_sidecar) {
+    if !app_alive && init_containers.iter().any(pod_spec::is_sidecar) {
         actions.kill_pod = runtime.anything_running();
         actions.kill.clear();
         actions.start.clear();
@@ -222,7 +222,7 @@ fn initialize(
             .is_some_and(|l| l.state != State::Exited)
     });
     for c in spec.init_containers.iter().flatten() {
-        let sidecar = spec::is_sidecar(c);
+        let sidecar = pod_spec::is_sidecar(c);
         if initialized_before && !sidecar {
             continue;
         }
@@ -260,7 +260,7 @@ fn initialize(
                         ),
                     ));
                     restart(actions, Some(ran_for(latest).unwrap_or_default()));
-                } else if !latest.hash.is_empty() && latest.hash != spec::container_hash(c) {
+                } else if !latest.hash.is_empty() && latest.hash != pod_spec::container_hash(c) {
                     actions.kill.push(kill(
                         latest,
                         &format!("Container {} definition changed, will be restarted", c.name),
@@ -336,7 +336,7 @@ fn decide_app(
                 ));
                 // Killed by the kubelet: counts as a failure.
                 restart(actions, 137);
-            } else if !latest.hash.is_empty() && latest.hash != spec::container_hash(c) {
+            } else if !latest.hash.is_empty() && latest.hash != pod_spec::container_hash(c) {
                 actions.kill.push(kill(
                     latest,
                     &format!("Container {} definition changed, will be restarted", c.name),
@@ -389,7 +389,7 @@ fn garbage(runtime: &PodRuntime) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::observed::Sandbox;
+    use super::super::runtime_view::observed::Sandbox;
     use super::*;
 
     fn pod(json: serde_json::Value) -> Pod {
@@ -439,7 +439,7 @@ mod tests {
         let hash = all
             .iter()
             .find(|c| c.name == name)
-            .map(|c| spec::container_hash(c))
+            .map(|c| pod_spec::container_hash(c))
             .unwrap_or_default();
         Container {
             id: id.into(),

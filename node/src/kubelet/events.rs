@@ -13,7 +13,7 @@ use baton_apimachinery::events::{self, EventType, Record, Reporter};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::Client;
 
-use super::spec;
+use super::pod_spec;
 
 /// The component the kubelet's events come from.
 pub const COMPONENT: &str = "kubelet";
@@ -62,8 +62,8 @@ impl Recorder {
 fn involved_object(pod: &Pod, container: Option<&str>) -> ObjectReference {
     let mut object = events::reference(pod);
     object.field_path = container.map(|name| {
-        spec::find_container(pod, name)
-            .map_or(spec::Role::App, |(_, role)| role)
+        pod_spec::find_container(pod, name)
+            .map_or(pod_spec::Role::App, |(_, role)| role)
             .field_path(name)
     });
     object

@@ -31,8 +31,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::relist::Snapshot;
-use super::spec::Role;
+use super::pod_spec::Role;
+use super::runtime_view::relist::Snapshot;
 use crate::cri::{RuntimeMetrics, api as cri};
 
 type Labels = Vec<(String, String)>;

@@ -4,11 +4,28 @@
 //! - [`node`]: Node registration, Lease, node status.
 //! - [`pods`]: the pod watch (kube-runtime reflector), one worker per pod,
 //!   cleanup of pods the API no longer has.
-//! - [`worker`]: one pod's sync; [`actions`] decides it (pure),
-//!   [`status`] computes its status (pure), [`spec`] and [`env`] build the
-//!   CRI configurations, [`volumes`] sets up volumes, [`probes`] runs
-//!   probes, [`backoff`] is CrashLoopBackOff, [`events`] records Events.
-//! - [`server`]: the node's HTTPS endpoint for logs and exec.
+//! - [`worker`]: one pod's worker and its sync, one module per step.
+//! - [`actions`] decides a sync (pure), [`status`] computes a pod's status
+//!   (pure), [`backoff`] is CrashLoopBackOff, [`probes`] runs probes,
+//!   [`events`] records Events, [`metrics`] are the kubelet's metrics.
+//! - [`runtime_view`]: what the kubelet knows of the runtime (each pod's
+//!   sandboxes and containers, the relist, the containers' logs).
+//! - [`pod_config`]: what the kubelet builds from a pod's spec for the
+//!   runtime (CRI configurations, environment, `/etc/hosts`, volumes and
+//!   the ConfigMaps, Secrets and tokens they read).
+//! - [`pod_spec`]: what a pod's spec says (container roles, QoS class,
+//!   grace period, address), read by all of the above.
+//! - [`wakers`]: the workers to wake when their pod changes outside the
+//!   API.
+//! - [`server`]: the node's HTTPS endpoint for logs, exec and metrics.
+//!
+//! Imports point one way: [`pods`] uses [`worker`]; the worker uses the
+//! pure decisions ([`actions`], [`status`]), [`probes`], [`pod_config`]
+//! and [`runtime_view`]; [`server`] reads [`runtime_view`] and
+//! [`metrics`]; [`pod_config`] uses [`metrics`] (volume set-up times) and
+//! [`node`] (the machine's memory), and [`metrics`] reads
+//! [`runtime_view`]'s relist; at the bottom are [`pod_spec`], [`wakers`]
+//! and [`crate::cri`].
 //!
 //! Restart safety: nothing lives only in memory. Sandboxes and containers
 //! carry the pod's UID, name and namespace and the container's spec hash
@@ -18,23 +35,17 @@
 
 pub mod actions;
 pub mod backoff;
-pub mod env;
 pub mod events;
-pub mod hosts;
 pub mod metrics;
 pub mod node;
-pub mod observed;
+pub mod pod_config;
+pub mod pod_spec;
 pub mod pods;
 pub mod probes;
-pub mod relist;
-pub mod runtime_cache;
+pub mod runtime_view;
 pub mod server;
-pub mod sources;
-pub mod spec;
 pub mod status;
-pub mod termination;
-pub mod tokens;
-pub mod volumes;
+pub mod wakers;
 pub mod worker;
 
 use std::collections::HashSet;
@@ -48,10 +59,14 @@ use kube::api::Api;
 
 use self::backoff::Backoff;
 use self::events::Recorder;
-use self::observed::PodRuntime;
+use self::pod_config::configmap_secret_watch::{self, Sources};
+use self::pod_config::cri_config::NodeSettings;
+use self::pod_config::env;
+use self::pod_config::volumes::{VolumeError, Volumes};
 use self::probes::Prober;
-use self::spec::NodeSettings;
-use self::volumes::{VolumeError, Volumes};
+use self::runtime_view::observed::PodRuntime;
+use self::runtime_view::{relist, runtime_cache};
+use self::wakers::Wakers;
 use crate::cri::{Cri, CriError};
 
 /// A kubelet operation failed.
@@ -70,7 +85,7 @@ pub enum KubeletError {
     #[error(transparent)]
     Env(env::EnvError),
     #[error(transparent)]
-    Source(sources::NotListed),
+    Source(configmap_secret_watch::NotListed),
     #[error("image {image}: {message}")]
     Image { image: String, message: String },
     #[error("{action} {}: {source}", path.display())]
@@ -142,10 +157,10 @@ pub struct Context {
     /// Sandbox IPs and container statuses that cannot have changed.
     pub runtime_cache: Mutex<runtime_cache::RuntimeCache>,
     /// The latest node-wide relist of the runtime.
-    pub relist: Mutex<relist::Snapshot>,
+    pub relist: Arc<Mutex<relist::Snapshot>>,
     /// Pod workers the relist (and a change of a mounted source) wakes
     /// when their pod changes.
-    pub relist_wakers: Arc<relist::Wakers>,
+    pub relist_wakers: Arc<Wakers>,
 }
 
 impl std::fmt::Debug for Context {
@@ -262,8 +277,8 @@ pub async fn run(
             let port = spec.ports?.first()?.port;
             Some((ip, port))
         });
-    let wakers: Arc<relist::Wakers> = Arc::default();
-    let sources = sources::Sources::new(client.clone(), Arc::clone(&wakers));
+    let wakers: Arc<Wakers> = Arc::default();
+    let sources = Sources::new(client.clone(), Arc::clone(&wakers));
     let ctx = Arc::new(Context {
         cri: cri.clone(),
         client: client.clone(),
@@ -282,7 +297,7 @@ pub async fn run(
         metrics: metrics::KubeletMetrics::new(&config.node_name),
         master_service,
         runtime_cache: Mutex::default(),
-        relist: Mutex::default(),
+        relist: Arc::default(),
         relist_wakers: wakers,
     });
 

@@ -16,8 +16,8 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio::sync::watch;
 
-use super::observed::PodRuntime;
-use super::relist;
+use super::runtime_view::observed::PodRuntime;
+use super::runtime_view::{read, relist};
 use super::worker::{self, Wake, WorkerState};
 use super::{Context, KubeletError};
 use crate::cri::api as cri;
@@ -54,7 +54,11 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), KubeletError> {
         .await
         .map_err(|_| KubeletError::WatchClosed)?;
     tracing::info!(node = %ctx.node_name, "watching this node's pods");
-    tokio::spawn(relist::run(Arc::clone(&ctx)));
+    tokio::spawn(relist::run(
+        ctx.cri.clone(),
+        Arc::clone(&ctx.relist),
+        Arc::clone(&ctx.relist_wakers),
+    ));
     let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
     let mut cleaning: HashSet<String> = HashSet::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -225,7 +229,7 @@ async fn clean_orphans(
                 ..Default::default()
             };
             let result = async {
-                let runtime: PodRuntime = worker::observe(&ctx, &uid).await?;
+                let runtime: PodRuntime = read::observe(&ctx.cri, &ctx.runtime_cache, &uid).await?;
                 worker::terminate(&ctx, &pod, &runtime, &mut WorkerState::new(), None).await
             }
             .await;

@@ -42,7 +42,10 @@ use rcgen::{
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Config, Context, observed::State};
+use super::runtime_view::container_log::render;
+use super::runtime_view::observed::{Container, State};
+use super::runtime_view::read;
+use super::{Config, Context};
 use crate::cri::api as cri;
 
 /// Starting the server failed.
@@ -260,7 +263,7 @@ async fn find_container(
     pod: &str,
     container: &str,
     previous: bool,
-) -> Result<super::observed::Container, Response<Body>> {
+) -> Result<Container, Response<Body>> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let p = match api.get_opt(pod).await {
         Ok(Some(p)) => p,
@@ -273,7 +276,7 @@ async fn find_container(
         Err(err) => return Err(full(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())),
     };
     let uid = p.metadata.uid.clone().unwrap_or_default();
-    let runtime = super::worker::observe(ctx, &uid)
+    let runtime = read::observe(&ctx.cri, &ctx.runtime_cache, &uid)
         .await
         .map_err(|e| full(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut attempts = runtime.containers.iter().filter(|c| c.name == container);
@@ -290,40 +293,6 @@ async fn find_container(
         };
         full(StatusCode::BAD_REQUEST, msg)
     })
-}
-
-/// One CRI log line: timestamp, stream, partial flag, content.
-fn parse_cri_line(line: &str) -> Option<(&str, &str, bool, &str)> {
-    let mut it = line.splitn(4, ' ');
-    let time = it.next()?;
-    let stream = it.next()?;
-    let tag = it.next()?;
-    let content = it.next().unwrap_or("");
-    Some((time, stream, tag == "P", content))
-}
-
-/// A CRI log line as `kubectl logs` shows it (`None`: before `since`).
-pub(super) fn render(
-    line: &str,
-    timestamps: bool,
-    since: Option<jiff::Timestamp>,
-) -> Option<String> {
-    let (time, _stream, partial, content) = parse_cri_line(line)?;
-    if let Some(since) = since
-        && time.parse::<jiff::Timestamp>().is_ok_and(|t| t < since)
-    {
-        return None;
-    }
-    let mut out = String::with_capacity(content.len() + 40);
-    if timestamps {
-        out.push_str(time);
-        out.push(' ');
-    }
-    out.push_str(content);
-    if !partial {
-        out.push('\n');
-    }
-    Some(out)
 }
 
 async fn logs(
@@ -529,11 +498,11 @@ async fn port_forward(
         Ok(_) => return full(StatusCode::NOT_FOUND, "pod does not exist"),
         Err(err) => return full(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     };
-    let runtime =
-        match super::worker::observe(ctx, p.metadata.uid.as_deref().unwrap_or_default()).await {
-            Ok(r) => r,
-            Err(err) => return full(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
-        };
+    let uid = p.metadata.uid.as_deref().unwrap_or_default();
+    let runtime = match read::observe(&ctx.cri, &ctx.runtime_cache, uid).await {
+        Ok(r) => r,
+        Err(err) => return full(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+    };
     let Some(sandbox) = runtime.sandbox().filter(|s| s.ready) else {
         return full(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -653,23 +622,6 @@ async fn proxy_upgrade(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cri_log_lines_render_like_kubectl_logs() {
-        let full_line = "2026-11-22T10:00:00.123456789Z stdout F hello world";
-        assert_eq!(
-            render(full_line, false, None).as_deref(),
-            Some("hello world\n")
-        );
-        assert_eq!(
-            render(full_line, true, None).as_deref(),
-            Some("2026-11-22T10:00:00.123456789Z hello world\n")
-        );
-        let partial = "2026-11-22T10:00:00.123456789Z stderr P part";
-        assert_eq!(render(partial, false, None).as_deref(), Some("part"));
-        let later: jiff::Timestamp = "2026-11-22T11:00:00Z".parse().unwrap();
-        assert_eq!(render(full_line, false, Some(later)), None);
-    }
 
     #[test]
     fn query_strings_decode_repeated_commands() {

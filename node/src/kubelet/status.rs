@@ -18,8 +18,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::actions::RestartPolicy;
-use super::observed::{Container, PodRuntime, State};
-use super::spec::Qos;
+use super::pod_spec::Qos;
+use super::runtime_view::observed::{Container, PodRuntime, State};
 
 /// What the kubelet knows beyond the runtime.
 #[derive(Debug, Clone, Default)]
@@ -196,7 +196,7 @@ pub fn phase(
         .init_containers
         .iter()
         .flatten()
-        .partition(|c| super::spec::is_sidecar(c));
+        .partition(|c| super::pod_spec::is_sidecar(c));
     for c in init {
         match runtime.latest_any(&c.name) {
             Some(l) if l.state == State::Exited && l.exit_code == 0 => {}
@@ -401,14 +401,14 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
         spec.init_containers
             .iter()
             .flatten()
-            .any(|c| c.name == name && super::spec::is_sidecar(c))
+            .any(|c| c.name == name && super::pod_spec::is_sidecar(c))
     };
     let init_statuses: Vec<ContainerStatus> = spec
         .init_containers
         .iter()
         .flatten()
         .map(|c| {
-            if super::spec::is_sidecar(c) {
+            if super::pod_spec::is_sidecar(c) {
                 let always = policy.map(|_| RestartPolicy::Always);
                 container_status(c, runtime, extra, always, false, "PodInitializing")
             } else {
@@ -445,7 +445,7 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
         .iter()
         .flatten()
         .map(|e| {
-            let c = super::spec::ephemeral_as_container(e);
+            let c = super::pod_spec::ephemeral_as_container(e);
             ContainerStatus {
                 ready: false,
                 started: None,
@@ -455,7 +455,8 @@ pub fn compute(pod: &Pod, runtime: &PodRuntime, extra: &Extra, now: Timestamp) -
         .collect();
 
     let sandbox = runtime.sandbox().filter(|s| s.ready);
-    let pod_ip = super::spec::pod_ip(pod, sandbox.and_then(|s| s.ip.as_deref()), &extra.host_ip);
+    let pod_ip =
+        super::pod_spec::pod_ip(pod, sandbox.and_then(|s| s.ip.as_deref()), &extra.host_ip);
     // Sidecars first, then app containers (`GenerateContainersReadyCondition`).
     let unready: Vec<&str> = init_statuses
         .iter()
@@ -589,7 +590,7 @@ pub fn differs(a: &PodStatus, b: &PodStatus) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::observed::Sandbox;
+    use super::super::runtime_view::observed::Sandbox;
     use super::*;
 
     fn pod(policy: &str) -> Pod {

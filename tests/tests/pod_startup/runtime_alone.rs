@@ -1,6 +1,6 @@
 //! The runtime alone: the benchmark's pods (as the API server admits them)
 //! started by calling each node's containerd over CRI directly, with the
-//! requests baton-node builds for them (`baton_node::kubelet::spec`) and
+//! requests baton-node builds for them (`baton_node::kubelet::pod_config`) and
 //! nothing else running — no API server write, no watch, no kubelet. Each pod's latency is from its
 //! `RunPodSandbox` request to the return of its `StartContainer`, all pods
 //! at once, as the kubelets start a burst.
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use baton_e2e::Stack;
 use baton_e2e::nodes::NodeAgentPaths;
 use baton_node::cri::{Cri, api as cri};
-use baton_node::kubelet::spec::{self, ContainerInputs, NodeSettings};
+use baton_node::kubelet::pod_config::cri_config::{self, ContainerInputs, NodeSettings};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
@@ -191,7 +191,7 @@ async fn start_pod(
 ) -> Result<(String, f64), Box<dyn std::error::Error>> {
     let log_dir = baton_node::kubelet::log_dir(&runtime.root_dir, pod);
     std::fs::create_dir_all(&log_dir)?;
-    let sandbox_config = spec::sandbox_config(pod, 0, &log_dir, &runtime.settings);
+    let sandbox_config = cri_config::sandbox_config(pod, 0, &log_dir, &runtime.settings);
     let sandbox = runtime.cri.run_pod_sandbox(sandbox_config.clone()).await?;
     let ip = runtime
         .cri
@@ -210,8 +210,8 @@ async fn start_pod(
         // The same bind mounts as baton-node's: the pod's volumes (here
         // empty directories: setting them up is the kubelet's work, not
         // the runtime's), its hosts file and the termination-message file.
-        let mut mounts = baton_node::kubelet::volumes::mounts(c, &volumes)?;
-        mounts.extend(baton_node::kubelet::hosts::mount(
+        let mut mounts = baton_node::kubelet::pod_config::volumes::mounts(c, &volumes)?;
+        mounts.extend(baton_node::kubelet::pod_config::hosts::mount(
             pod,
             c,
             &pod_dir,
@@ -228,7 +228,7 @@ async fn start_pod(
             mounts,
             ..Default::default()
         };
-        let config = spec::container_config(pod, c, &inputs);
+        let config = cri_config::container_config(pod, c, &inputs);
         let id = runtime
             .cri
             .create_container(&sandbox, config, sandbox_config.clone())

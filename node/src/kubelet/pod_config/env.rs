@@ -10,8 +10,8 @@ use std::sync::Arc;
 use baton_apimachinery::quantity::Quantity;
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use super::sources::SourceData;
-use super::spec::expand;
+use super::configmap_secret_watch::SourceData;
+use crate::kubelet::pod_spec::expand;
 
 /// A reference that cannot be resolved: the container cannot be created
 /// (`CreateContainerConfigError`).
@@ -69,7 +69,7 @@ impl Sources {
             )
             .unwrap_or(1)
                 * 1000,
-            node_memory_bytes: super::node::memory_capacity_bytes(),
+            node_memory_bytes: crate::kubelet::node::memory_capacity_bytes(),
             ..Self::default()
         }
     }
@@ -81,7 +81,7 @@ impl Sources {
 pub fn referenced(pod: &Pod) -> (HashSet<String>, HashSet<String>) {
     let mut cms = HashSet::new();
     let mut secrets = HashSet::new();
-    for (c, _) in super::spec::containers(pod) {
+    for (c, _) in crate::kubelet::pod_spec::containers(pod) {
         for e in c.env_from.iter().flatten() {
             if let Some(r) = &e.config_map_ref {
                 cms.insert(r.name.clone());

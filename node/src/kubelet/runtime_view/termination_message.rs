@@ -7,6 +7,7 @@
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::Path;
 
+use super::container_log::render;
 use crate::cri::api as cri;
 use crate::cri::labels;
 
@@ -81,7 +82,7 @@ fn last_log_lines(path: &Path) -> String {
     let from = lines.len().saturating_sub(LOG_LINES);
     let mut out: String = lines[from..]
         .iter()
-        .filter_map(|l| super::server::render(l, false, None))
+        .filter_map(|l| render(l, false, None))
         .collect();
     if out.len() > LOG_BYTES {
         let mut end = LOG_BYTES;

@@ -11,8 +11,8 @@ use std::path::Path;
 
 use k8s_openapi::api::core::v1::{Container, HostAlias, Pod};
 
-use super::spec;
 use crate::cri::api as cri;
+use crate::kubelet::pod_spec;
 
 /// Where containers see the file.
 pub const ETC_HOSTS: &str = "/etc/hosts";
@@ -41,7 +41,7 @@ fn managed(pod: &Pod, ips: &[&str], cluster_domain: &str) -> String {
          fe00::1\tip6-allnodes\n\
          fe00::2\tip6-allrouters\n",
     );
-    let hostname = spec::hostname(pod);
+    let hostname = pod_spec::hostname(pod);
     let spec = pod.spec.as_ref();
     let subdomain = spec
         .and_then(|s| s.subdomain.as_deref())

@@ -22,7 +22,7 @@ use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio::sync::watch;
 
-use super::relist::Wakers;
+use crate::kubelet::wakers::Wakers;
 
 /// How long a lookup waits for the first list of a newly watched object.
 const FIRST_LIST: Duration = Duration::from_secs(10);

@@ -24,11 +24,11 @@ use kube::Client;
 use kube::api::Api;
 use nix::mount::{MntFlags, MsFlags};
 
+use super::configmap_secret_watch::{Kind, NotListed, SourceData, Sources};
 use super::env;
-use super::metrics::StorageMetrics;
-use super::sources::{Kind, NotListed, SourceData, Sources};
-use super::tokens::Tokens;
+use super::service_account_tokens::Tokens;
 use crate::cri::api as cri;
+use crate::kubelet::metrics::StorageMetrics;
 
 const DATA_LINK: &str = "..data";
 

@@ -11,11 +11,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
-
-use super::{Context, KubeletError};
 use crate::cri::api as cri;
 use crate::cri::labels;
+use crate::cri::{Cri, CriError};
+use crate::kubelet::wakers::Wakers;
 
 /// How often the runtime is relisted (the kubelet's PLEG period).
 pub const PERIOD: Duration = Duration::from_secs(1);
@@ -101,30 +100,30 @@ pub fn changed(
     appeared_or_changed.chain(gone).collect()
 }
 
-/// Workers to wake when their pod changes in the runtime, by UID.
-pub type Wakers = Mutex<HashMap<String, Arc<Notify>>>;
-
-/// Relists every [`PERIOD`] until the process ends, waking the workers of
-/// pods that changed.
-pub async fn run(ctx: Arc<Context>) {
+/// Relists every [`PERIOD`] until the process ends, keeping the latest
+/// in `snapshot` and waking the workers of pods that changed.
+pub async fn run(cri: Cri, snapshot: Arc<Mutex<Snapshot>>, wakers: Arc<Wakers>) {
     let mut ticker = tokio::time::interval(PERIOD);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if let Err(err) = relist_once(&ctx).await {
+        if let Err(err) = relist_once(&cri, &snapshot, &wakers).await {
             tracing::warn!(%err, "relisting the runtime");
         }
     }
 }
 
-async fn relist_once(ctx: &Context) -> Result<(), KubeletError> {
+async fn relist_once(
+    cri: &Cri,
+    snapshot: &Mutex<Snapshot>,
+    wakers: &Wakers,
+) -> Result<(), CriError> {
     let started = Instant::now();
-    let sandboxes = ctx.cri.list_pod_sandboxes(None).await?;
-    let containers = ctx.cri.list_containers(None).await?;
+    let sandboxes = cri.list_pod_sandboxes(None).await?;
+    let containers = cri.list_containers(None).await?;
     let pods = fingerprints(&sandboxes, &containers);
     let changed = {
-        let mut snapshot = ctx
-            .relist
+        let mut snapshot = snapshot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let changed = changed(&snapshot.pods, &pods);
@@ -134,8 +133,7 @@ async fn relist_once(ctx: &Context) -> Result<(), KubeletError> {
         };
         changed
     };
-    let wakers = ctx
-        .relist_wakers
+    let wakers = wakers
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     for uid in changed {
