@@ -1,9 +1,9 @@
 //! The node agent's layers point down and no files import each other in a
 //! circle (docs/architecture.md draws the layers).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use baton_e2e::layers::ModuleGraph;
+use baton_e2e::layers::{assert_layers_point_down, assert_no_circles};
 
 /// Bottom first. Modules in one entry are siblings and do not import each
 /// other.
@@ -18,21 +18,16 @@ const LAYERS: &[&[&str]] = &[
     &["agent"],
 ];
 
-fn graph() -> ModuleGraph {
-    ModuleGraph::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src")).expect("sources read")
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
 #[test]
 fn layers_only_point_down() {
-    let problems = graph().upward_imports(LAYERS);
-    assert!(
-        problems.is_empty(),
-        "imports against the layers: {problems:#?}"
-    );
+    assert_layers_point_down(&src(), LAYERS);
 }
 
 #[test]
 fn no_files_import_each_other_in_a_circle() {
-    let cycles = graph().cycles();
-    assert!(cycles.is_empty(), "import circles: {cycles:#?}");
+    assert_no_circles(&src());
 }

@@ -151,6 +151,26 @@ impl ModuleGraph {
     }
 }
 
+/// Panics listing every import of the crate whose sources are `src` that
+/// goes against `layers` (see [`ModuleGraph::upward_imports`]).
+pub fn assert_layers_point_down(src: &Path, layers: &[&[&str]]) {
+    let problems = ModuleGraph::read(src)
+        .unwrap_or_else(|error| panic!("{error}"))
+        .upward_imports(layers);
+    assert!(
+        problems.is_empty(),
+        "imports against the layers: {problems:#?}"
+    );
+}
+
+/// Panics listing every circle of imports among the files under `src`.
+pub fn assert_no_circles(src: &Path) {
+    let cycles = ModuleGraph::read(src)
+        .unwrap_or_else(|error| panic!("{error}"))
+        .cycles();
+    assert!(cycles.is_empty(), "import circles: {cycles:#?}");
+}
+
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(Module, PathBuf)>) -> Result<(), ReadError> {
     let entries = std::fs::read_dir(dir).map_err(|source| ReadError {
         path: dir.to_path_buf(),
