@@ -90,15 +90,12 @@ pub async fn get(
     Ok(output::object(200, rr.resource, &accept, v, include))
 }
 
-/// The resource whose storage backs `r` (events.k8s.io → core events).
+/// The resource whose store holds `r`'s objects (itself, or the one its
+/// kind names: events.k8s.io Events are core/v1 Events).
 pub fn storage_resource(
     r: &'static crate::api::resource::Resource,
 ) -> &'static crate::api::resource::Resource {
-    if output::converts(r) {
-        crate::kinds::find("", "v1", "events").unwrap_or(r)
-    } else {
-        r
-    }
+    r.strategy.stored_as().unwrap_or(r)
 }
 
 /// Parsed selectors of a list or watch.
