@@ -176,6 +176,19 @@ pub enum Deletion {
     Contents,
 }
 
+/// What answers a request for a kind besides the generic registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Handler {
+    /// The generic registry stores and serves the objects.
+    #[default]
+    Registry,
+    /// A question to the authorizer, answered in the response
+    /// (authorization.k8s.io reviews).
+    AccessReview,
+    /// The requesting user, as authentication saw it (SelfSubjectReview).
+    SelfSubjectReview,
+}
+
 /// The rules of one kind. Every method has the default of a kind without
 /// that rule, so a kind's module states only what makes it differ.
 pub trait Strategy: Sync + Send {
@@ -244,6 +257,11 @@ pub trait Strategy: Sync + Send {
     /// only posted to act (bindings, evictions, reviews) say no.
     fn is_stored(&self) -> bool {
         true
+    }
+
+    /// What answers requests for the kind.
+    fn handler(&self) -> Handler {
+        Handler::Registry
     }
 
     /// Whether the object's Service addresses and ports are allocated by

@@ -1,6 +1,6 @@
 //! authentication.k8s.io/v1 SelfSubjectReviews (`kubectl auth whoami`): answered, not stored.
 
-use crate::api::resource::{CREATE, Resource, Strategy, resource};
+use crate::api::resource::{CREATE, Handler, Resource, Strategy, resource};
 use crate::api::table::Printer;
 use crate::kinds::printers;
 
@@ -21,6 +21,10 @@ pub static RESOURCE: Resource = Resource {
 };
 
 impl Strategy for SelfSubjectReviews {
+    fn handler(&self) -> Handler {
+        Handler::SelfSubjectReview
+    }
+
     fn printer(&self) -> &'static Printer {
         &printers::cluster::DEFAULT
     }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::api::resource::{CREATE, Resource, Strategy, resource};
+use crate::api::resource::{CREATE, Handler, Resource, Strategy, resource};
 use crate::api::table::Printer;
 use crate::kinds::printers;
 use crate::validation::{self, Cause, check};
@@ -53,6 +53,10 @@ impl Strategy for SelfSubjectAccessReviews {
         false
     }
 
+    fn handler(&self) -> Handler {
+        Handler::AccessReview
+    }
+
     fn printer(&self) -> &'static Printer {
         &printers::cluster::DEFAULT
     }
@@ -71,6 +75,10 @@ pub static SELF_SUBJECT_RULES_REVIEWS: Resource = review(
 impl Strategy for SelfSubjectRulesReviews {
     fn is_stored(&self) -> bool {
         false
+    }
+
+    fn handler(&self) -> Handler {
+        Handler::AccessReview
     }
 
     fn printer(&self) -> &'static Printer {
@@ -100,6 +108,10 @@ impl Strategy for SubjectAccessReviews {
         false
     }
 
+    fn handler(&self) -> Handler {
+        Handler::AccessReview
+    }
+
     fn printer(&self) -> &'static Printer {
         &printers::cluster::DEFAULT
     }
@@ -125,6 +137,10 @@ impl Strategy for LocalSubjectAccessReviews {
 
     fn is_stored(&self) -> bool {
         false
+    }
+
+    fn handler(&self) -> Handler {
+        Handler::AccessReview
     }
 
     fn printer(&self) -> &'static Printer {

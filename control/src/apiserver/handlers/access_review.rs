@@ -17,19 +17,6 @@ use crate::apiserver::router::ResourceRequest;
 use crate::registry::admission;
 use crate::registry::metadata;
 
-/// Whether `kind` is one of the reviews this module answers.
-#[must_use]
-pub fn answers(group: &str, kind: &str) -> bool {
-    group == "authorization.k8s.io"
-        && matches!(
-            kind,
-            "SelfSubjectAccessReview"
-                | "SelfSubjectRulesReview"
-                | "SubjectAccessReview"
-                | "LocalSubjectAccessReview"
-        )
-}
-
 /// POST of a review: the request's review with its `status`, 201.
 pub fn create(rr: &ResourceRequest, r: &Req) -> Result<Response<Body>, ApiError> {
     let accept = accept(rr, r)?;

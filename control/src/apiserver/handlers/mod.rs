@@ -28,6 +28,7 @@ use super::auth::User;
 use super::codec::content::{self, Accept};
 use super::metrics::{self, RequestKind};
 use super::router::{self, ResourceRequest, Route, Verb};
+use crate::api::resource::Handler;
 use crate::api::status::ApiError;
 use crate::registry::Registry;
 
@@ -297,11 +298,10 @@ async fn resource(
     kind: &RequestKind,
 ) -> Result<Response<Body>, ApiError> {
     check_verb(rr)?;
-    if rr.resource.kind == "SelfSubjectReview" {
-        return self_subject_review::create(rr, r);
-    }
-    if access_review::answers(rr.resource.group, rr.resource.kind) {
-        return access_review::create(rr, r);
+    match rr.resource.strategy.handler() {
+        Handler::SelfSubjectReview => return self_subject_review::create(rr, r),
+        Handler::AccessReview => return access_review::create(rr, r),
+        Handler::Registry => {}
     }
     let verb = rr.verb;
     if let Some(sub) = rr.subresource.as_deref()
