@@ -2,12 +2,16 @@
 //! admission (ServiceAccount, DefaultTolerationSeconds, Priority) and
 //! validation, asked of its strategy and turned into kube-apiserver's
 //! Statuses (422 Invalid with field causes, 403 Forbidden for refused
-//! admission).
+//! admission); and the admission plugins that read other objects
+//! (NamespaceLifecycle, Priority, ServiceAccount).
 
 use serde_json::Value;
 
+use super::{Registry, metadata};
 use crate::api::resource::Resource;
 use crate::api::status::ApiError;
+use crate::kinds;
+use crate::storage::keys;
 use crate::validation::{self, Cause, PriorityClassInfo};
 
 /// Applies the kind's defaults (kube-apiserver's defaulting functions).
@@ -83,6 +87,136 @@ pub fn create_causes(r: &Resource, obj: &Value) -> Vec<Cause> {
         return causes;
     }
     validation::path_segment_name_causes(obj)
+}
+
+/// kube-apiserver's admission plugins that read other objects: each names
+/// the resource it reads, as upstream's plugins do.
+impl Registry {
+    /// The namespace an object is written into must exist and not be
+    /// terminating (kube-apiserver's NamespaceLifecycle admission).
+    pub async fn check_namespace(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        if !r.namespaced {
+            return Ok(());
+        }
+        let nsr = &kinds::core::namespace::RESOURCE;
+        let key = keys::object_key(nsr, "", ns);
+        let cached = self.store.cache(nsr).and_then(|c| c.get(&key)).flatten();
+        let obj = match cached {
+            Some(o) => Some(o.value()),
+            None => self.get_raw(nsr, "", ns).await?.map(|(v, _)| v),
+        };
+        match obj {
+            None => Err(ApiError::namespace_not_found(ns)),
+            Some(o)
+                if o.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") =>
+            {
+                Err(ApiError::forbidden(
+                    r,
+                    name,
+                    &format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
+                ))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The PriorityClass a Pod names (or the cluster's global default), for
+    /// the Priority admission plugin.
+    pub(super) async fn priority_class(
+        &self,
+        pod: &Value,
+    ) -> Result<Option<crate::validation::PriorityClassInfo>, ApiError> {
+        let pcr = &kinds::scheduling::RESOURCE;
+        let info = |v: &Value| crate::validation::PriorityClassInfo {
+            name: metadata::meta_str(v, "name").to_string(),
+            value: v.get("value").and_then(Value::as_i64).unwrap_or(0) as i32,
+            preemption_policy: v
+                .get("preemptionPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        };
+        match pod
+            .pointer("/spec/priorityClassName")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            Some(name) => {
+                if let Some(sys) = crate::validation::system_priority_class(name) {
+                    return Ok(Some(sys));
+                }
+                match self.get_raw(pcr, "", name).await? {
+                    Some((v, _)) => Ok(Some(info(&v))),
+                    None => Ok(None),
+                }
+            }
+            None => {
+                let Some(cache) = self.store.cache(pcr) else {
+                    return Ok(None);
+                };
+                let default = cache
+                    .snapshot(&keys::resource_prefix(pcr))
+                    .map(|(_, objs)| objs)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|o| o.value())
+                    .find(|v| v.get("globalDefault").and_then(Value::as_bool) == Some(true));
+                Ok(default.as_ref().map(info))
+            }
+        }
+    }
+
+    /// The ServiceAccount admission plugin's token mount: the pod's
+    /// ServiceAccount must exist (the `default` one is waited for about a
+    /// second, as its controller creates it with the namespace), and the
+    /// pod gets its token volume unless it or the account opts out.
+    pub(super) async fn mount_service_account_token(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+        pod: &mut Value,
+    ) -> Result<(), ApiError> {
+        use crate::validation::service_account;
+        let sar = &kinds::core::service_account::RESOURCE;
+        let account = pod
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_owned();
+        let mut found = self.get_recent(sar, ns, &account).await?;
+        let attempts = if account == "default" { 10 } else { 1 };
+        for attempt in 0..attempts {
+            if found.is_some() {
+                break;
+            }
+            if attempt > 0 {
+                let wait = rand::Rng::random_range(&mut rand::rng(), 100..200);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            }
+            found = self.get_raw(sar, ns, &account).await?.map(|(sa, _)| sa);
+        }
+        let Some(sa) = found else {
+            return Err(ApiError::forbidden(
+                r,
+                name,
+                &format!(
+                    "error looking up service account {ns}/{account}: serviceaccount \"{account}\" not found"
+                ),
+            ));
+        };
+        if service_account::automounts(pod, &sa) {
+            let volume = metadata::generate_name(service_account::VOLUME_PREFIX);
+            service_account::mount_token(pod, &volume);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
