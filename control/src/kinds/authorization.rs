@@ -1,5 +1,6 @@
 //! authorization.k8s.io/v1 reviews (`kubectl auth can-i`): questions to
-//! the authorizer, answered in the response and never stored.
+//! the authorizer, answered in the response and never stored. The four
+//! differ only in their names, scope and validation.
 
 use serde_json::Value;
 
@@ -8,13 +9,37 @@ use crate::api::table::Printer;
 use crate::kinds::printers;
 use crate::validation::{self, Cause, check};
 
-/// A review: created only, answered and never stored or listed.
+/// A review's rules: created only, answered by the authorizer, never
+/// stored; `validate` is its kind's own validation.
+pub struct Review {
+    validate: fn(&Value) -> Vec<Cause>,
+}
+
+impl Strategy for Review {
+    fn validate_create(&self, obj: &Value) -> Vec<Cause> {
+        (self.validate)(obj)
+    }
+
+    fn is_stored(&self) -> bool {
+        false
+    }
+
+    fn handler(&self) -> Handler {
+        Handler::AccessReview
+    }
+
+    fn printer(&self) -> &'static Printer {
+        &printers::cluster::DEFAULT
+    }
+}
+
+/// A review's catalog entry.
 const fn review(
     kind: &'static str,
     plural: &'static str,
     singular: &'static str,
     namespaced: bool,
-    strategy: &'static dyn Strategy,
+    strategy: &'static Review,
 ) -> Resource {
     Resource {
         verbs: CREATE,
@@ -31,119 +56,57 @@ const fn review(
     }
 }
 
-pub struct SelfSubjectAccessReviews;
-
 pub static SELF_SUBJECT_ACCESS_REVIEWS: Resource = review(
     "SelfSubjectAccessReview",
     "selfsubjectaccessreviews",
     "selfsubjectaccessreview",
     false,
-    &SelfSubjectAccessReviews,
+    &Review {
+        validate: |obj| {
+            check(
+                obj,
+                validation::authorization::validate_self_subject_access_review,
+            )
+        },
+    },
 );
-
-impl Strategy for SelfSubjectAccessReviews {
-    fn validate_create(&self, obj: &Value) -> Vec<Cause> {
-        check(
-            obj,
-            validation::authorization::validate_self_subject_access_review,
-        )
-    }
-
-    fn is_stored(&self) -> bool {
-        false
-    }
-
-    fn handler(&self) -> Handler {
-        Handler::AccessReview
-    }
-
-    fn printer(&self) -> &'static Printer {
-        &printers::cluster::DEFAULT
-    }
-}
-
-pub struct SelfSubjectRulesReviews;
 
 pub static SELF_SUBJECT_RULES_REVIEWS: Resource = review(
     "SelfSubjectRulesReview",
     "selfsubjectrulesreviews",
     "selfsubjectrulesreview",
     false,
-    &SelfSubjectRulesReviews,
+    &Review {
+        validate: |_| Vec::new(),
+    },
 );
-
-impl Strategy for SelfSubjectRulesReviews {
-    fn is_stored(&self) -> bool {
-        false
-    }
-
-    fn handler(&self) -> Handler {
-        Handler::AccessReview
-    }
-
-    fn printer(&self) -> &'static Printer {
-        &printers::cluster::DEFAULT
-    }
-}
-
-pub struct SubjectAccessReviews;
 
 pub static SUBJECT_ACCESS_REVIEWS: Resource = review(
     "SubjectAccessReview",
     "subjectaccessreviews",
     "subjectaccessreview",
     false,
-    &SubjectAccessReviews,
+    &Review {
+        validate: |obj| {
+            check(
+                obj,
+                validation::authorization::validate_subject_access_review,
+            )
+        },
+    },
 );
-
-impl Strategy for SubjectAccessReviews {
-    fn validate_create(&self, obj: &Value) -> Vec<Cause> {
-        check(
-            obj,
-            validation::authorization::validate_subject_access_review,
-        )
-    }
-
-    fn is_stored(&self) -> bool {
-        false
-    }
-
-    fn handler(&self) -> Handler {
-        Handler::AccessReview
-    }
-
-    fn printer(&self) -> &'static Printer {
-        &printers::cluster::DEFAULT
-    }
-}
-
-pub struct LocalSubjectAccessReviews;
 
 pub static LOCAL_SUBJECT_ACCESS_REVIEWS: Resource = review(
     "LocalSubjectAccessReview",
     "localsubjectaccessreviews",
     "localsubjectaccessreview",
     true,
-    &LocalSubjectAccessReviews,
+    &Review {
+        validate: |obj| {
+            check(
+                obj,
+                validation::authorization::validate_local_subject_access_review,
+            )
+        },
+    },
 );
-
-impl Strategy for LocalSubjectAccessReviews {
-    fn validate_create(&self, obj: &Value) -> Vec<Cause> {
-        check(
-            obj,
-            validation::authorization::validate_local_subject_access_review,
-        )
-    }
-
-    fn is_stored(&self) -> bool {
-        false
-    }
-
-    fn handler(&self) -> Handler {
-        Handler::AccessReview
-    }
-
-    fn printer(&self) -> &'static Printer {
-        &printers::cluster::DEFAULT
-    }
-}
