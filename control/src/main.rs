@@ -80,6 +80,10 @@ struct ApiserverArgs {
     /// creates the `default` ServiceAccounts).
     #[arg(long, value_delimiter = ',')]
     disable_admission_plugins: Vec<String>,
+    /// Authorizers asked in order, comma separated: `Node`, `RBAC`,
+    /// `AlwaysAllow`, `AlwaysDeny`.
+    #[arg(long, value_delimiter = ',', default_value = "Node,RBAC")]
+    authorization_mode: Vec<apiserver::auth::authorizer::Mode>,
 }
 
 /// `all`: the API server's flags plus the scheduler's and the controller
@@ -131,6 +135,7 @@ impl ApiserverArgs {
             etcd_compaction_interval: Duration::from_secs(self.etcd_compaction_interval),
             kubelet_preferred_address_types: self.kubelet_preferred_address_types,
             disabled_admission_plugins: self.disable_admission_plugins,
+            authorization_modes: self.authorization_mode,
         }
     }
 }

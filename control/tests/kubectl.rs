@@ -314,8 +314,8 @@ fn create_expose_watch_and_delete() {
 fn auth_can_i_answers_as_the_authorizer_decides() {
     let c = Cluster::start();
     let api = &c.api;
-    // Every authenticated request is allowed (the AlwaysAllow mode), and
-    // the reviews say so: for resources, subresources and other paths.
+    // The admin (system:masters) may do anything, and the reviews say so:
+    // for resources, subresources and other paths.
     assert_eq!(
         api.kubectl_ok(&["auth", "can-i", "create", "pods"]),
         "yes\n"
@@ -418,7 +418,27 @@ fn auth_can_i_answers_as_the_authorizer_decides() {
             "",
             r#"{"user":"jane","resourceAttributes":{"verb":"get","resource":"secrets","namespace":"team"}}"#,
         ),
+        Ok(serde_json::json!({"allowed": false})),
+        "jane has no bindings"
+    );
+    assert_eq!(
+        ask(
+            sar,
+            "SubjectAccessReview",
+            "",
+            r#"{"user":"jane","groups":["system:masters"],"resourceAttributes":{"verb":"get","resource":"secrets","namespace":"team"}}"#,
+        ),
         Ok(serde_json::json!({"allowed": true}))
+    );
+    assert_eq!(
+        ask(
+            sar,
+            "SubjectAccessReview",
+            "",
+            r#"{"user":"jane","groups":["system:authenticated"],"nonResourceAttributes":{"verb":"get","path":"/healthz"}}"#,
+        ),
+        Ok(serde_json::json!({"allowed": true})),
+        "system:public-info-viewer"
     );
     let nobody = ask(
         sar,
@@ -444,7 +464,7 @@ fn auth_can_i_answers_as_the_authorizer_decides() {
             ),
         )
     };
-    assert_eq!(local("team"), Ok(serde_json::json!({"allowed": true})));
+    assert_eq!(local("team"), Ok(serde_json::json!({"allowed": false})));
     let other = local("other").expect_err("another namespace");
     assert!(
         other.contains(

@@ -50,6 +50,8 @@ pub struct Config {
     /// `--disable-admission-plugins`: admission plugins turned off (only
     /// [`SERVICE_ACCOUNT_PLUGIN`] can be).
     pub disabled_admission_plugins: Vec<String>,
+    /// `--authorization-mode`: the authorizers asked, in order.
+    pub authorization_modes: Vec<auth::authorizer::Mode>,
 }
 
 /// The admission plugin that checks a pod's ServiceAccount and mounts its
@@ -74,6 +76,7 @@ impl Default for Config {
                 .map(|s| s.to_string())
                 .collect(),
             disabled_admission_plugins: Vec::new(),
+            authorization_modes: vec![auth::authorizer::Mode::Node, auth::authorizer::Mode::Rbac],
         }
     }
 }
@@ -255,6 +258,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         bootstrapped: ready_rx,
         kubelet,
         token_auth: auth::token_auth::TokenAuthenticator::new(tokens.clone(), registry.clone()),
+        authorizer: Arc::new(auth::authorizer::Authorizer::new(
+            config.authorization_modes.clone(),
+            registry.clone(),
+        )),
         tokens,
     });
     info!(%addr, url = %config.server_url(), "API server listening");

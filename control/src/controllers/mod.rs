@@ -7,6 +7,7 @@
 //! active instance.
 
 pub mod cli;
+pub mod clusterrole_aggregation;
 pub mod deployment;
 pub mod endpointslice;
 pub mod garbagecollector;
@@ -28,6 +29,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, Pod, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::Api;
 use kube::runtime::watcher;
 use tracing::{info, warn};
@@ -46,6 +48,7 @@ pub const ALL: &[&str] = &[
     "namespace",
     "serviceaccount",
     "root-ca-cert-publisher",
+    "clusterrole-aggregation",
 ];
 
 /// Settings (flags of `baton-control controllers`, named like
@@ -252,6 +255,17 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
             Err(e) => warn!(error = %e, "no root CA to publish"),
         }
     }
+    let mut cluster_roles = Informer::new(
+        Api::<ClusterRole>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    if cfg.enabled("clusterrole-aggregation") {
+        tasks.spawn(clusterrole_aggregation::run(
+            client.clone(),
+            cluster_roles.store(),
+            cluster_roles.subscribe(),
+        ));
+    }
     let ns_sub = cfg
         .enabled("namespace")
         .then(|| (nss.store(), nss.subscribe()));
@@ -267,6 +281,7 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
         &mut nss,
         &mut leases,
         &mut root_cas,
+        &mut cluster_roles,
     ] {
         i.start();
     }

@@ -1,5 +1,5 @@
-//! Objects kube-apiserver keeps in place itself: the system namespaces and
-//! the `kubernetes` Service in `default` with its Endpoints and
+//! Objects kube-apiserver keeps in place itself: the system namespaces, the
+//! RBAC bootstrap policy ([`super::bootstrap_policy`]), and the `kubernetes` Service in `default` with its Endpoints and
 //! EndpointSlice pointing at the API server's advertise address. Run at
 //! start and re-checked periodically (so they come back after etcd was
 //! down or someone deleted them).
@@ -153,9 +153,18 @@ impl Registry {
         .await
     }
 
-    /// One reconciliation pass.
-    pub async fn bootstrap(&self, ep: &Endpoint) -> Result<(), crate::api::status::ApiError> {
+    /// One reconciliation pass; the RBAC policy only until it was written
+    /// once (`policy_written`), as kube-apiserver reconciles it at start.
+    pub async fn bootstrap(
+        &self,
+        ep: &Endpoint,
+        policy_written: &mut bool,
+    ) -> Result<(), crate::api::status::ApiError> {
         self.ensure_namespaces().await?;
+        if !*policy_written {
+            self.ensure_policy(&internal()).await?;
+            *policy_written = true;
+        }
         self.ensure_kubernetes_service(ep).await
     }
 
@@ -166,8 +175,9 @@ impl Registry {
         ep: Endpoint,
         ready: tokio::sync::watch::Sender<bool>,
     ) {
+        let mut policy_written = false;
         loop {
-            match self.bootstrap(&ep).await {
+            match self.bootstrap(&ep, &mut policy_written).await {
                 Ok(()) => {
                     let _ = ready.send(true);
                     tokio::time::sleep(Duration::from_secs(10)).await;

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod allocator;
 pub mod bootstrap;
+pub mod bootstrap_policy;
 pub mod delete;
 pub mod fieldmanager;
 pub mod metadata;
@@ -38,6 +39,23 @@ pub struct WriteContext {
     /// may record a loopback advertise address that validation refuses
     /// from clients.
     pub internal: bool,
+    /// The check the API server adds for the requesting user (RBAC's
+    /// escalation prevention), run on the object about to be written.
+    pub user_check: Option<UserCheck>,
+}
+
+/// A validating check of the object about to be written, on behalf of
+/// the requesting user.
+#[derive(Clone)]
+pub struct UserCheck(pub Arc<CheckFn>);
+
+/// The function of a [`UserCheck`].
+pub type CheckFn = dyn Fn(&Value) -> Result<(), ApiError> + Send + Sync;
+
+impl std::fmt::Debug for UserCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserCheck")
+    }
 }
 
 impl WriteContext {
@@ -48,6 +66,7 @@ impl WriteContext {
             operation: Operation::Update,
             subresource: subresource.map(str::to_string),
             internal: false,
+            user_check: None,
         }
     }
 }
@@ -177,6 +196,9 @@ impl Registry {
             if !ctx.internal {
                 admission::validate(r, &attempt, None, None)?;
             }
+            if let Some(UserCheck(check)) = &ctx.user_check {
+                check(&attempt)?;
+            }
             if ctx.dry_run {
                 return Ok(attempt);
             }
@@ -272,6 +294,9 @@ impl Registry {
             };
             if !ctx.internal {
                 admission::validate(r, &new, Some(&old), sub)?;
+            }
+            if let Some(UserCheck(check)) = &ctx.user_check {
+                check(&new)?;
             }
             fieldmanager::record(
                 &mut new,

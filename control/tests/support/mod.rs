@@ -96,11 +96,17 @@ impl Plane {
     /// A kubeconfig for `user`, issued by the cluster CA with the real
     /// `baton-control kubeconfig`.
     pub fn kubeconfig(&self, user: &str) -> PathBuf {
+        self.kubeconfig_in(user, &[])
+    }
+
+    /// A kubeconfig for `user` in `groups`.
+    pub fn kubeconfig_in(&self, user: &str, groups: &[&str]) -> PathBuf {
         let api = &self.cluster.api;
         let out = api
             .dir
             .path()
             .join(format!("{}.conf", user.replace(':', "_")));
+        let group_args = groups.iter().flat_map(|g| ["--group", g]);
         let o = Command::new(env!("CARGO_BIN_EXE_baton-control"))
             .args([
                 "kubeconfig",
@@ -113,6 +119,7 @@ impl Plane {
                 "--out",
                 out.to_str().unwrap(),
             ])
+            .args(group_args)
             .output()
             .expect("kubeconfig");
         assert!(o.status.success(), "kubeconfig: {}", stderr(&o));

@@ -2,15 +2,15 @@
 //! kube-apiserver's `WithImpersonation` filter. An authenticated request
 //! with `Impersonate-User` (and optionally `Impersonate-Group`,
 //! `Impersonate-Uid`, `Impersonate-Extra-<key>`) is served as that user.
-//! Each impersonation would be authorized with the verb `impersonate`; the
-//! API server's authorization is `AlwaysAllow`
-//! ([`access_review`](crate::apiserver::handlers::access_review)), so every
-//! authenticated user may impersonate anyone.
+//! Each part of an impersonation (the user or service account, every
+//! group, the UID, every extra) is authorized with the verb `impersonate`
+//! for the authenticated user first ([`requested_access`]).
 
 use http::HeaderMap;
 use percent_encoding::percent_decode_str;
 
 use super::User;
+use super::authorizer::Attributes;
 use crate::api::status::ApiError;
 
 const USER: &str = "impersonate-user";
@@ -86,6 +86,60 @@ pub fn acting_user(authenticated: User, headers: &HeaderMap) -> Result<User, Api
         uid,
         extra,
     })
+}
+
+/// What the impersonation headers ask `authenticated` to be allowed:
+/// `impersonate` on the user (`users`, or the ServiceAccount its name
+/// names), on each group, on the UID (`uids`) and on each extra value
+/// (`userextras/<key>`), as kube-apiserver's filter checks them.
+pub fn requested_access(authenticated: &User, headers: &HeaderMap) -> Vec<Attributes> {
+    let ask =
+        |group: &str, resource: &str, subresource: &str, namespace: &str, name: &str| Attributes {
+            user: authenticated.clone(),
+            verb: "impersonate".into(),
+            resource_request: true,
+            namespace: namespace.into(),
+            api_group: group.into(),
+            resource: resource.into(),
+            subresource: subresource.into(),
+            name: name.into(),
+            path: String::new(),
+        };
+    let values = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let mut out = Vec::new();
+    for user in values(USER) {
+        out.push(match split_service_account(&user) {
+            Some((namespace, name)) => ask("", "serviceaccounts", "", namespace, name),
+            None => ask("", "users", "", "", &user),
+        });
+    }
+    for group in values(GROUP) {
+        out.push(ask("", "groups", "", "", &group));
+    }
+    for uid in values(UID) {
+        out.push(ask("authentication.k8s.io", "uids", "", "", &uid));
+    }
+    for (header, v) in headers {
+        if let Some(key) = header.as_str().strip_prefix(EXTRA_PREFIX)
+            && let Ok(v) = v.to_str()
+        {
+            out.push(ask(
+                "authentication.k8s.io",
+                "userextras",
+                &unescape(key),
+                "",
+                v,
+            ));
+        }
+    }
+    out
 }
 
 /// `serviceaccount.SplitUsername`: the namespace and name of a service
@@ -243,6 +297,50 @@ mod tests {
         )
         .unwrap();
         assert_eq!(user.groups, [AUTHENTICATED]);
+    }
+
+    #[test]
+    fn each_part_of_an_impersonation_is_asked_for() {
+        let asked = requested_access(
+            &admin(),
+            &headers(&[
+                (USER, "system:serviceaccount:team:builder"),
+                (GROUP, "devs"),
+                (UID, "7"),
+                ("impersonate-extra-scopes", "view"),
+            ]),
+        );
+        let parts: Vec<_> = asked
+            .iter()
+            .map(|a| {
+                (
+                    a.verb.as_str(),
+                    a.api_group.as_str(),
+                    a.resource.as_str(),
+                    a.subresource.as_str(),
+                    a.namespace.as_str(),
+                    a.name.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                ("impersonate", "", "serviceaccounts", "", "team", "builder"),
+                ("impersonate", "", "groups", "", "", "devs"),
+                ("impersonate", "authentication.k8s.io", "uids", "", "", "7"),
+                (
+                    "impersonate",
+                    "authentication.k8s.io",
+                    "userextras",
+                    "scopes",
+                    "",
+                    "view"
+                ),
+            ]
+        );
+        assert!(asked.iter().all(|a| a.user.name == "kubernetes-admin"));
+        assert!(requested_access(&admin(), &headers(&[])).is_empty());
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! Who a request comes from: the authenticated [`User`], service-account
-//! tokens (issued and checked) and impersonation.
+//! tokens (issued and checked), impersonation, and the authorizer that
+//! decides what the user may do.
 
+pub mod authorizer;
+pub mod escalation;
 pub mod impersonation;
+pub mod node_restriction;
 pub mod token_auth;
 pub mod tokens;
 

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::list::{Filter, accept, include_object, storage_resource};
 use super::{Api, Body, Req, output, respond_json};
 use crate::api::status::ApiError;
+use crate::apiserver::auth::node_restriction;
 use crate::apiserver::codec::content;
 use crate::apiserver::router::ResourceRequest;
 use crate::registry::{DeleteOptions, Deleted};
@@ -38,6 +39,7 @@ pub async fn delete(
     let accept = accept(rr, r)?;
     let opts = options(r)?;
     let res = storage_resource(rr.resource);
+    node_may_remove(api, rr, r, false).await?;
     let v = match api
         .registry
         .delete(res, rr.namespace(), rr.name(), &opts)
@@ -52,6 +54,26 @@ pub async fn delete(
         v,
         include_object(r)?,
     ))
+}
+
+/// NodeRestriction on removing a pod: a node removes only its own pods.
+pub(super) async fn node_may_remove(
+    api: &Arc<Api>,
+    rr: &ResourceRequest,
+    r: &Req,
+    eviction: bool,
+) -> Result<(), ApiError> {
+    if !node_restriction::applies(&r.user, rr.resource) || rr.resource.plural != "pods" {
+        return Ok(());
+    }
+    match api
+        .registry
+        .get_recent(rr.resource, rr.namespace(), rr.name())
+        .await?
+    {
+        Some(pod) => node_restriction::check_pod_removal(&r.user, rr.resource, &pod, eviction),
+        None => Err(ApiError::not_found(rr.resource, rr.name())),
+    }
 }
 
 /// DELETE a collection: every object matching the selectors, returned as

@@ -25,6 +25,7 @@ use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
 
 use super::auth::User;
+use super::auth::authorizer::Attributes;
 use super::codec::content::{self, Accept};
 use super::metrics::{self, RequestKind};
 use super::router::{self, ResourceRequest, Route, Verb};
@@ -48,6 +49,8 @@ pub struct Api {
     pub tokens: Arc<super::auth::tokens::ServiceAccountKey>,
     /// Authenticates bearer tokens.
     pub token_auth: super::auth::token_auth::TokenAuthenticator,
+    /// Decides what the request's user may do.
+    pub authorizer: Arc<super::auth::authorizer::Authorizer>,
 }
 
 /// A parsed request.
@@ -178,10 +181,28 @@ pub async fn handle(
     }) else {
         return Ok(error_response(&ApiError::unauthorized()));
     };
+    for asked in super::auth::impersonation::requested_access(&user, &parts.headers) {
+        if let Err(e) = api.authorizer.check(&asked) {
+            return Ok(error_response(&e));
+        }
+    }
     let user = match super::auth::impersonation::acting_user(user, &parts.headers) {
         Ok(user) => user,
         Err(e) => return Ok(error_response(&e)),
     };
+    let attributes = match &route {
+        Route::Resource(rr) => Attributes::of_resource(user.clone(), rr, &query),
+        _ => Attributes::of_path(user.clone(), &parts.method, &path),
+    };
+    if let Err(e) = api.authorizer.check(&attributes) {
+        return Ok(error_response_for(
+            &e,
+            parts
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        ));
+    }
     if let Route::Resource(rr) = &route
         && (pod_streams::is_stream(rr) || node_proxy::is_node_proxy(rr))
     {
@@ -300,7 +321,7 @@ async fn resource(
     check_verb(rr)?;
     match rr.resource.strategy.handler() {
         Handler::SelfSubjectReview => return self_subject_review::create(rr, r),
-        Handler::AccessReview => return access_review::create(rr, r),
+        Handler::AccessReview => return access_review::create(api, rr, r),
         Handler::Registry => {}
     }
     let verb = rr.verb;

@@ -126,6 +126,7 @@ async fn bind(api: &Arc<Api>, rr: &ResourceRequest, r: &Req) -> Result<Response<
 /// Evicts a pod: a graceful delete (no PodDisruptionBudgets are served).
 async fn evict(api: &Arc<Api>, rr: &ResourceRequest, r: &Req) -> Result<Response<Body>, ApiError> {
     let b = body(r)?;
+    super::delete::node_may_remove(api, rr, r, true).await?;
     let mut opts = DeleteOptions::from_request(b.get("deleteOptions"), &r.query)?;
     if r.dry_run()? {
         opts.dry_run = true;

@@ -11,11 +11,12 @@ use super::output;
 use super::{Api, Body, Req};
 use crate::api::resource::Resource;
 use crate::api::status::ApiError;
+use crate::apiserver::auth::{escalation, node_restriction};
 use crate::apiserver::codec::content;
 use crate::apiserver::codec::patch::{self, PatchType};
 use crate::apiserver::router::ResourceRequest;
 use crate::registry::fieldmanager::{self, Operation, apply};
-use crate::registry::{WriteContext, metadata, resource_version};
+use crate::registry::{UserCheck, WriteContext, metadata, resource_version};
 use crate::schema;
 
 /// `fieldValidation`: what to do with unknown fields.
@@ -198,7 +199,7 @@ pub async fn create(
     let (mut obj, warnings) = decode_object(res, r, res.kind, res.group, res.version)?;
     metadata::check_identity(res, &mut obj, rr.namespace(), None)?;
     let obj = stored_form(rr, obj);
-    let ctx = WriteContext::update(&manager(r, false)?, None, r.dry_run()?);
+    let ctx = context(api, rr, r, &manager(r, false)?, None, r.dry_run()?);
     let created = api
         .registry
         .create(storage_resource(res), rr.namespace(), obj, &ctx)
@@ -207,6 +208,39 @@ pub async fn create(
         output::object(201, res, &accept, created, include_object(r)?),
         &warnings,
     ))
+}
+
+/// The write's context, with the checks of the requesting user: RBAC's
+/// escalation prevention on role and binding writes, NodeRestriction on a
+/// node's writes.
+fn context(
+    api: &Arc<Api>,
+    rr: &ResourceRequest,
+    r: &Req,
+    manager: &str,
+    sub: Option<&str>,
+    dry_run: bool,
+) -> WriteContext {
+    let mut ctx = WriteContext::update(manager, sub, dry_run);
+    let escalates = rr.resource.group == "rbac.authorization.k8s.io";
+    let restricted = node_restriction::applies(&r.user, rr.resource);
+    if escalates || restricted {
+        let authorizer = api.authorizer.clone();
+        let user = r.user.clone();
+        let (res, verb) = (rr.resource, rr.verb);
+        let subresource = rr.subresource.clone();
+        let namespace = rr.namespace().to_owned();
+        ctx.user_check = Some(UserCheck(Arc::new(move |object| {
+            if restricted {
+                node_restriction::check_write(&user, res, verb, subresource.as_deref(), object)?;
+            }
+            if escalates {
+                escalation::check(&authorizer, &user, res.plural, &namespace, object)?;
+            }
+            Ok(())
+        })));
+    }
+    ctx
 }
 
 /// PUT of an object, its status, or a namespace's finalizers.
@@ -230,7 +264,7 @@ pub async fn update(
     }
     let obj = stored_form(rr, obj);
     let sub = rr.subresource.as_deref();
-    let ctx = WriteContext::update(&manager(r, false)?, sub, r.dry_run()?);
+    let ctx = context(api, rr, r, &manager(r, false)?, sub, r.dry_run()?);
     let name = rr.name().to_string();
     let (stored, created) = api
         .registry
@@ -276,7 +310,7 @@ pub async fn patch(
         check_type(&config, res.kind, res.group, res.version)?;
         warnings = unknown_fields(&mut config, r, res.kind, res.group, res.version)?;
         metadata::check_identity(res, &mut config, rr.namespace(), Some(&name))?;
-        let mut ctx = WriteContext::update(&mgr, sub, dry_run);
+        let mut ctx = context(api, rr, r, &mgr, sub, dry_run);
         ctx.operation = Operation::Apply;
         let api_version = res.api_version();
         let (stored, created) = api
@@ -303,7 +337,7 @@ pub async fn patch(
         ));
     }
     let mgr = manager(r, false)?;
-    let ctx = WriteContext::update(&mgr, sub, dry_run);
+    let ctx = context(api, rr, r, &mgr, sub, dry_run);
     let body = r.body.clone();
     let mut dropped = Vec::new();
     let (stored, _) = api
