@@ -1021,12 +1021,26 @@ spec:
         String::from_utf8_lossy(&whoami.stdout),
         "system:serviceaccount:default:reader sa-reader"
     );
+    // It may do what its bindings allow, nothing more.
     let pods = kubectl_with_token(&c, &ca, &token, &["get", "pods", "-o", "name"]);
     assert!(
-        String::from_utf8_lossy(&pods.stdout).contains("pod/sa-reader"),
+        String::from_utf8_lossy(&pods.stderr).contains(
+            r#"pods is forbidden: User "system:serviceaccount:default:reader" cannot list resource "pods" in API group "" in the namespace "default""#
+        ),
         "{}",
         String::from_utf8_lossy(&pods.stderr)
     );
+    c.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "reader-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:reader",
+    ]);
+    c.wait(Duration::from_secs(20), "the reader's view binding", |c| {
+        let pods = kubectl_with_token(c, &ca, &token, &["get", "pods", "-o", "name"]);
+        String::from_utf8_lossy(&pods.stdout).contains("pod/sa-reader")
+    });
     // The pod reaches the API server through the `kubernetes` Service (a
     // plain-text request: the server's TLS refuses it and closes, which
     // ends `nc`; an unreachable server would fail the connect).

@@ -186,7 +186,9 @@ fn node_rules() -> Vec<Value> {
     ]
 }
 
-/// Each controller the controller manager runs, with its role's rules.
+/// Each controller the controller manager runs, with its role's rules
+/// (upstream's, with `patch` where baton's controllers patch a status or
+/// an annotation that upstream's update).
 fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
     let apps = &["apps", "extensions"][..];
     vec![
