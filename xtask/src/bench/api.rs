@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 
+use super::authorization;
 use super::loopback::LoopbackControlPlane;
 use super::report::{self, round2, rss_mib, summary};
 
@@ -91,7 +92,13 @@ pub fn run(args: BenchApiArgs) -> Result<()> {
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(measure(&args, &bin, &run_dir, &etcd_base));
+        .block_on(async {
+            let mut report = measure(&args, &bin, &run_dir, &etcd_base).await?;
+            report["authorization"] =
+                authorization::measure(&bin, &run_dir, &etcd_base, args.latency_samples, pod)
+                    .await?;
+            Ok::<_, anyhow::Error>(report)
+        });
     let _ = std::fs::remove_dir_all(&etcd_base);
     let report = match result {
         Ok(r) => r,
@@ -379,5 +386,5 @@ fn render(r: &serde_json::Value) -> String {
         when = r["when"].as_str().unwrap_or(""),
         load = r["load_average_1m_at_end"].as_str().unwrap_or("?"),
     );
-    section
+    format!("{section}\n{}", authorization::render(&r["authorization"]))
 }

@@ -25,6 +25,11 @@ impl LoopbackControlPlane {
     /// kubeconfig and logs in `dir`) on free loopback ports, and waits until
     /// the API server accepts connections.
     pub fn start(binary: &Path, dir: &Path, etcd_dir: &Path) -> Result<Self> {
+        Self::start_with(binary, dir, etcd_dir, &[])
+    }
+
+    /// [`Self::start`] with `extra` flags for the API server.
+    pub fn start_with(binary: &Path, dir: &Path, etcd_dir: &Path, extra: &[&str]) -> Result<Self> {
         let log = |name: &str| -> Result<Stdio> {
             let path = dir.join(name);
             Ok(Stdio::from(
@@ -66,6 +71,7 @@ impl LoopbackControlPlane {
                 .arg(format!("--admin-kubeconfig={}", kubeconfig.display()))
                 // No controller manager creates the `default` ServiceAccount.
                 .arg("--disable-admission-plugins=ServiceAccount")
+                .args(extra)
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(log("apiserver.log")?)
@@ -122,7 +128,12 @@ impl LoopbackControlPlane {
     }
 
     async fn try_client(&self) -> Result<kube::Client> {
-        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        self.client_from(&self.kubeconfig).await
+    }
+
+    /// A kube client without retries for the kubeconfig at `path`.
+    pub async fn client_from(&self, path: &Path) -> Result<kube::Client> {
+        let kc = kube::config::Kubeconfig::read_from(path)?;
         let mut cfg =
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await?;

@@ -2,6 +2,7 @@
 //! `target/baton/bench/` and as a section of docs/benchmarks.md.
 
 mod api;
+mod authorization;
 mod dataplane;
 mod loopback;
 mod pods;
