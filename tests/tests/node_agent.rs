@@ -675,7 +675,12 @@ fn baton_node_endpoint_netns(data_dir: &std::path::Path) -> Vec<String> {
 /// A client certificate of the cluster CA (as the API server's kubelet
 /// client certificate would be), written as PEM files; returns (cert, key).
 fn client_cert(c: &Stack) -> (std::path::PathBuf, std::path::PathBuf) {
-    let dir = c.cluster.run_dir().join("client");
+    user_cert(c, "kube-apiserver-kubelet-client", &["system:masters"])
+}
+
+/// A client certificate (and key) of the cluster CA for `user` in `groups`.
+fn user_cert(c: &Stack, user: &str, groups: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = c.cluster.run_dir().join(format!("client-{user}"));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     let status = std::process::Command::new(
@@ -686,14 +691,8 @@ fn client_cert(c: &Stack) -> (std::path::PathBuf, std::path::PathBuf) {
     .arg("kubeconfig")
     .arg("--cert-dir")
     .arg(&c.pki)
-    .args([
-        "--server",
-        "https://127.0.0.1:6443",
-        "--user",
-        "kube-apiserver-kubelet-client",
-        "--group",
-        "system:masters",
-    ])
+    .args(["--server", "https://127.0.0.1:6443", "--user", user])
+    .args(groups.iter().flat_map(|g| ["--group", g]))
     .arg("--out")
     .arg(&kubeconfig)
     .status()
@@ -750,35 +749,61 @@ spec:
         "https://{}:10250/containerLogs/default/talker/sh",
         node.address()
     );
-    let curl = |query: &str, with_cert: bool| {
+    let jane = user_cert(&c, "jane", &[]);
+    let curl_as = |query: &str, cert: Option<&(std::path::PathBuf, std::path::PathBuf)>| {
         let mut cmd = std::process::Command::new("curl");
-        cmd.args(["-sS", "--max-time", "10", "--cacert"])
-            .arg(c.pki.join("ca.crt"));
-        if with_cert {
-            cmd.arg("--cert").arg(&cert).arg("--key").arg(&key);
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(c.pki.join("ca.crt"));
+        if let Some((cert, key)) = cert {
+            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
         }
         cmd.arg(format!("{base}{query}"));
-        cmd.output().unwrap()
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+        (body.to_owned(), code.to_owned())
+    };
+    let pair = (cert.clone(), key.clone());
+    let curl = |query: &str| {
+        let (body, code) = curl_as(query, Some(&pair));
+        assert_eq!(code, "200", "{body}");
+        body
     };
     c.wait(Duration::from_secs(10), "three log lines", |_| {
-        String::from_utf8_lossy(&curl("", true).stdout) == "line 1\nline 2\nline 3\n"
+        curl_as("", Some(&pair)).0 == "line 1\nline 2\nline 3\n"
     });
-    assert_eq!(
-        String::from_utf8_lossy(&curl("?tailLines=1", true).stdout),
-        "line 3\n"
-    );
-    let stamped = String::from_utf8_lossy(&curl("?timestamps=true", true).stdout).into_owned();
+    assert_eq!(curl("?tailLines=1"), "line 3\n");
+    let stamped = curl("?timestamps=true");
     assert!(stamped.lines().all(|l| l.contains("Z line ")), "{stamped}");
-    let previous = String::from_utf8_lossy(&curl("?previous=true", true).stdout).into_owned();
+    let (previous, _) = curl_as("?previous=true", Some(&pair));
     assert!(
         previous.contains("previous terminated container"),
         "{previous}"
     );
-    // Without a client certificate of the cluster CA: refused.
-    let anonymous = curl("", false);
-    assert!(
-        !anonymous.status.success() || anonymous.stdout.is_empty(),
-        "{anonymous:?}"
+    // Without credentials: 401; a user of the cluster CA whom the API
+    // server does not allow `nodes/proxy`: 403, in the kubelet's words.
+    assert_eq!(
+        curl_as("", None),
+        ("Unauthorized".to_owned(), "401".to_owned())
+    );
+    assert_eq!(
+        curl_as("", Some(&jane)),
+        (
+            "Forbidden (user=jane, verb=get, resource=nodes, subresource=proxy)".to_owned(),
+            "403".to_owned()
+        )
     );
 }
 

@@ -187,6 +187,8 @@ pub enum Handler {
     AccessReview,
     /// The requesting user, as authentication saw it (SelfSubjectReview).
     SelfSubjectReview,
+    /// A token checked by the API server's authenticator (TokenReview).
+    TokenReview,
 }
 
 /// The rules of one kind. Every method has the default of a kind without

@@ -202,7 +202,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         &ca,
         &config.cert_dir,
         "apiserver-kubelet-client",
-        "kube-apiserver-kubelet-client",
+        crate::registry::bootstrap_policy::APISERVER_KUBELET_CLIENT,
         &["kubeadm:cluster-admins".to_string()],
     )?;
     let kubelet = Arc::new(kubelet::KubeletClient::new(

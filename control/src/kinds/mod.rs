@@ -39,6 +39,7 @@ pub static RESOURCES: &[&Resource] = &[
     &coordination::RESOURCE,
     &events::RESOURCE,
     &authentication::RESOURCE,
+    &authentication::TOKEN_REVIEWS,
     &authorization::SELF_SUBJECT_ACCESS_REVIEWS,
     &authorization::SELF_SUBJECT_RULES_REVIEWS,
     &authorization::SUBJECT_ACCESS_REVIEWS,

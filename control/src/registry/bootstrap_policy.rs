@@ -40,6 +40,8 @@ const READ_WRITE: &[&str] = &[
 
 /// The user of the controller manager.
 pub const CONTROLLER_MANAGER: &str = "system:kube-controller-manager";
+/// The user of the API server's client certificate towards kubelets.
+pub const APISERVER_KUBELET_CLIENT: &str = "kube-apiserver-kubelet-client";
 /// The user of the scheduler.
 pub const SCHEDULER: &str = "system:kube-scheduler";
 
@@ -580,6 +582,25 @@ pub fn cluster_roles() -> Vec<Value> {
             ],
         ),
         cluster_role(
+            "system:kubelet-api-admin",
+            vec![
+                rule(READ, &[""], &["nodes"]),
+                rule(&["proxy"], &[""], &["nodes"]),
+                rule(
+                    &["*"],
+                    &[""],
+                    &[
+                        "nodes/proxy",
+                        "nodes/metrics",
+                        "nodes/stats",
+                        "nodes/log",
+                        "nodes/pods",
+                        "nodes/checkpoint",
+                    ],
+                ),
+            ],
+        ),
+        cluster_role(
             "system:kube-dns",
             vec![rule(&["list", "watch"], &[""], &["endpoints", "services"])],
         ),
@@ -702,6 +723,12 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             vec![user("system:kube-proxy"), group("system:nodes")],
         ),
         cluster_binding(SCHEDULER, SCHEDULER, vec![user(SCHEDULER)]),
+        // The API server's client certificate towards kubelets.
+        cluster_binding(
+            "baton:apiserver-kubelet-client",
+            "system:kubelet-api-admin",
+            vec![user(APISERVER_KUBELET_CLIENT)],
+        ),
         cluster_binding(
             CONTROLLER_MANAGER,
             CONTROLLER_MANAGER,

@@ -34,6 +34,7 @@
 //! ones running, and removes those of pods deleted meanwhile.
 
 pub mod actions;
+pub mod auth;
 pub mod backoff;
 pub mod events;
 pub mod metrics;

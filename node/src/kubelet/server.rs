@@ -19,8 +19,10 @@
 //!
 //! TLS: the serving certificate is issued at start-up from the cluster CA
 //! (`--ca-cert`/`--ca-key`, the API server's `ca.crt`/`ca.key`) for the
-//! node's InternalIP and name; clients must present a certificate signed
-//! by that CA (the API server's kubelet client certificate).
+//! node's InternalIP and name. Every request is authenticated (a client
+//! certificate signed by that CA, or a bearer token) and authorized by the
+//! API server ([`super::auth`]); the API server itself calls with its
+//! kubelet client certificate, which `system:kubelet-api-admin` allows.
 
 use std::collections::HashMap;
 use std::io::SeekFrom;
@@ -42,6 +44,7 @@ use rcgen::{
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::auth::{Caller, KubeletAuth, certificate_caller};
 use super::runtime_view::container_log::render;
 use super::runtime_view::observed::{Container, State};
 use super::runtime_view::read;
@@ -129,6 +132,8 @@ fn tls_config(
         Arc::new(roots),
         Arc::clone(&provider),
     )
+    // Callers without a certificate may present a bearer token instead.
+    .allow_unauthenticated()
     .build()
     .map_err(|e| ServerError::Tls(e.to_string()))?;
     let chain = vec![cert.der().clone()];
@@ -156,6 +161,10 @@ pub async fn spawn(ctx: Arc<Context>, config: &Config) -> Result<(), ServerError
         .await
         .map_err(|source| ServerError::Bind { addr, source })?;
     tracing::info!(%addr, "kubelet server listening");
+    let auth = Arc::new(KubeletAuth::new(
+        ctx.client.clone(),
+        config.node_name.clone(),
+    ));
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
@@ -163,13 +172,28 @@ pub async fn spawn(ctx: Arc<Context>, config: &Config) -> Result<(), ServerError
             };
             let tls = tls.clone();
             let ctx = Arc::clone(&ctx);
+            let auth = Arc::clone(&auth);
             tokio::spawn(async move {
                 let Ok(stream) = tls.accept(tcp).await else {
                     return;
                 };
+                let certified = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| certificate_caller(c));
                 let service = hyper::service::service_fn(move |req| {
                     let ctx = Arc::clone(&ctx);
-                    async move { Ok::<_, std::convert::Infallible>(handle(ctx, req).await) }
+                    let auth = Arc::clone(&auth);
+                    let certified = certified.clone();
+                    async move {
+                        let resp = match admit(&auth, certified, &req).await {
+                            Ok(()) => handle(ctx, req).await,
+                            Err((status, message)) => full(status, message),
+                        };
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -179,6 +203,32 @@ pub async fn spawn(ctx: Arc<Context>, config: &Config) -> Result<(), ServerError
         }
     });
     Ok(())
+}
+
+/// Authenticates and authorizes a request ([`super::auth`]): a client
+/// certificate, else a bearer token; neither is 401.
+async fn admit(
+    auth: &KubeletAuth,
+    certified: Option<Caller>,
+    req: &Request<Incoming>,
+) -> Result<(), (StatusCode, String)> {
+    let bearer = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.is_empty())
+        .map(|(_, token)| token.trim().to_owned());
+    let caller = match (certified, bearer) {
+        (Some(caller), _) => caller,
+        (None, Some(token)) => auth
+            .token_caller(&token)
+            .await
+            .ok_or((StatusCode::UNAUTHORIZED, "Unauthorized".to_owned()))?,
+        (None, None) => return Err((StatusCode::UNAUTHORIZED, "Unauthorized".to_owned())),
+    };
+    auth.authorize(&caller, req.method(), req.uri().path())
+        .await
 }
 
 fn query(req: &Request<Incoming>) -> HashMap<String, Vec<String>> {

@@ -11,6 +11,7 @@ pub mod pod_streams;
 pub mod self_subject_review;
 pub mod subresources;
 pub mod token_request;
+pub mod token_review;
 pub mod watch;
 pub mod write;
 
@@ -322,6 +323,7 @@ async fn resource(
     match rr.resource.strategy.handler() {
         Handler::SelfSubjectReview => return self_subject_review::create(rr, r),
         Handler::AccessReview => return access_review::create(api, rr, r),
+        Handler::TokenReview => return token_review::create(api, rr, r).await,
         Handler::Registry => {}
     }
     let verb = rr.verb;
