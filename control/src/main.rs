@@ -25,7 +25,7 @@ enum Command {
     Apiserver(ApiserverArgs),
     /// Every control-plane component in one process (API server, scheduler,
     /// controller manager), still talking to each other over HTTPS.
-    All(AllArgs),
+    All(Box<AllArgs>),
     /// The scheduler (kube-scheduler's job).
     Scheduler(scheduler::cli::SchedulerArgs),
     /// The controller manager (kube-controller-manager's job).
@@ -216,7 +216,15 @@ async fn run_all(a: AllArgs) -> anyhow::Result<()> {
         "controller-manager.conf",
     )?;
     let sched = scheduler::run(a.scheduler.config(sched_kc, a.leader_elect));
-    let ctrl = controllers::run(a.controllers.config(ctrl_kc, a.leader_elect));
+    let mut ctrl_config = a.controllers.config(ctrl_kc, a.leader_elect);
+    // The controller manager beside the API server signs with its CA.
+    ctrl_config
+        .cluster_signing_cert_file
+        .get_or_insert_with(|| cert_dir.join("ca.crt"));
+    ctrl_config
+        .cluster_signing_key_file
+        .get_or_insert_with(|| cert_dir.join("ca.key"));
+    let ctrl = controllers::run(ctrl_config);
     tokio::select! {
         _ = running.wait() => Ok(()),
         r = sched => r.context("scheduler"),
@@ -252,7 +260,7 @@ fn main() -> anyhow::Result<()> {
         Command::All(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(run_all(a)),
+            .block_on(run_all(*a)),
         Command::Scheduler(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

@@ -255,12 +255,22 @@ impl Component {
         }
     }
 
-    fn args(self) -> Vec<String> {
+    fn args(self, plane: &ControlPlane) -> Vec<String> {
         match self {
             Component::Scheduler => Vec::new(),
             Component::Controllers => vec![
                 format!("--cluster-cidr={}", addressing::pod_cidr()),
                 "--allocate-node-cidrs".to_owned(),
+                // The CSR signer issues from the cluster CA, which stays
+                // on the control plane.
+                format!(
+                    "--cluster-signing-cert-file={}",
+                    plane.cert_dir.join("ca.crt").display()
+                ),
+                format!(
+                    "--cluster-signing-key-file={}",
+                    plane.cert_dir.join("ca.key").display()
+                ),
             ],
         }
     }
@@ -283,7 +293,7 @@ pub fn ensure_component(
             let spec = ProcessSpec::new(name, binaries.path("baton-control")?)
                 .arg(name)
                 .arg(format!("--kubeconfig={}", kubeconfig.display()))
-                .args(component.args())
+                .args(component.args(plane))
                 .env("RUST_LOG", "info,kube_runtime=warn,kube_client=warn");
             Ensured::Started {
                 pid: cluster.spawn(cluster.control().netns(), spec)?.pid,

@@ -212,6 +212,12 @@ pub trait Strategy: Sync + Send {
     /// Resets what a create may not set (mostly the status).
     fn prepare_create(&self, _obj: &mut Value) {}
 
+    /// Whether a create records the requesting user in `spec.username`,
+    /// `uid`, `groups` and `extra` (CertificateSigningRequests).
+    fn records_requester(&self) -> bool {
+        false
+    }
+
     /// What a main-resource update keeps of the old object besides its
     /// status, which the generic code keeps for every kind with one.
     fn prepare_update(&self, _new: &mut Value, _old: &Value) {}

@@ -37,6 +37,15 @@ pub struct ManagerFlags {
     /// ConfigMap (default: the CA the kubeconfig trusts for the API server).
     #[arg(long)]
     pub root_ca_file: Option<PathBuf>,
+    /// The CA certificate the CSR signer issues from (PEM).
+    #[arg(long)]
+    pub cluster_signing_cert_file: Option<PathBuf>,
+    /// The CA's private key (PEM).
+    #[arg(long)]
+    pub cluster_signing_key_file: Option<PathBuf>,
+    /// The longest validity of an issued certificate.
+    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    pub cluster_signing_duration: Duration,
 }
 
 /// `baton-control controllers`.
@@ -83,6 +92,9 @@ impl ManagerFlags {
             node_monitor_period: self.node_monitor_period,
             concurrent_syncs: self.concurrent_syncs,
             root_ca_file: self.root_ca_file.clone(),
+            cluster_signing_cert_file: self.cluster_signing_cert_file.clone(),
+            cluster_signing_key_file: self.cluster_signing_key_file.clone(),
+            cluster_signing_duration: self.cluster_signing_duration,
             ..Config::default()
         }
     }

@@ -6,6 +6,7 @@
 //! write. One Lease (`kube-system/kube-controller-manager`) elects the
 //! active instance.
 
+pub mod certificates;
 pub mod cli;
 pub mod clusterrole_aggregation;
 pub mod deployment;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, Pod, Service, ServiceAccount,
@@ -49,6 +51,8 @@ pub const ALL: &[&str] = &[
     "serviceaccount",
     "root-ca-cert-publisher",
     "clusterrole-aggregation",
+    "csrapproving",
+    "csrsigning",
 ];
 
 /// Settings (flags of `baton-control controllers`, named like
@@ -70,6 +74,10 @@ pub struct Config {
     /// `--root-ca-file`: the bundle published as `kube-root-ca.crt`; by
     /// default the CA the kubeconfig trusts for the API server.
     pub root_ca_file: Option<PathBuf>,
+    /// The CA the CSR signer issues from, and its key.
+    pub cluster_signing_cert_file: Option<PathBuf>,
+    pub cluster_signing_key_file: Option<PathBuf>,
+    pub cluster_signing_duration: Duration,
 }
 
 impl Default for Config {
@@ -86,6 +94,9 @@ impl Default for Config {
             node_monitor_period: Duration::from_secs(5),
             concurrent_syncs: 5,
             root_ca_file: None,
+            cluster_signing_cert_file: None,
+            cluster_signing_key_file: None,
+            cluster_signing_duration: Duration::from_secs(365 * 24 * 3600),
         }
     }
 }
@@ -266,6 +277,24 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
             cluster_roles.subscribe(),
         ));
     }
+    let mut requests = Informer::new(
+        Api::<CertificateSigningRequest>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let signer = if cfg.enabled("csrsigning") {
+        csr_signer(&cfg)
+    } else {
+        None
+    };
+    if signer.is_some() || cfg.enabled("csrapproving") {
+        tasks.spawn(certificates::run(
+            client.clone(),
+            requests.store(),
+            requests.subscribe(),
+            signer,
+            cfg.enabled("csrapproving"),
+        ));
+    }
     let ns_sub = cfg
         .enabled("namespace")
         .then(|| (nss.store(), nss.subscribe()));
@@ -282,6 +311,7 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
         &mut leases,
         &mut root_cas,
         &mut cluster_roles,
+        &mut requests,
     ] {
         i.start();
     }
@@ -309,6 +339,31 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
     }
     info!(controllers = ?ALL.iter().filter(|c| cfg.enabled(c)).collect::<Vec<_>>(), "controllers started");
     while tasks.join_next().await.is_some() {}
+}
+
+/// The CSR signer, when the signing CA is configured and readable.
+fn csr_signer(cfg: &Config) -> Option<certificates::signer::Signer> {
+    let (Some(cert), Some(key)) = (
+        &cfg.cluster_signing_cert_file,
+        &cfg.cluster_signing_key_file,
+    ) else {
+        warn!("no --cluster-signing-cert-file/--cluster-signing-key-file: CSRs are not signed");
+        return None;
+    };
+    let read =
+        |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    let signer = read(cert).and_then(|cert| {
+        let key = read(key)?;
+        certificates::signer::Signer::new(cert, &key, cfg.cluster_signing_duration)
+            .map_err(|e| e.to_string())
+    });
+    match signer {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(error = %e, "the CSR signer cannot load its CA");
+            None
+        }
+    }
 }
 
 /// Why there is no bundle to publish.

@@ -9,6 +9,7 @@
 pub mod apps;
 pub mod authentication;
 pub mod authorization;
+pub mod certificates;
 pub mod coordination;
 pub mod core;
 pub mod discovery;
@@ -44,6 +45,7 @@ pub static RESOURCES: &[&Resource] = &[
     &authorization::SELF_SUBJECT_RULES_REVIEWS,
     &authorization::SUBJECT_ACCESS_REVIEWS,
     &authorization::LOCAL_SUBJECT_ACCESS_REVIEWS,
+    &certificates::RESOURCE,
     &rbac::ROLES,
     &rbac::ROLE_BINDINGS,
     &rbac::CLUSTER_ROLES,

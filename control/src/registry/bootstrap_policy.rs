@@ -203,6 +203,46 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
             )],
         ),
         (
+            "certificate-controller",
+            vec![
+                rule(
+                    &["get", "list", "watch", "delete"],
+                    &["certificates.k8s.io"],
+                    &["certificatesigningrequests"],
+                ),
+                rule(
+                    &["update", "patch"],
+                    &["certificates.k8s.io"],
+                    &[
+                        "certificatesigningrequests/approval",
+                        "certificatesigningrequests/status",
+                    ],
+                ),
+                named(
+                    &["approve"],
+                    &["certificates.k8s.io"],
+                    &["signers"],
+                    &["kubernetes.io/kube-apiserver-client-kubelet"],
+                ),
+                named(
+                    &["sign"],
+                    &["certificates.k8s.io"],
+                    &["signers"],
+                    &[
+                        "kubernetes.io/kube-apiserver-client",
+                        "kubernetes.io/kube-apiserver-client-kubelet",
+                        "kubernetes.io/kubelet-serving",
+                    ],
+                ),
+                rule(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
+                events(),
+            ],
+        ),
+        (
             "deployment-controller",
             vec![
                 rule(&["get", "list", "watch", "update"], apps, &["deployments"]),
@@ -601,6 +641,39 @@ pub fn cluster_roles() -> Vec<Value> {
             ],
         ),
         cluster_role(
+            "system:node-bootstrapper",
+            vec![rule(
+                &["create", "get", "list", "watch"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests"],
+            )],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            vec![rule(
+                &["create"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/nodeclient"],
+            )],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            vec![rule(
+                &["create"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/selfnodeclient"],
+            )],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
+            vec![named(
+                &["approve"],
+                &["certificates.k8s.io"],
+                &["signers"],
+                &["kubernetes.io/kube-apiserver-client-kubelet"],
+            )],
+        ),
+        cluster_role(
             "system:kube-dns",
             vec![rule(&["list", "watch"], &[""], &["endpoints", "services"])],
         ),
@@ -723,6 +796,13 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             vec![user("system:kube-proxy"), group("system:nodes")],
         ),
         cluster_binding(SCHEDULER, SCHEDULER, vec![user(SCHEDULER)]),
+        // A node renews its own client certificate without an
+        // administrator (kubeadm's node-autoapprove-certificate-rotation).
+        cluster_binding(
+            "baton:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            vec![group("system:nodes")],
+        ),
         // The API server's client certificate towards kubelets.
         cluster_binding(
             "baton:apiserver-kubelet-client",

@@ -12,7 +12,10 @@ use crate::api::resource::Resource;
 /// generic get, update and patch: `status`, a namespace's `finalize` and a
 /// pod's `ephemeralcontainers`. [`prepare_update`] keeps to each one's part.
 pub fn writes_the_object(subresource: &str) -> bool {
-    matches!(subresource, "status" | "finalize" | "ephemeralcontainers")
+    matches!(
+        subresource,
+        "status" | "finalize" | "ephemeralcontainers" | "approval"
+    )
 }
 
 pub fn has_status(r: &Resource) -> bool {
@@ -62,6 +65,27 @@ pub fn prepare_update(r: &Resource, subresource: Option<&str>, new: &mut Value, 
                 managed,
             ) {
                 meta.insert("managedFields".into(), m);
+            }
+            *new = next;
+        }
+        // A CSR's approval writes its conditions, nothing else.
+        Some("approval") => {
+            let conditions = new.pointer("/status/conditions").cloned();
+            let managed = new.pointer("/metadata/managedFields").cloned();
+            let mut next = old.clone();
+            if !next.get("status").is_some_and(Value::is_object) {
+                next["status"] = json!({});
+            }
+            match conditions {
+                Some(c) => next["status"]["conditions"] = c,
+                None => {
+                    if let Some(status) = next["status"].as_object_mut() {
+                        status.remove("conditions");
+                    }
+                }
+            }
+            if let Some(m) = managed {
+                next["metadata"]["managedFields"] = m;
             }
             *new = next;
         }

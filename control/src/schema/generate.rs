@@ -6,9 +6,9 @@
 
 use k8s_openapi::api::{
     apps::v1 as apps, authentication::v1 as authentication, authorization::v1 as authorization,
-    autoscaling::v1 as autoscaling, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, events::v1 as events, policy::v1 as policy, rbac::v1 as rbac,
-    scheduling::v1 as scheduling,
+    autoscaling::v1 as autoscaling, certificates::v1 as certificates,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+    events::v1 as events, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -102,6 +102,7 @@ pub fn generate() -> Generated {
     b.kind::<policy::Eviction>();
     b.kind::<authentication::TokenRequest>();
     b.kind::<authentication::SelfSubjectReview>();
+    b.kind::<authentication::TokenReview>();
     b.kind::<authorization::SelfSubjectAccessReview>();
     b.kind::<authorization::SelfSubjectRulesReview>();
     b.kind::<authorization::SubjectAccessReview>();
@@ -109,6 +110,7 @@ pub fn generate() -> Generated {
     b.listable::<discovery::EndpointSlice>();
     b.listable::<coordination::Lease>();
     b.listable::<events::Event>();
+    b.listable::<certificates::CertificateSigningRequest>();
     b.listable::<rbac::Role>();
     b.listable::<rbac::RoleBinding>();
     b.listable::<rbac::ClusterRole>();

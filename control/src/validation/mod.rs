@@ -13,6 +13,7 @@ pub mod selector;
 
 pub mod apps;
 pub mod authorization;
+pub mod certificates;
 pub mod cluster;
 pub mod config;
 pub mod container;

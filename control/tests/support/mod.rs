@@ -141,6 +141,23 @@ impl Plane {
 
     pub fn add_controllers(&mut self, extra: &[&str]) -> usize {
         let kc = self.kubeconfig("system:kube-controller-manager");
+        let pki = self.cluster.api.cert_dir();
+        let signing = [
+            format!(
+                "--cluster-signing-cert-file={}",
+                pki.join("ca.crt").display()
+            ),
+            format!(
+                "--cluster-signing-key-file={}",
+                pki.join("ca.key").display()
+            ),
+        ];
+        let extra: Vec<&str> = extra
+            .iter()
+            .copied()
+            .chain(signing.iter().map(String::as_str))
+            .collect();
+        let extra = extra.as_slice();
         let log = self
             .cluster
             .api

@@ -3,6 +3,7 @@
 //! decides what the user may do.
 
 pub mod authorizer;
+pub mod csr_admission;
 pub mod escalation;
 pub mod impersonation;
 pub mod node_restriction;

@@ -11,7 +11,7 @@ use super::output;
 use super::{Api, Body, Req};
 use crate::api::resource::Resource;
 use crate::api::status::ApiError;
-use crate::apiserver::auth::{escalation, node_restriction};
+use crate::apiserver::auth::{csr_admission, escalation, node_restriction};
 use crate::apiserver::codec::content;
 use crate::apiserver::codec::patch::{self, PatchType};
 use crate::apiserver::router::ResourceRequest;
@@ -198,6 +198,9 @@ pub async fn create(
     }
     let (mut obj, warnings) = decode_object(res, r, res.kind, res.group, res.version)?;
     metadata::check_identity(res, &mut obj, rr.namespace(), None)?;
+    if res.strategy.records_requester() {
+        record_requester(&mut obj, &r.user);
+    }
     let obj = stored_form(rr, obj);
     let ctx = context(api, rr, r, &manager(r, false)?, None, r.dry_run()?);
     let created = api
@@ -210,9 +213,32 @@ pub async fn create(
     ))
 }
 
+/// `spec.username`, `uid`, `groups` and `extra` of the requesting user,
+/// whatever the client sent.
+fn record_requester(obj: &mut Value, user: &crate::apiserver::auth::User) {
+    if !obj.get("spec").is_some_and(Value::is_object) {
+        obj["spec"] = serde_json::json!({});
+    }
+    let spec = &mut obj["spec"];
+    spec["username"] = serde_json::json!(user.name);
+    spec["groups"] = serde_json::json!(user.groups);
+    match spec.as_object_mut() {
+        Some(spec) if user.uid.is_empty() => {
+            spec.remove("uid");
+        }
+        _ => spec["uid"] = serde_json::json!(user.uid),
+    }
+    match spec.as_object_mut() {
+        Some(spec) if user.extra.is_empty() => {
+            spec.remove("extra");
+        }
+        _ => spec["extra"] = serde_json::json!(user.extra),
+    }
+}
+
 /// The write's context, with the checks of the requesting user: RBAC's
 /// escalation prevention on role and binding writes, NodeRestriction on a
-/// node's writes.
+/// node's writes, the CertificateSigningRequest plugins.
 fn context(
     api: &Arc<Api>,
     rr: &ResourceRequest,
@@ -224,7 +250,8 @@ fn context(
     let mut ctx = WriteContext::update(manager, sub, dry_run);
     let escalates = rr.resource.group == "rbac.authorization.k8s.io";
     let restricted = node_restriction::applies(&r.user, rr.resource);
-    if escalates || restricted {
+    let certificates = csr_admission::applies(rr.resource);
+    if escalates || restricted || certificates {
         let authorizer = api.authorizer.clone();
         let user = r.user.clone();
         let (res, verb) = (rr.resource, rr.verb);
@@ -236,6 +263,16 @@ fn context(
             }
             if escalates {
                 escalation::check(&authorizer, &user, res.plural, &namespace, object)?;
+            }
+            if certificates {
+                csr_admission::check(
+                    &authorizer,
+                    &user,
+                    res,
+                    verb,
+                    subresource.as_deref(),
+                    object,
+                )?;
             }
             Ok(())
         })));

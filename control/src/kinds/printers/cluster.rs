@@ -1,4 +1,5 @@
-//! Nodes, namespaces, events, leases, priority classes, RBAC, and the
+//! Nodes, namespaces, events, leases, priority classes, RBAC, certificate
+//! signing requests (`printCertificateSigningRequest`), and the
 //! default table of kinds without a printer (`printNode`, `printNamespace`,
 //! `printEvent`, `printLease`, `printPriorityClass`, `printRoleBinding`,
 //! `printClusterRoleBinding` in kube-apiserver's printers.go; the default
@@ -9,7 +10,7 @@ use std::collections::BTreeSet;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::format::{age, int_at, list_at, or_none, since, str_at, time_at};
+use super::format::{age, human_duration, int_at, list_at, or_none, since, str_at, time_at};
 use crate::api::table::{AGE, Column, Doc, META, NAME, Printed, Printer, col, wide};
 
 const NODE_INFO: &str = "io.k8s.api.core.v1.NodeSystemInfo";
@@ -410,5 +411,71 @@ pub const DEFAULT: Printer = Printer {
             .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
             .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
         vec![json!(str_at(obj, "/metadata/name")), json!(created)].into()
+    },
+};
+
+/// `extractCSRStatus`: Denied, else Approved, else Pending; then Failed
+/// and Issued.
+fn csr_condition(csr: &Value) -> String {
+    let has = |t: &str| {
+        list_at(csr, "/status/conditions")
+            .iter()
+            .any(|c| str_at(c, "/type") == t)
+    };
+    let mut status = if has("Denied") {
+        "Denied".to_owned()
+    } else if has("Approved") {
+        "Approved".to_owned()
+    } else {
+        "Pending".to_owned()
+    };
+    if has("Failed") {
+        status.push_str(",Failed");
+    }
+    if !str_at(csr, "/status/certificate").is_empty() {
+        status.push_str(",Issued");
+    }
+    status
+}
+
+const CSR_TYPE: &str = "io.k8s.api.certificates.v1.CertificateSigningRequestSpec";
+
+pub const CERTIFICATE_SIGNING_REQUEST: Printer = Printer {
+    columns: &[
+        NAME,
+        AGE,
+        col("SignerName", "string", Doc::Field(CSR_TYPE, "signerName")),
+        col(
+            "Requestor",
+            "string",
+            Doc::Text("Name of the user that created the request."),
+        ),
+        col(
+            "RequestedDuration",
+            "string",
+            Doc::Field(CSR_TYPE, "expirationSeconds"),
+        ),
+        col(
+            "Condition",
+            "string",
+            Doc::Text(
+                "Condition of the request: Approved, Denied, Pending, and whether it failed or was issued.",
+            ),
+        ),
+    ],
+    print: |csr, now| {
+        let duration = match int_at(csr, "/spec/expirationSeconds") {
+            Some(seconds) => human_duration(i128::from(seconds) * 1_000_000_000),
+            None => "<none>".to_owned(),
+        };
+        vec![
+            json!(str_at(csr, "/metadata/name")),
+            json!(age(now, csr)),
+            json!(or_none(str_at(csr, "/spec/signerName"))),
+            json!(str_at(csr, "/spec/username")),
+            json!(duration),
+            json!(csr_condition(csr)),
+        ]
+        .into()
     },
 };

@@ -1,0 +1,292 @@
+//! CertificateSigningRequests with the real kubectl: who may ask, who may
+//! approve, what the signer issues from the cluster CA, and the
+//! certificates nobody gets (`system:masters`, another node's).
+
+mod common;
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use baton_e2e::kubectl::Kubectl;
+use common::stderr;
+use support::Plane;
+
+fn as_user(kubeconfig: &Path) -> Kubectl {
+    Kubectl::new(kubeconfig).with_home(
+        kubeconfig
+            .parent()
+            .unwrap()
+            .join(kubeconfig.file_stem().unwrap()),
+    )
+}
+
+/// A key and a PEM CSR for `cn` in `organizations`.
+fn request(cn: &str, organizations: &[&str]) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    for o in organizations {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, *o);
+    }
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    (key.serialize_pem(), csr)
+}
+
+fn manifest(name: &str, csr: &str, signer: &str, usages: &[&str]) -> String {
+    serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": name},
+        "spec": {
+            "request": base64::engine::general_purpose::STANDARD.encode(csr),
+            "signerName": signer,
+            "usages": usages,
+            "expirationSeconds": 3600,
+        },
+    })
+    .to_string()
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn condition(plane: &Plane, name: &str) -> String {
+    let table = plane.kubectl_ok(&["get", "csr", name, "--no-headers"]);
+    table
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
+const KUBELET_CLIENT: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+
+#[test]
+fn requests_are_approved_by_those_allowed_and_signed_from_the_cluster_ca() {
+    let plane = Plane::start(&[]);
+    let api = &plane.cluster.api;
+    let jane = as_user(&plane.kubeconfig("jane"));
+    let (key, csr) = request("alice", &["devs"]);
+    let alice_csr = manifest("alice", &csr, CLIENT, &["client auth"]);
+
+    // Asking needs a binding.
+    let out = jane.run(&["create", "-f", "-"], Some(&alice_csr));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(r#"certificatesigningrequests.certificates.k8s.io is forbidden: User "jane" cannot create resource "certificatesigningrequests" in API group "certificates.k8s.io" at the cluster scope"#), "{}", stderr(&out));
+    plane.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "jane-csr",
+        "--clusterrole=system:node-bootstrapper",
+        "--user=jane",
+    ]);
+    wait_for("jane's binding", || {
+        jane.run(&["get", "csr"], None).status.success()
+    });
+    jane.run_ok(&["create", "-f", "-"], Some(&alice_csr));
+    let row = plane.kubectl_ok(&["get", "csr", "alice"]);
+    let cells: Vec<&str> = row.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(cells[0], "alice");
+    assert_eq!(&cells[2..], [CLIENT, "jane", "60m", "Pending"], "{row}");
+
+    // Approving needs the approval subresource, then `approve` on the signer.
+    let out = jane.run(&["certificate", "approve", "alice"], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(r#"User "jane" cannot update resource "certificatesigningrequests/approval" in API group "certificates.k8s.io" at the cluster scope"#), "{}", stderr(&out));
+    plane.kubectl_ok(&[
+        "create",
+        "clusterrole",
+        "csr-approval",
+        "--verb=update",
+        "--resource=certificatesigningrequests/approval",
+    ]);
+    plane.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "jane-approval",
+        "--clusterrole=csr-approval",
+        "--user=jane",
+    ]);
+    wait_for("the approval binding", || {
+        let out = jane.run(&["certificate", "approve", "alice"], None);
+        stderr(&out).contains(r#"certificatesigningrequests.certificates.k8s.io "alice" is forbidden: user not permitted to approve requests with signerName "kubernetes.io/kube-apiserver-client""#)
+    });
+    assert_eq!(condition(&plane, "alice"), "Pending");
+    let approved = plane.kubectl_ok(&["certificate", "approve", "alice"]);
+    assert_eq!(
+        approved.trim(),
+        "certificatesigningrequest.certificates.k8s.io/alice approved"
+    );
+    wait_for("alice's certificate", || {
+        condition(&plane, "alice") == "Approved,Issued"
+    });
+
+    // The certificate authenticates as the request's subject.
+    let cert_b64 = plane.kubectl_ok(&[
+        "get",
+        "csr",
+        "alice",
+        "-o",
+        "jsonpath={.status.certificate}",
+    ]);
+    let cert = base64::engine::general_purpose::STANDARD
+        .decode(cert_b64.trim())
+        .unwrap();
+    let dir = api.dir.path();
+    std::fs::write(dir.join("alice.crt"), &cert).unwrap();
+    std::fs::write(dir.join("alice.key"), &key).unwrap();
+    let conf = dir.join("alice.conf");
+    let conf_s = conf.to_str().unwrap();
+    let ca = api.cert_dir().join("ca.crt");
+    let setup = Kubectl::new(&conf);
+    for args in [
+        vec![
+            "config",
+            "set-cluster",
+            "c",
+            "--server",
+            &api.url(),
+            "--certificate-authority",
+            ca.to_str().unwrap(),
+        ],
+        vec![
+            "config",
+            "set-credentials",
+            "alice",
+            "--client-certificate",
+            dir.join("alice.crt").to_str().unwrap(),
+            "--client-key",
+            dir.join("alice.key").to_str().unwrap(),
+        ],
+        vec!["config", "set-context", "c", "--cluster=c", "--user=alice"],
+        vec!["config", "use-context", "c"],
+    ] {
+        let mut all = vec!["--kubeconfig", conf_s];
+        all.extend(args);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&conf)
+            .unwrap();
+        setup.run_ok(&all, None);
+    }
+    let whoami = as_user(&conf).run_ok(
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+        ],
+        None,
+    );
+    assert_eq!(whoami, r#"alice ["devs","system:authenticated"]"#);
+
+    // Nobody gets a system:masters certificate from the client signer.
+    let (_, root) = request("root", &["system:masters"]);
+    let out = api.kubectl_stdin(
+        &["create", "-f", "-"],
+        &manifest("root", &root, CLIENT, &["client auth"]),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(r#"certificatesigningrequests.certificates.k8s.io "root" is forbidden: use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed"#), "{}", stderr(&out));
+
+    // Denied requests stay unsigned.
+    let (_, bob) = request("bob", &[]);
+    jane.run_ok(
+        &["create", "-f", "-"],
+        Some(&manifest("bob", &bob, CLIENT, &["client auth"])),
+    );
+    plane.kubectl_ok(&["certificate", "deny", "bob"]);
+    assert_eq!(condition(&plane, "bob"), "Denied");
+}
+
+#[test]
+fn a_node_renews_its_own_client_certificate_and_nothing_else() {
+    let plane = Plane::start(&[]);
+    let n1 = as_user(&plane.kubeconfig_in("system:node:n1", &["system:nodes"]));
+    let kubelet_usages = ["digital signature", "client auth"];
+
+    // Its own client certificate: approved and issued without anyone.
+    let (_, own) = request("system:node:n1", &["system:nodes"]);
+    n1.run_ok(
+        &["create", "-f", "-"],
+        Some(&manifest(
+            "n1-client",
+            &own,
+            KUBELET_CLIENT,
+            &kubelet_usages,
+        )),
+    );
+    wait_for("n1's certificate", || {
+        condition(&plane, "n1-client") == "Approved,Issued"
+    });
+    let reason = plane.kubectl_ok(&[
+        "get",
+        "csr",
+        "n1-client",
+        "-o",
+        "jsonpath={.status.conditions[0].reason}",
+    ]);
+    assert_eq!(reason, "AutoApproved");
+
+    // Another node's, or one in system:masters: left pending; approved by
+    // an administrator, the signer still refuses the masters one.
+    let (_, other) = request("system:node:n2", &["system:nodes"]);
+    n1.run_ok(
+        &["create", "-f", "-"],
+        Some(&manifest(
+            "n2-client",
+            &other,
+            KUBELET_CLIENT,
+            &kubelet_usages,
+        )),
+    );
+    let (_, masters) = request("system:node:n1", &["system:masters"]);
+    n1.run_ok(
+        &["create", "-f", "-"],
+        Some(&manifest(
+            "n1-masters",
+            &masters,
+            KUBELET_CLIENT,
+            &kubelet_usages,
+        )),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(condition(&plane, "n2-client"), "Pending");
+    assert_eq!(condition(&plane, "n1-masters"), "Pending");
+    let out = n1.run(&["certificate", "approve", "n1-masters"], None);
+    assert!(!out.status.success(), "a node approves nothing");
+    plane.kubectl_ok(&["certificate", "approve", "n1-masters"]);
+    wait_for("the signer's refusal", || {
+        condition(&plane, "n1-masters") == "Approved,Failed"
+    });
+    let why = plane.kubectl_ok(&[
+        "get",
+        "csr",
+        "n1-masters",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Failed\")].message}",
+    ]);
+    assert_eq!(why, "organization is not set to system:nodes");
+
+    // The client signer refuses system:masters whoever asks.
+    let (_, root) = request("root", &["system:masters"]);
+    let out = n1.run(
+        &["create", "-f", "-"],
+        Some(&manifest("root", &root, CLIENT, &["client auth"])),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed"), "{}", stderr(&out));
+}
