@@ -1,6 +1,6 @@
 //! The generic registry: create, read, update and delete of any served
 //! resource on etcd, with metadata, per-kind strategies, admission
-//! (namespace lifecycle, defaulting and validation), allocators,
+//! (namespace lifecycle, defaulting, validation, pod security), allocators,
 //! finalizers and graceful deletion — kube-apiserver's generic Store.
 
 pub mod admission;
@@ -9,10 +9,11 @@ pub mod bootstrap;
 pub mod delete;
 pub mod fieldmanager;
 pub mod metadata;
+pub mod pod_security;
 pub mod strategy;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
@@ -38,6 +39,25 @@ pub struct WriteContext {
     /// may record a loopback advertise address that validation refuses
     /// from clients.
     pub internal: bool,
+    /// What admission has to tell the client (`Warning` headers).
+    pub warnings: Warnings,
+}
+
+/// The warnings admission returns for a write, read by the handler once the
+/// registry is done. Each admission attempt replaces those of the one
+/// before, so a write retried on a conflict warns once.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl Warnings {
+    fn replace(&self, warnings: Vec<String>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = warnings;
+    }
+
+    /// The warnings, leaving none.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 impl WriteContext {
@@ -48,6 +68,7 @@ impl WriteContext {
             operation: Operation::Update,
             subresource: subresource.map(str::to_string),
             internal: false,
+            warnings: Warnings::default(),
         }
     }
 }
@@ -167,6 +188,7 @@ impl Registry {
         );
         let key = keys::object_key(r, ns, &name);
         let mut avoid = BTreeSet::new();
+        let mut admitted = false;
         for _ in 0..MAX_RETRIES {
             let mut attempt = obj.clone();
             let claims = if r.strategy.allocates_service_addresses() {
@@ -176,6 +198,11 @@ impl Registry {
             };
             if !ctx.internal {
                 admission::validate(r, &attempt, None, None)?;
+                if !admitted {
+                    let warnings = self.admit_pod_security(r, ns, &attempt, None, None).await?;
+                    ctx.warnings.replace(warnings);
+                    admitted = true;
+                }
             }
             if ctx.dry_run {
                 return Ok(attempt);
@@ -272,6 +299,10 @@ impl Registry {
             };
             if !ctx.internal {
                 admission::validate(r, &new, Some(&old), sub)?;
+                let warnings = self
+                    .admit_pod_security(r, ns, &new, Some(&old), sub)
+                    .await?;
+                ctx.warnings.replace(warnings);
             }
             fieldmanager::record(
                 &mut new,
