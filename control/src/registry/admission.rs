@@ -154,11 +154,11 @@ impl Registry {
                 if !pod_security::evaluates_pod_subresource(subresource) {
                     return Ok(Vec::new());
                 }
-                let (policy, valid) = self.namespace_policy(ns).await?;
-                if valid && policy.fully_privileged() {
+                if old.is_some_and(|o| !pod_security::is_significant_update(obj, o)) {
                     return Ok(Vec::new());
                 }
-                if old.is_some_and(|o| !pod_security::is_significant_update(obj, o)) {
+                let (policy, valid) = self.namespace_policy(ns).await?;
+                if valid && policy.fully_privileged() {
                     return Ok(Vec::new());
                 }
                 let (meta, spec) = (obj.get("metadata"), obj.get("spec"));
@@ -169,6 +169,7 @@ impl Registry {
                 if subresource.is_some() {
                     return Ok(Vec::new());
                 }
+                // Templates are only warned about (audit records nothing).
                 let (policy, valid) = self.namespace_policy(ns).await?;
                 if valid && policy.warn.level == pod_security::Level::Privileged {
                     return Ok(Vec::new());
