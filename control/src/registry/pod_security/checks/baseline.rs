@@ -124,8 +124,7 @@ pub(super) fn capabilities(_meta: &Value, spec: &Value) -> Option<Violation> {
 
 /// The host's network, PID and IPC namespaces may not be shared.
 pub(super) fn host_namespaces(_meta: &Value, spec: &Value) -> Option<Violation> {
-    // Sorted, as upstream lists its set.
-    let shared: Vec<String> = ["hostIPC", "hostNetwork", "hostPID"]
+    let shared: Vec<String> = ["hostNetwork", "hostPID", "hostIPC"]
         .into_iter()
         .filter(|k| spec.get(*k).and_then(Value::as_bool) == Some(true))
         .map(|k| format!("{k}=true"))
@@ -486,7 +485,7 @@ mod tests {
         let bad = json!({"hostPID": true, "hostNetwork": true, "hostIPC": true});
         assert_eq!(
             run(host_namespaces, &json!({}), &bad).unwrap(),
-            "host namespaces (hostIPC=true, hostNetwork=true, hostPID=true)"
+            "host namespaces (hostNetwork=true, hostPID=true, hostIPC=true)"
         );
         assert_eq!(
             run(host_namespaces, &json!({}), &json!({"hostNetwork": true})).unwrap(),

@@ -82,6 +82,7 @@ const ALLOWED_VOLUMES: &[&str] = &[
     "downwardAPI",
     "emptyDir",
     "ephemeral",
+    "image",
     "persistentVolumeClaim",
     "projected",
     "secret",
@@ -327,6 +328,7 @@ mod tests {
             {"name": "c", "downwardAPI": {}}, {"name": "d", "emptyDir": {}},
             {"name": "e", "ephemeral": {}}, {"name": "f", "persistentVolumeClaim": {"claimName": "c"}},
             {"name": "g", "projected": {}}, {"name": "h", "secret": {"secretName": "s"}},
+            {"name": "i", "image": {"reference": "r"}},
         ]});
         assert_eq!(run(volumes, &json!({}), &ok), None);
         let one = json!({"volumes": [{"name": "host", "hostPath": {"path": "/"}}]});
