@@ -44,8 +44,8 @@ impl Level {
     }
 }
 
-/// A policy version: `latest` or `v1.<minor>`. Every version is evaluated
-/// with the checks of the newest one; the version is kept for the messages.
+/// A policy version: `latest` or `v1.<minor>`, which selects the revisions
+/// of the checks (a version past the newest check is the newest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Version {
     Latest,

@@ -47,7 +47,7 @@ pub fn evaluate(
     enforce: bool,
 ) -> Result<Vec<String>, String> {
     if enforce {
-        let violations = checks::evaluate(policy.enforce.level, meta, spec);
+        let violations = checks::evaluate(policy.enforce, meta, spec);
         if !violations.is_empty() {
             return Err(format!(
                 "violates PodSecurity \"{}\": {}",
@@ -56,7 +56,7 @@ pub fn evaluate(
             ));
         }
     }
-    let violations = checks::evaluate(policy.warn.level, meta, spec);
+    let violations = checks::evaluate(policy.warn, meta, spec);
     if violations.is_empty() {
         return Ok(Vec::new());
     }
@@ -182,7 +182,7 @@ pub fn existing_pod_warnings(
     let mut counts: BTreeMap<String, (String, usize)> = BTreeMap::new();
     for pod in ordered.iter().take(MAX_PODS_TO_CHECK) {
         let violations = checks::evaluate(
-            enforce.level,
+            enforce,
             pod.get("metadata").unwrap_or(&Value::Null),
             pod.get("spec").unwrap_or(&Value::Null),
         );

@@ -243,21 +243,33 @@ pub(super) fn proc_mount(_meta: &Value, spec: &Value) -> Option<Violation> {
     )
 }
 
+/// The SELinux types containers may run as; `container_engine_t` since
+/// v1.31.
+const SELINUX_TYPES: &[&str] = &[
+    "",
+    "container_t",
+    "container_init_t",
+    "container_kvm_t",
+    "container_engine_t",
+];
+
 /// SELinux: only the container types may be set, never a user or role.
 pub(super) fn se_linux_options(_meta: &Value, spec: &Value) -> Option<Violation> {
-    const ALLOWED_TYPES: &[&str] = &[
-        "",
-        "container_t",
-        "container_init_t",
-        "container_kvm_t",
-        "container_engine_t",
-    ];
+    se_linux(spec, SELINUX_TYPES)
+}
+
+/// SELinux before v1.31.
+pub(super) fn se_linux_options_1_0(_meta: &Value, spec: &Value) -> Option<Violation> {
+    se_linux(spec, &SELINUX_TYPES[..4])
+}
+
+fn se_linux(spec: &Value, allowed_types: &[&str]) -> Option<Violation> {
     let mut bad_types = BTreeSet::new();
     let (mut set_user, mut set_role) = (false, false);
     let mut valid = |opts: &Value| {
         let mut ok = true;
         let t = str_of(opts, "type");
-        if !ALLOWED_TYPES.contains(&t) {
+        if !allowed_types.contains(&t) {
             ok = false;
             bad_types.insert(t.to_string());
         }
@@ -311,6 +323,41 @@ pub(super) fn se_linux_options(_meta: &Value, spec: &Value) -> Option<Violation>
     )
 }
 
+/// seccomp before v1.19, when profiles were annotations: a profile, where
+/// set, must be `runtime/default`, `docker/default` or `localhost/*`.
+pub(super) fn seccomp_annotations(meta: &Value, spec: &Value) -> Option<Violation> {
+    const POD_KEY: &str = "seccomp.security.alpha.kubernetes.io/pod";
+    const CONTAINER_PREFIX: &str = "container.seccomp.security.alpha.kubernetes.io/";
+    let annotations = get(meta, "annotations");
+    let mut forbidden = BTreeSet::new();
+    let mut check = |key: &str| {
+        if let Some(value) = annotations.and_then(|a| a.get(key)) {
+            let value = value.as_str().unwrap_or_default();
+            let valid = value == "runtime/default"
+                || value == "docker/default"
+                || value.starts_with("localhost/");
+            if !valid {
+                forbidden.insert(format!("{key}={}", go_quote(value)));
+            }
+        }
+    };
+    check(POD_KEY);
+    for c in containers(spec) {
+        check(&format!("{CONTAINER_PREFIX}{}", name(c)));
+    }
+    if forbidden.is_empty() {
+        return None;
+    }
+    Violation::new(
+        "seccompProfile",
+        format!(
+            "forbidden {} {}",
+            pluralize("annotation", "annotations", forbidden.len()),
+            sorted(&forbidden).join(", ")
+        ),
+    )
+}
+
 pub(super) fn valid_seccomp(t: &str) -> bool {
     matches!(t, "RuntimeDefault" | "Localhost")
 }
@@ -352,7 +399,9 @@ pub(super) fn seccomp_profile(_meta: &Value, spec: &Value) -> Option<Violation> 
     )
 }
 
-/// The sysctls that are namespaced and isolated from other pods.
+/// The sysctls that are namespaced and isolated from other pods: the first
+/// five since v1.0, `ip_local_reserved_ports` since v1.27, the TCP
+/// keepalive and FIN timeouts since v1.29, the TCP buffers since v1.32.
 const SAFE_SYSCTLS: &[&str] = &[
     "kernel.shm_rmid_forced",
     "net.ipv4.ip_local_port_range",
@@ -370,12 +419,28 @@ const SAFE_SYSCTLS: &[&str] = &[
 
 /// Only the safe sysctls may be set.
 pub(super) fn sysctls(_meta: &Value, spec: &Value) -> Option<Violation> {
+    sysctls_within(spec, SAFE_SYSCTLS)
+}
+
+pub(super) fn sysctls_1_0(_meta: &Value, spec: &Value) -> Option<Violation> {
+    sysctls_within(spec, &SAFE_SYSCTLS[..5])
+}
+
+pub(super) fn sysctls_1_27(_meta: &Value, spec: &Value) -> Option<Violation> {
+    sysctls_within(spec, &SAFE_SYSCTLS[..6])
+}
+
+pub(super) fn sysctls_1_29(_meta: &Value, spec: &Value) -> Option<Violation> {
+    sysctls_within(spec, &SAFE_SYSCTLS[..10])
+}
+
+fn sysctls_within(spec: &Value, safe: &[&str]) -> Option<Violation> {
     let forbidden: Vec<&str> = pod_sc(spec, "sysctls")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .map(|s| str_of(s, "name"))
-        .filter(|n| !SAFE_SYSCTLS.contains(n))
+        .filter(|n| !safe.contains(n))
         .collect();
     if forbidden.is_empty() {
         return None;
@@ -592,6 +657,55 @@ mod tests {
             run(seccomp_profile, &json!({}), &bad).unwrap(),
             "seccompProfile (pod and container \"a\" must not set securityContext.seccompProfile.type to \"Unconfined\")"
         );
+    }
+
+    #[test]
+    fn selinux_before_1_31() {
+        let engine = spec_of(
+            json!([{"name": "a", "securityContext": {"seLinuxOptions": {"type": "container_engine_t"}}}]),
+        );
+        assert_eq!(run(se_linux_options, &json!({}), &engine), None);
+        assert_eq!(
+            run(se_linux_options_1_0, &json!({}), &engine).unwrap(),
+            "seLinuxOptions (container \"a\" set forbidden securityContext.seLinuxOptions: type \"container_engine_t\")"
+        );
+    }
+
+    #[test]
+    fn seccomp_before_1_19() {
+        let ok = json!({"annotations": {
+            "seccomp.security.alpha.kubernetes.io/pod": "runtime/default",
+            "container.seccomp.security.alpha.kubernetes.io/a": "localhost/p",
+            "container.seccomp.security.alpha.kubernetes.io/b": "docker/default"}});
+        let spec = spec_of(json!([{"name": "a"}, {"name": "b"}]));
+        assert_eq!(run(seccomp_annotations, &ok, &spec), None);
+        let bad = json!({"annotations": {
+            "seccomp.security.alpha.kubernetes.io/pod": "unconfined",
+            "container.seccomp.security.alpha.kubernetes.io/a": "unconfined",
+            "container.seccomp.security.alpha.kubernetes.io/other": "unconfined"}});
+        assert_eq!(
+            run(seccomp_annotations, &bad, &spec).unwrap(),
+            "seccompProfile (forbidden annotations container.seccomp.security.alpha.kubernetes.io/a=\"unconfined\", \
+             seccomp.security.alpha.kubernetes.io/pod=\"unconfined\")"
+        );
+    }
+
+    #[test]
+    fn sysctls_by_version() {
+        let spec =
+            |name: &str| json!({"securityContext": {"sysctls": [{"name": name, "value": "1"}]}});
+        let reserved = spec("net.ipv4.ip_local_reserved_ports");
+        assert!(run(sysctls_1_0, &json!({}), &reserved).is_some());
+        assert_eq!(run(sysctls_1_27, &json!({}), &reserved), None);
+        let keepalive = spec("net.ipv4.tcp_keepalive_probes");
+        assert!(run(sysctls_1_27, &json!({}), &keepalive).is_some());
+        assert_eq!(run(sysctls_1_29, &json!({}), &keepalive), None);
+        let wmem = spec("net.ipv4.tcp_wmem");
+        assert_eq!(
+            run(sysctls_1_29, &json!({}), &wmem).unwrap(),
+            "forbidden sysctls (net.ipv4.tcp_wmem)"
+        );
+        assert_eq!(run(sysctls, &json!({}), &wmem), None);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! check returns upstream's forbidden reason and detail word for word; the
 //! checks run in upstream's order — baseline checks sorted by ID, then the
 //! restricted ones sorted by ID, where a restricted check replaces the
-//! baseline check it supersedes.
+//! baseline check it supersedes. A check has revisions by policy version:
+//! a pinned version (`v1.24`) gets the revisions that version had, and a
+//! check newer than it does not run.
 
 mod baseline;
 mod restricted;
@@ -12,7 +14,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::levels::Level;
+use super::levels::{Level, LevelVersion, Version};
 
 /// One failed check: upstream's `ForbiddenReason` and `ForbiddenDetail`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,66 +37,139 @@ type CheckFn = fn(&Value, &Value) -> Option<Violation>;
 
 struct Check {
     /// Upstream's check ID, by which the checks are ordered.
-    #[cfg_attr(not(test), expect(dead_code, reason = "only the order test reads it"))]
     id: &'static str,
-    run: CheckFn,
-    /// A baseline check a restricted check supersedes, so a restricted
-    /// evaluation skips it (upstream's `OverrideCheckIDs`).
-    superseded: bool,
+    /// The check's revisions, oldest first, each with the first policy
+    /// minor version (`v1.<minor>`) it applies to.
+    revisions: &'static [(u64, CheckFn)],
+    /// The restricted check that replaces this baseline check where both
+    /// apply (upstream's `OverrideCheckIDs`).
+    superseded_by: Option<&'static str>,
 }
 
-const fn check(id: &'static str, run: CheckFn, superseded: bool) -> Check {
+impl Check {
+    /// The revision that applies at policy minor version `minor`.
+    fn at(&self, minor: u64) -> Option<CheckFn> {
+        self.revisions
+            .iter()
+            .rev()
+            .find(|(since, _)| *since <= minor)
+            .map(|(_, run)| *run)
+    }
+}
+
+const fn check(id: &'static str, revisions: &'static [(u64, CheckFn)]) -> Check {
     Check {
         id,
-        run,
-        superseded,
+        revisions,
+        superseded_by: None,
+    }
+}
+
+const fn superseded(
+    id: &'static str,
+    revisions: &'static [(u64, CheckFn)],
+    by: &'static str,
+) -> Check {
+    Check {
+        id,
+        revisions,
+        superseded_by: Some(by),
     }
 }
 
 const BASELINE: &[Check] = &[
-    check("appArmorProfile", baseline::app_armor_profile, false),
-    check("capabilities_baseline", baseline::capabilities, true),
-    check("hostNamespaces", baseline::host_namespaces, false),
-    check("hostPathVolumes", baseline::host_path_volumes, true),
-    check("hostPorts", baseline::host_ports, false),
-    check("privileged", baseline::privileged, false),
-    check("procMount", baseline::proc_mount, false),
-    check("seLinuxOptions", baseline::se_linux_options, false),
-    check("seccompProfile_baseline", baseline::seccomp_profile, true),
-    check("sysctls", baseline::sysctls, false),
-    check("windowsHostProcess", baseline::windows_host_process, false),
+    check("appArmorProfile", &[(0, baseline::app_armor_profile)]),
+    superseded(
+        "capabilities_baseline",
+        &[(0, baseline::capabilities)],
+        "capabilities_restricted",
+    ),
+    check("hostNamespaces", &[(0, baseline::host_namespaces)]),
+    superseded(
+        "hostPathVolumes",
+        &[(0, baseline::host_path_volumes)],
+        "restrictedVolumes",
+    ),
+    check("hostPorts", &[(0, baseline::host_ports)]),
+    check("privileged", &[(0, baseline::privileged)]),
+    check("procMount", &[(0, baseline::proc_mount)]),
+    check(
+        "seLinuxOptions",
+        &[
+            (0, baseline::se_linux_options_1_0),
+            (31, baseline::se_linux_options),
+        ],
+    ),
+    superseded(
+        "seccompProfile_baseline",
+        &[
+            (0, baseline::seccomp_annotations),
+            (19, baseline::seccomp_profile),
+        ],
+        "seccompProfile_restricted",
+    ),
+    check(
+        "sysctls",
+        &[
+            (0, baseline::sysctls_1_0),
+            (27, baseline::sysctls_1_27),
+            (29, baseline::sysctls_1_29),
+            (32, baseline::sysctls),
+        ],
+    ),
+    check("windowsHostProcess", &[(0, baseline::windows_host_process)]),
 ];
 
 const RESTRICTED: &[Check] = &[
     check(
         "allowPrivilegeEscalation",
-        restricted::allow_privilege_escalation,
-        false,
+        &[
+            (8, restricted::allow_privilege_escalation_1_8),
+            (25, restricted::allow_privilege_escalation),
+        ],
     ),
-    check("capabilities_restricted", restricted::capabilities, false),
-    check("restrictedVolumes", restricted::volumes, false),
-    check("runAsNonRoot", restricted::run_as_non_root, false),
-    check("runAsUser", restricted::run_as_user, false),
+    check(
+        "capabilities_restricted",
+        &[
+            (22, restricted::capabilities_1_22),
+            (25, restricted::capabilities),
+        ],
+    ),
+    check("restrictedVolumes", &[(0, restricted::volumes)]),
+    check("runAsNonRoot", &[(0, restricted::run_as_non_root)]),
+    check("runAsUser", &[(23, restricted::run_as_user)]),
     check(
         "seccompProfile_restricted",
-        restricted::seccomp_profile,
-        false,
+        &[
+            (19, restricted::seccomp_profile_1_19),
+            (25, restricted::seccomp_profile),
+        ],
     ),
 ];
 
-/// The violations of `level` by a pod's `meta`data and `spec`, in
-/// upstream's order.
-pub fn evaluate(level: Level, meta: &Value, spec: &Value) -> Vec<Violation> {
-    let checks: Vec<&Check> = match level {
+/// The violations of `policy`'s level by a pod's `meta`data and `spec`,
+/// with the checks of its version, in upstream's order.
+pub fn evaluate(policy: LevelVersion, meta: &Value, spec: &Value) -> Vec<Violation> {
+    let minor = match policy.version {
+        Version::Latest => u64::MAX,
+        Version::V1(minor) => minor,
+    };
+    let applies = |id: &str| {
+        RESTRICTED
+            .iter()
+            .any(|c| c.id == id && c.at(minor).is_some())
+    };
+    let checks: Vec<CheckFn> = match policy.level {
         Level::Privileged => Vec::new(),
-        Level::Baseline => BASELINE.iter().collect(),
+        Level::Baseline => BASELINE.iter().filter_map(|c| c.at(minor)).collect(),
         Level::Restricted => BASELINE
             .iter()
-            .filter(|c| !c.superseded)
+            .filter(|c| !c.superseded_by.is_some_and(applies))
             .chain(RESTRICTED)
+            .filter_map(|c| c.at(minor))
             .collect(),
     };
-    checks.iter().filter_map(|c| (c.run)(meta, spec)).collect()
+    checks.iter().filter_map(|run| run(meta, spec)).collect()
 }
 
 /// `ForbiddenDetail()`: each reason with its detail in parentheses,
@@ -197,6 +272,13 @@ mod tests {
         (json!({}), spec)
     }
 
+    pub(super) fn latest(level: Level) -> LevelVersion {
+        LevelVersion {
+            level,
+            version: Version::Latest,
+        }
+    }
+
     /// Runs one check and returns `reason (detail)`, or None when it passes.
     pub(super) fn run(check: CheckFn, meta: &Value, spec: &Value) -> Option<String> {
         check(meta, spec).map(|v| forbidden_detail(&[v]))
@@ -231,7 +313,7 @@ mod tests {
             }],
         }));
         assert_eq!(
-            forbidden_detail(&evaluate(Level::Baseline, &meta, &spec)),
+            forbidden_detail(&evaluate(latest(Level::Baseline), &meta, &spec)),
             "non-default capabilities (container \"c\" must not include \"NET_ADMIN\" in securityContext.capabilities.add), \
              host namespaces (hostNetwork=true), \
              hostPath volumes (volume \"host\"), \
@@ -239,7 +321,7 @@ mod tests {
              privileged (container \"c\" must not set securityContext.privileged=true), \
              seccompProfile (pod must not set securityContext.seccompProfile.type to \"Unconfined\")"
         );
-        let restricted = evaluate(Level::Restricted, &meta, &spec);
+        let restricted = evaluate(latest(Level::Restricted), &meta, &spec);
         assert_eq!(
             forbidden_detail(&restricted),
             "host namespaces (hostNetwork=true), \
@@ -258,7 +340,7 @@ mod tests {
              unrestricted capabilities, restricted volume types, runAsNonRoot != true, \
              runAsUser=0, seccompProfile"
         );
-        assert!(evaluate(Level::Privileged, &meta, &spec).is_empty());
+        assert!(evaluate(latest(Level::Privileged), &meta, &spec).is_empty());
     }
 
     // The restricted profile's own example pod passes every check.
@@ -273,7 +355,63 @@ mod tests {
                                     "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}},
             }],
         }));
-        assert_eq!(evaluate(Level::Restricted, &meta, &spec), []);
+        assert_eq!(evaluate(latest(Level::Restricted), &meta, &spec), []);
+    }
+
+    // A pinned version runs the checks that version had: before v1.19 no
+    // seccompProfile requirement, before v1.22 the baseline capabilities
+    // check, before v1.23 no runAsUser.
+    #[test]
+    fn pinned_versions_run_their_checks() {
+        let (meta, spec) = pod(json!({
+            "securityContext": {"runAsNonRoot": true},
+            "containers": [{
+                "name": "c", "image": "x",
+                "securityContext": {"allowPrivilegeEscalation": false, "runAsUser": 0,
+                                    "capabilities": {"add": ["NET_ADMIN"]}},
+            }],
+        }));
+        let at = |minor| LevelVersion {
+            level: Level::Restricted,
+            version: Version::V1(minor),
+        };
+        assert_eq!(
+            forbidden_reason(&evaluate(at(18), &meta, &spec)),
+            "non-default capabilities"
+        );
+        assert_eq!(
+            forbidden_reason(&evaluate(at(22), &meta, &spec)),
+            "unrestricted capabilities, seccompProfile"
+        );
+        assert_eq!(
+            forbidden_reason(&evaluate(at(23), &meta, &spec)),
+            "unrestricted capabilities, runAsUser=0, seccompProfile"
+        );
+        // Versions past the newest check use the newest checks.
+        assert_eq!(
+            evaluate(at(99), &meta, &spec),
+            evaluate(latest(Level::Restricted), &meta, &spec)
+        );
+    }
+
+    // Windows pods are exempt from the Linux-only restricted checks since
+    // v1.25.
+    #[test]
+    fn windows_pods_skip_linux_only_checks() {
+        let (meta, spec) = pod(json!({
+            "os": {"name": "windows"},
+            "securityContext": {"runAsNonRoot": true},
+            "containers": [{"name": "c", "image": "x"}],
+        }));
+        assert_eq!(evaluate(latest(Level::Restricted), &meta, &spec), []);
+        let v1_24 = LevelVersion {
+            level: Level::Restricted,
+            version: Version::V1(24),
+        };
+        assert_eq!(
+            forbidden_reason(&evaluate(v1_24, &meta, &spec)),
+            "allowPrivilegeEscalation != false, unrestricted capabilities, seccompProfile"
+        );
     }
 
     #[test]

@@ -10,8 +10,24 @@ use super::{
     pod_sc, sorted, str_of, strings,
 };
 
-/// Containers must set `allowPrivilegeEscalation: false`.
-pub(super) fn allow_privilege_escalation(_meta: &Value, spec: &Value) -> Option<Violation> {
+/// Whether the pod runs on Windows (`spec.os.name`), where the Linux-only
+/// restricted checks do not apply since v1.25; its API validation refuses
+/// the Linux-only fields instead.
+fn windows(spec: &Value) -> bool {
+    spec.pointer("/os/name").and_then(Value::as_str) == Some("windows")
+}
+
+/// Containers must set `allowPrivilegeEscalation: false`, unless the pod
+/// runs on Windows.
+pub(super) fn allow_privilege_escalation(meta: &Value, spec: &Value) -> Option<Violation> {
+    if windows(spec) {
+        return None;
+    }
+    allow_privilege_escalation_1_8(meta, spec)
+}
+
+/// Containers must set `allowPrivilegeEscalation: false` (before v1.25).
+pub(super) fn allow_privilege_escalation_1_8(_meta: &Value, spec: &Value) -> Option<Violation> {
     let bad: Vec<&str> = containers(spec)
         .filter(|c| {
             container_sc(c, "allowPrivilegeEscalation").and_then(Value::as_bool) != Some(false)
@@ -31,8 +47,16 @@ pub(super) fn allow_privilege_escalation(_meta: &Value, spec: &Value) -> Option<
 }
 
 /// Containers must drop ALL capabilities and may add only
-/// NET_BIND_SERVICE.
-pub(super) fn capabilities(_meta: &Value, spec: &Value) -> Option<Violation> {
+/// NET_BIND_SERVICE, unless the pod runs on Windows.
+pub(super) fn capabilities(meta: &Value, spec: &Value) -> Option<Violation> {
+    if windows(spec) {
+        return None;
+    }
+    capabilities_1_22(meta, spec)
+}
+
+/// The capabilities rule before v1.25.
+pub(super) fn capabilities_1_22(_meta: &Value, spec: &Value) -> Option<Violation> {
     let mut missing_drop_all = Vec::new();
     let mut adding = Vec::new();
     let mut added = BTreeSet::new();
@@ -218,8 +242,16 @@ pub(super) fn run_as_user(_meta: &Value, spec: &Value) -> Option<Violation> {
 }
 
 /// A seccomp profile must be set, on the pod or every container, to
-/// `RuntimeDefault` or `Localhost`.
-pub(super) fn seccomp_profile(_meta: &Value, spec: &Value) -> Option<Violation> {
+/// `RuntimeDefault` or `Localhost`, unless the pod runs on Windows.
+pub(super) fn seccomp_profile(meta: &Value, spec: &Value) -> Option<Violation> {
+    if windows(spec) {
+        return None;
+    }
+    seccomp_profile_1_19(meta, spec)
+}
+
+/// The seccomp rule before v1.25.
+pub(super) fn seccomp_profile_1_19(_meta: &Value, spec: &Value) -> Option<Violation> {
     let mut setters = Vec::new();
     let mut bad_values = BTreeSet::new();
     let mut pod_set = false;
