@@ -504,3 +504,150 @@ fn auth_can_i_answers_as_the_authorizer_decides() {
         stderr(&out)
     );
 }
+
+/// A pod in `ns`: one container, with `spec` fields and the container's
+/// securityContext as given.
+fn pod_yaml(name: &str, ns: &str, spec: &str, security_context: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n{spec}  containers:\n  - name: c\n    image: baton.local/echo:1\n    securityContext: {security_context}\n"
+    )
+}
+
+#[test]
+fn pod_security_enforces_and_warns_per_namespace_labels() {
+    let c = Cluster::start();
+    let api = &c.api;
+    api.kubectl_ok(&["create", "namespace", "strict"]);
+    api.kubectl_ok(&[
+        "label",
+        "namespace",
+        "strict",
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
+
+    // Enforce: a privileged pod is refused with upstream's Status.
+    let privileged = pod_yaml("priv", "strict", "", "{privileged: true}");
+    let out = api.kubectl_stdin(&["apply", "-f", "-"], &privileged);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(
+            "pods \"priv\" is forbidden: violates PodSecurity \"restricted:latest\": \
+             privileged (container \"c\" must not set securityContext.privileged=true), \
+             allowPrivilegeEscalation != false (container \"c\" must set securityContext.allowPrivilegeEscalation=false), \
+             unrestricted capabilities (container \"c\" must set securityContext.capabilities.drop=[\"ALL\"]), \
+             runAsNonRoot != true (pod or container \"c\" must set securityContext.runAsNonRoot=true), \
+             seccompProfile (pod or container \"c\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = api.kubectl(&["get", "pod", "priv", "-n", "strict"]);
+    assert!(!out.status.success(), "a refused pod is not stored");
+
+    // A pod meeting the restricted profile is admitted.
+    let hardened = pod_yaml(
+        "hardened",
+        "strict",
+        "  securityContext:\n    runAsNonRoot: true\n    seccompProfile: {type: RuntimeDefault}\n",
+        "{allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}",
+    );
+    let out = api.kubectl_stdin(&["apply", "-f", "-"], &hardened);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("Warning"), "{}", stderr(&out));
+
+    // So is an ephemeral container added to it.
+    let out = api.kubectl(&[
+        "debug",
+        "hardened",
+        "-n",
+        "strict",
+        "--image=baton.local/echo:1",
+        "--container=dbg",
+    ]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(
+            "pods \"hardened\" is forbidden: violates PodSecurity \"restricted:latest\": \
+             allowPrivilegeEscalation != false (container \"dbg\" must set securityContext.allowPrivilegeEscalation=false), \
+             unrestricted capabilities (container \"dbg\" must set securityContext.capabilities.drop=[\"ALL\"])"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    // Templates are never enforced.
+    let deployment = |name: &str, ns: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      hostNetwork: true\n      containers:\n      - name: c\n        image: baton.local/echo:1\n"
+        )
+    };
+    let out = api.kubectl_stdin(&["apply", "-f", "-"], &deployment("web", "strict"));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Invalid policy labels are refused as Invalid.
+    let out = api.kubectl(&[
+        "label",
+        "namespace",
+        "strict",
+        "--overwrite",
+        "pod-security.kubernetes.io/enforce=strict",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "metadata.labels[pod-security.kubernetes.io/enforce]: Invalid value: \"strict\": must be one of privileged, baseline, restricted"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    // Warn: admitted, with the violations as a Warning.
+    api.kubectl_ok(&["create", "namespace", "lax"]);
+    api.kubectl_ok(&[
+        "label",
+        "namespace",
+        "lax",
+        "pod-security.kubernetes.io/warn=baseline",
+    ]);
+    let hostnet = pod_yaml("hostnet", "lax", "  hostNetwork: true\n", "{}");
+    let out = api.kubectl_stdin(&["apply", "-f", "-"], &hostnet);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "Warning: would violate PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("pod/hostnet created"),
+        "{}",
+        stdout(&out)
+    );
+    let out = api.kubectl_stdin(&["apply", "-f", "-"], &deployment("web", "lax"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "Warning: would violate PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    // Tightening enforce warns of the existing pods that violate it.
+    let out = api.kubectl(&[
+        "label",
+        "namespace",
+        "lax",
+        "pod-security.kubernetes.io/enforce=baseline",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "Warning: existing pods in namespace \"lax\" violate the new PodSecurity enforce level \"baseline:latest\""
+        ),
+        "{err}"
+    );
+    assert!(err.contains("Warning: hostnet: host namespaces"), "{err}");
+}

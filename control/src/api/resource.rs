@@ -191,6 +191,22 @@ pub enum Handler {
     TokenReview,
 }
 
+/// What the PodSecurity admission plugin reads in a kind's objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PodSecurity {
+    /// Nothing.
+    #[default]
+    None,
+    /// The object is a pod: its namespace's enforce level refuses it, its
+    /// warn level warns.
+    Pod,
+    /// The object holds a pod template at this JSON pointer (workload
+    /// controllers): warned about, never refused.
+    Template(&'static str),
+    /// The object's labels are a namespace's policy (Namespaces).
+    NamespacePolicy,
+}
+
 /// The rules of one kind. Every method has the default of a kind without
 /// that rule, so a kind's module states only what makes it differ.
 pub trait Strategy: Sync + Send {
@@ -237,6 +253,11 @@ pub trait Strategy: Sync + Send {
     /// ServiceAccount admission plugin mounts the account's token into it.
     fn runs_pod_admission(&self) -> bool {
         false
+    }
+
+    /// What PodSecurity admission evaluates in the kind's objects.
+    fn pod_security(&self) -> PodSecurity {
+        PodSecurity::None
     }
 
     /// Validation of a new object.

@@ -3,12 +3,13 @@
 //! validation, asked of its strategy and turned into kube-apiserver's
 //! Statuses (422 Invalid with field causes, 403 Forbidden for refused
 //! admission); and the admission plugins that read other objects
-//! (NamespaceLifecycle, Priority, ServiceAccount).
+//! (NamespaceLifecycle, Priority, ServiceAccount, PodSecurity).
 
 use serde_json::Value;
 
+use super::pod_security::{self, NamespaceChange, Policy};
 use super::{Registry, metadata};
-use crate::api::resource::Resource;
+use crate::api::resource::{PodSecurity, Resource};
 use crate::api::status::ApiError;
 use crate::kinds;
 use crate::storage::keys;
@@ -103,14 +104,7 @@ impl Registry {
         if !r.namespaced {
             return Ok(());
         }
-        let nsr = &kinds::core::namespace::RESOURCE;
-        let key = keys::object_key(nsr, "", ns);
-        let cached = self.store.cache(nsr).and_then(|c| c.get(&key)).flatten();
-        let obj = match cached {
-            Some(o) => Some(o.value()),
-            None => self.get_raw(nsr, "", ns).await?.map(|(v, _)| v),
-        };
-        match obj {
+        match self.namespace(ns).await? {
             None => Err(ApiError::namespace_not_found(ns)),
             Some(o)
                 if o.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") =>
@@ -125,6 +119,120 @@ impl Registry {
             }
             Some(_) => Ok(()),
         }
+    }
+
+    /// A namespace as the watch cache holds it, or from etcd.
+    async fn namespace(&self, ns: &str) -> Result<Option<Value>, ApiError> {
+        let nsr = &kinds::core::namespace::RESOURCE;
+        let key = keys::object_key(nsr, "", ns);
+        let cached = self.store.cache(nsr).and_then(|c| c.get(&key)).flatten();
+        Ok(match cached {
+            Some(o) => Some(o.value()),
+            None => self.get_raw(nsr, "", ns).await?.map(|(v, _)| v),
+        })
+    }
+
+    /// The PodSecurity admission plugin on a create (`old` None) or an
+    /// update, after validation: a pod violating its namespace's enforce
+    /// level is refused; pods and pod templates violating the warn level,
+    /// and namespaces whose tightened enforce level existing pods violate,
+    /// get warnings, which it returns; namespace policy labels that do not
+    /// parse are refused as Invalid.
+    pub(super) async fn admit_pod_security(
+        &self,
+        r: &Resource,
+        ns: &str,
+        obj: &Value,
+        old: Option<&Value>,
+        subresource: Option<&str>,
+    ) -> Result<Vec<String>, ApiError> {
+        let name = metadata::meta_str(obj, "name");
+        let null = Value::Null;
+        match r.strategy.pod_security() {
+            PodSecurity::None => Ok(Vec::new()),
+            PodSecurity::Pod => {
+                if !pod_security::evaluates_pod_subresource(subresource) {
+                    return Ok(Vec::new());
+                }
+                if old.is_some_and(|o| !pod_security::is_significant_update(obj, o)) {
+                    return Ok(Vec::new());
+                }
+                let (policy, valid) = self.namespace_policy(ns).await?;
+                if valid && policy.fully_privileged() {
+                    return Ok(Vec::new());
+                }
+                let (meta, spec) = (obj.get("metadata"), obj.get("spec"));
+                pod_security::evaluate(&policy, meta.unwrap_or(&null), spec.unwrap_or(&null), true)
+                    .map_err(|why| ApiError::forbidden(r, name, &why))
+            }
+            PodSecurity::Template(pointer) => {
+                if subresource.is_some() {
+                    return Ok(Vec::new());
+                }
+                // Templates are only warned about (audit records nothing).
+                let (policy, valid) = self.namespace_policy(ns).await?;
+                if valid && policy.warn.level == pod_security::Level::Privileged {
+                    return Ok(Vec::new());
+                }
+                let template = obj.pointer(pointer).unwrap_or(&null);
+                let (meta, spec) = (template.get("metadata"), template.get("spec"));
+                Ok(pod_security::evaluate(
+                    &policy,
+                    meta.unwrap_or(&null),
+                    spec.unwrap_or(&null),
+                    false,
+                )
+                .unwrap_or_default())
+            }
+            PodSecurity::NamespacePolicy => {
+                if subresource.is_some() {
+                    return Ok(Vec::new());
+                }
+                match pod_security::namespace_change(obj, old) {
+                    NamespaceChange::Invalid(causes) => Err(to_error(r, obj, &causes)),
+                    NamespaceChange::Allowed => Ok(Vec::new()),
+                    NamespaceChange::CheckPods(enforce) => {
+                        let pods = self.pods_in(name).await?;
+                        Ok(pod_security::existing_pod_warnings(name, enforce, &pods))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The PodSecurity policy of namespace `ns`, and whether its labels
+    /// all parse.
+    async fn namespace_policy(&self, ns: &str) -> Result<(Policy, bool), ApiError> {
+        let Some(namespace) = self.namespace(ns).await? else {
+            return Err(ApiError::new(
+                500,
+                "InternalError",
+                format!("failed to lookup namespace {ns}"),
+            ));
+        };
+        let labels = namespace
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object);
+        let (policy, causes) = Policy::from_labels(labels);
+        Ok((policy, causes.is_empty()))
+    }
+
+    /// The pods of namespace `ns`, from the watch cache or etcd.
+    async fn pods_in(&self, ns: &str) -> Result<Vec<Value>, ApiError> {
+        let pr = &kinds::core::pod::RESOURCE;
+        let prefix = keys::list_prefix(pr, Some(ns));
+        if let Some((_, objects)) = self.store.cache(pr).and_then(|c| c.snapshot(&prefix)) {
+            return Ok(objects.into_iter().map(|o| o.value()).collect());
+        }
+        let page = self
+            .store
+            .etcd
+            .range(&prefix, &keys::prefix_end(&prefix), 0, 0, false)
+            .await?;
+        page.kvs
+            .iter()
+            .map(|kv| super::parse_stored(&kv.key, &kv.value, kv.mod_revision))
+            .collect()
     }
 
     /// The PriorityClass a Pod names (or the cluster's global default), for

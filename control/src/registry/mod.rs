@@ -1,6 +1,6 @@
 //! The generic registry: create, read, update and delete of any served
 //! resource on etcd, with metadata, per-kind strategies, admission
-//! (namespace lifecycle, defaulting and validation), allocators,
+//! (namespace lifecycle, defaulting, validation, pod security), allocators,
 //! finalizers and graceful deletion — kube-apiserver's generic Store.
 
 pub mod admission;
@@ -10,10 +10,11 @@ pub mod bootstrap_policy;
 pub mod delete;
 pub mod fieldmanager;
 pub mod metadata;
+pub mod pod_security;
 pub mod strategy;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
@@ -42,6 +43,8 @@ pub struct WriteContext {
     /// The check the API server adds for the requesting user (RBAC's
     /// escalation prevention), run on the object about to be written.
     pub user_check: Option<UserCheck>,
+    /// What admission has to tell the client (`Warning` headers).
+    pub warnings: Warnings,
 }
 
 /// A validating check of the object about to be written, on behalf of
@@ -58,6 +61,23 @@ impl std::fmt::Debug for UserCheck {
     }
 }
 
+/// The warnings admission returns for a write, read by the handler once the
+/// registry is done. Each admission attempt replaces those of the one
+/// before, so a write retried on a conflict warns once.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl Warnings {
+    fn replace(&self, warnings: Vec<String>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = warnings;
+    }
+
+    /// The warnings, leaving none.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 impl WriteContext {
     pub fn update(manager: &str, subresource: Option<&str>, dry_run: bool) -> Self {
         WriteContext {
@@ -67,6 +87,7 @@ impl WriteContext {
             subresource: subresource.map(str::to_string),
             internal: false,
             user_check: None,
+            warnings: Warnings::default(),
         }
     }
 }
@@ -186,6 +207,7 @@ impl Registry {
         );
         let key = keys::object_key(r, ns, &name);
         let mut avoid = BTreeSet::new();
+        let mut admitted = false;
         for _ in 0..MAX_RETRIES {
             let mut attempt = obj.clone();
             let claims = if r.strategy.allocates_service_addresses() {
@@ -195,6 +217,11 @@ impl Registry {
             };
             if !ctx.internal {
                 admission::validate(r, &attempt, None, None)?;
+                if !admitted {
+                    let warnings = self.admit_pod_security(r, ns, &attempt, None, None).await?;
+                    ctx.warnings.replace(warnings);
+                    admitted = true;
+                }
             }
             if let Some(UserCheck(check)) = &ctx.user_check {
                 check(&attempt)?;
@@ -294,6 +321,10 @@ impl Registry {
             };
             if !ctx.internal {
                 admission::validate(r, &new, Some(&old), sub)?;
+                let warnings = self
+                    .admit_pod_security(r, ns, &new, Some(&old), sub)
+                    .await?;
+                ctx.warnings.replace(warnings);
             }
             if let Some(UserCheck(check)) = &ctx.user_check {
                 check(&new)?;

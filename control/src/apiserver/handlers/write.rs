@@ -196,7 +196,7 @@ pub async fn create(
     if rr.name.is_some() {
         return Err(ApiError::method_not_supported(res, "create"));
     }
-    let (mut obj, warnings) = decode_object(res, r, res.kind, res.group, res.version)?;
+    let (mut obj, mut warnings) = decode_object(res, r, res.kind, res.group, res.version)?;
     metadata::check_identity(res, &mut obj, rr.namespace(), None)?;
     if res.strategy.records_requester() {
         record_requester(&mut obj, &r.user);
@@ -207,6 +207,7 @@ pub async fn create(
         .registry
         .create(storage_resource(res), rr.namespace(), obj, &ctx)
         .await?;
+    warnings.extend(ctx.warnings.take());
     Ok(with_warnings(
         output::object(201, res, &accept, created, include_object(r)?),
         &warnings,
@@ -288,7 +289,7 @@ pub async fn update(
 ) -> Result<Response<Body>, ApiError> {
     let res = rr.resource;
     let accept = accept(rr, r)?;
-    let (mut obj, warnings) = decode_object(res, r, res.kind, res.group, res.version)?;
+    let (mut obj, mut warnings) = decode_object(res, r, res.kind, res.group, res.version)?;
     metadata::check_identity(res, &mut obj, rr.namespace(), rr.name.as_deref())?;
     let want_rv = resource_version(&obj);
     if obj
@@ -317,6 +318,7 @@ pub async fn update(
             Ok(obj.clone())
         })
         .await?;
+    warnings.extend(ctx.warnings.take());
     let code = if created { 201 } else { 200 };
     Ok(with_warnings(
         output::object(code, res, &accept, stored, include_object(r)?),
@@ -367,6 +369,7 @@ pub async fn patch(
                 Ok(stored_form(rr, merged))
             })
             .await?;
+        warnings.extend(ctx.warnings.take());
         let code = if created { 201 } else { 200 };
         return Ok(with_warnings(
             output::object(code, res, &accept, stored, include_object(r)?),
@@ -415,6 +418,7 @@ pub async fn patch(
     if mode == FieldValidation::Warn {
         warnings.extend(dropped.iter().map(|p| format!("unknown field \"{p}\"")));
     }
+    warnings.extend(ctx.warnings.take());
     Ok(with_warnings(
         output::object(200, res, &accept, stored, include_object(r)?),
         &warnings,

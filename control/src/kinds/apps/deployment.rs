@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::api::resource::{Resource, SCALE, Strategy, resource, status};
+use crate::api::resource::{PodSecurity, Resource, SCALE, Strategy, resource, status};
 use crate::api::table::Printer;
 use crate::kinds::printers;
 use crate::validation::{self, Cause, check, check2};
@@ -27,6 +27,10 @@ pub static RESOURCE: Resource = Resource {
 };
 
 impl Strategy for Deployments {
+    fn pod_security(&self) -> PodSecurity {
+        PodSecurity::Template("/spec/template")
+    }
+
     fn default(&self, obj: &mut Map<String, Value>) {
         validation::apps::default_deployment(obj);
     }

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::api::fields::SelectableField;
-use crate::api::resource::{Resource, SCALE, Strategy, resource, status};
+use crate::api::resource::{PodSecurity, Resource, SCALE, Strategy, resource, status};
 use crate::api::table::Printer;
 use crate::kinds::printers;
 use crate::validation::{self, Cause, check, check2};
@@ -31,6 +31,10 @@ pub static RESOURCE: Resource = Resource {
 const FIELDS: &[SelectableField] = &[SelectableField::at("status.replicas", "/status/replicas")];
 
 impl Strategy for ReplicaSets {
+    fn pod_security(&self) -> PodSecurity {
+        PodSecurity::Template("/spec/template")
+    }
+
     fn default(&self, obj: &mut Map<String, Value>) {
         validation::apps::default_replica_set(obj);
     }

@@ -5,7 +5,9 @@
 use serde_json::{Map, Value, json};
 
 use crate::api::fields::SelectableField;
-use crate::api::resource::{Deletion, Resource, Strategy, Subresource, resource, status};
+use crate::api::resource::{
+    Deletion, PodSecurity, Resource, Strategy, Subresource, resource, status,
+};
 use crate::api::table::Printer;
 use crate::kinds::printers;
 use crate::validation::{self, AdmissionError, Cause, PriorityClassInfo, check, check2};
@@ -43,6 +45,10 @@ pub static RESOURCE: Resource = Resource {
 const FIELDS: &[SelectableField] = &[SelectableField::at("status.phase", "/status/phase")];
 
 impl Strategy for Namespaces {
+    fn pod_security(&self) -> PodSecurity {
+        PodSecurity::NamespacePolicy
+    }
+
     fn default(&self, obj: &mut Map<String, Value>) {
         validation::cluster::default_namespace(obj);
     }

@@ -7,7 +7,8 @@ use serde_json::{Map, Value, json};
 
 use crate::api::fields::SelectableField;
 use crate::api::resource::{
-    CREATE, Deletion, GET, GET_PATCH_UPDATE, Resource, Strategy, Subresource, resource, status,
+    CREATE, Deletion, GET, GET_PATCH_UPDATE, PodSecurity, Resource, Strategy, Subresource,
+    resource, status,
 };
 use crate::api::table::Printer;
 use crate::kinds::printers;
@@ -86,6 +87,10 @@ const FIELDS: &[SelectableField] = &[
 ];
 
 impl Strategy for Pods {
+    fn pod_security(&self) -> PodSecurity {
+        PodSecurity::Pod
+    }
+
     fn default(&self, obj: &mut Map<String, Value>) {
         validation::pod_defaults::default_pod(obj);
     }
