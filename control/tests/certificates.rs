@@ -290,3 +290,124 @@ fn a_node_renews_its_own_client_certificate_and_nothing_else() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed"), "{}", stderr(&out));
 }
+
+/// kubectl with only a bearer token and the cluster CA.
+fn with_token(plane: &Plane, name: &str, token: &str) -> Kubectl {
+    let api = &plane.cluster.api;
+    let conf = api.dir.path().join(format!("{name}.conf"));
+    let conf_s = conf.to_str().unwrap().to_owned();
+    let ca = api.cert_dir().join("ca.crt");
+    let setup = Kubectl::new(&conf);
+    std::fs::write(&conf, "").unwrap();
+    for args in [
+        vec![
+            "config",
+            "set-cluster",
+            "c",
+            "--server",
+            &api.url(),
+            "--certificate-authority",
+            ca.to_str().unwrap(),
+        ],
+        vec!["config", "set-credentials", "t", "--token", token],
+        vec!["config", "set-context", "c", "--cluster=c", "--user=t"],
+        vec!["config", "use-context", "c"],
+    ] {
+        let mut all = vec!["--kubeconfig", conf_s.as_str()];
+        all.extend(args);
+        setup.run_ok(&all, None);
+    }
+    as_user(&conf)
+}
+
+fn bootstrap_token(plane: &Plane, id: &str, secret: &str, expiration: &str) {
+    plane.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        &format!("bootstrap-token-{id}"),
+        "-n",
+        "kube-system",
+        "--type=bootstrap.kubernetes.io/token",
+        &format!("--from-literal=token-id={id}"),
+        &format!("--from-literal=token-secret={secret}"),
+        &format!("--from-literal=expiration={expiration}"),
+        "--from-literal=usage-bootstrap-authentication=true",
+        "--from-literal=auth-extra-groups=system:bootstrappers:workers",
+    ]);
+}
+
+#[test]
+fn a_bootstrap_token_gets_a_node_its_client_certificate_and_expires() {
+    let plane = Plane::start(&[]);
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    bootstrap_token(&plane, "abcdef", "0123456789abcdef", &later.to_string());
+    let joining = with_token(&plane, "joining", "abcdef.0123456789abcdef");
+    assert_eq!(
+        joining.run_ok(
+            &[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username} {.status.userInfo.groups}"
+            ],
+            None
+        ),
+        r#"system:bootstrap:abcdef ["system:bootstrappers","system:bootstrappers:workers","system:authenticated"]"#
+    );
+    // It may ask for a node's client certificate, which is approved and
+    // issued without an administrator; nothing else.
+    let (_, csr) = request("system:node:n9", &["system:nodes"]);
+    joining.run_ok(
+        &["create", "-f", "-"],
+        Some(&manifest(
+            "n9-client",
+            &csr,
+            KUBELET_CLIENT,
+            &["digital signature", "client auth"],
+        )),
+    );
+    wait_for("n9's certificate", || {
+        condition(&plane, "n9-client") == "Approved,Issued"
+    });
+    let requestor =
+        plane.kubectl_ok(&["get", "csr", "n9-client", "-o", "jsonpath={.spec.username}"]);
+    assert_eq!(requestor, "system:bootstrap:abcdef");
+    let out = joining.run(&["get", "pods", "-A"], None);
+    assert!(
+        stderr(&out).contains(r#"User "system:bootstrap:abcdef" cannot list resource "pods""#),
+        "{}",
+        stderr(&out)
+    );
+    // A wrong secret is refused.
+    let out = with_token(&plane, "wrong", "abcdef.0123456789abcdee").run(&["auth", "whoami"], None);
+    assert!(stderr(&out).contains("Unauthorized"), "{}", stderr(&out));
+
+    // An expired token is refused, and the token cleaner deletes it.
+    let past = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    bootstrap_token(&plane, "oldtok", "0123456789abcdef", &past.to_string());
+    let out =
+        with_token(&plane, "expired", "oldtok.0123456789abcdef").run(&["auth", "whoami"], None);
+    assert!(stderr(&out).contains("Unauthorized"), "{}", stderr(&out));
+    wait_for("the expired token deleted", || {
+        !plane
+            .cluster
+            .api
+            .kubectl(&[
+                "get",
+                "secret",
+                "bootstrap-token-oldtok",
+                "-n",
+                "kube-system",
+            ])
+            .status
+            .success()
+    });
+    plane.kubectl_ok(&[
+        "get",
+        "secret",
+        "bootstrap-token-abcdef",
+        "-n",
+        "kube-system",
+    ]);
+}

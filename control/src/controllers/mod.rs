@@ -20,6 +20,7 @@ pub mod replicaset;
 pub mod resource_discovery;
 pub mod root_ca;
 pub mod serviceaccount;
+pub mod token_cleaner;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,7 +29,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, Pod, Service, ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::ClusterRole;
@@ -53,6 +54,7 @@ pub const ALL: &[&str] = &[
     "clusterrole-aggregation",
     "csrapproving",
     "csrsigning",
+    "tokencleaner",
 ];
 
 /// Settings (flags of `baton-control controllers`, named like
@@ -295,6 +297,17 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
             cfg.enabled("csrapproving"),
         ));
     }
+    let mut bootstrap_tokens = Informer::new(
+        Api::<Secret>::namespaced(client.clone(), "kube-system"),
+        watcher::Config::default().fields("type=bootstrap.kubernetes.io/token"),
+    );
+    if cfg.enabled("tokencleaner") {
+        tasks.spawn(token_cleaner::run(
+            client.clone(),
+            bootstrap_tokens.store(),
+            bootstrap_tokens.subscribe(),
+        ));
+    }
     let ns_sub = cfg
         .enabled("namespace")
         .then(|| (nss.store(), nss.subscribe()));
@@ -312,6 +325,7 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
         &mut root_cas,
         &mut cluster_roles,
         &mut requests,
+        &mut bootstrap_tokens,
     ] {
         i.start();
     }

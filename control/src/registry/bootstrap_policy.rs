@@ -796,6 +796,19 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             vec![user("system:kube-proxy"), group("system:nodes")],
         ),
         cluster_binding(SCHEDULER, SCHEDULER, vec![user(SCHEDULER)]),
+        // A bootstrap token may ask for a node's client certificate, which
+        // is approved without an administrator (kubeadm's
+        // kubelet-bootstrap and node-autoapprove-bootstrap).
+        cluster_binding(
+            "baton:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            vec![group("system:bootstrappers")],
+        ),
+        cluster_binding(
+            "baton:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            vec![group("system:bootstrappers")],
+        ),
         // A node renews its own client certificate without an
         // administrator (kubeadm's node-autoapprove-certificate-rotation).
         cluster_binding(
@@ -894,6 +907,12 @@ pub fn role_bindings() -> Vec<Value> {
             "system::leader-locking-kube-controller-manager",
             "system::leader-locking-kube-controller-manager",
             vec![user(CONTROLLER_MANAGER), account("kube-controller-manager")],
+        ),
+        role_binding(
+            "kube-system",
+            "system:controller:token-cleaner",
+            "system:controller:token-cleaner",
+            vec![account("token-cleaner"), user(CONTROLLER_MANAGER)],
         ),
         role_binding(
             "kube-system",

@@ -3,6 +3,7 @@
 //! decides what the user may do.
 
 pub mod authorizer;
+pub mod bootstrap_tokens;
 pub mod csr_admission;
 pub mod escalation;
 pub mod impersonation;

@@ -167,10 +167,17 @@ pub async fn handle(
     // authenticate is refused whatever the path, as kube-apiserver does.
     let user = match (user, bearer_token(&parts.headers)) {
         (Some(user), _) => Some(user),
-        (None, Some(token)) => match api.token_auth.authenticate(token).await {
-            Some(user) => Some(user),
-            None => return Ok(error_response(&ApiError::unauthorized())),
-        },
+        (None, Some(token)) => {
+            let user = match super::auth::bootstrap_tokens::authenticate(&api.registry, token).await
+            {
+                Some(bootstrap) => bootstrap,
+                None => api.token_auth.authenticate(token).await,
+            };
+            match user {
+                Some(user) => Some(user),
+                None => return Ok(error_response(&ApiError::unauthorized())),
+            }
+        }
         (None, None) => None,
     };
     let Some(user) = user.or_else(|| {
