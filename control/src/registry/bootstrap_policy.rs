@@ -883,6 +883,14 @@ pub fn roles() -> Vec<Value> {
             "system::leader-locking-kube-scheduler",
             lock("kube-scheduler"),
         ),
+        role(
+            "kube-system",
+            "system:controller:token-cleaner",
+            vec![
+                rule(&["delete", "get", "list", "watch"], &[""], &["secrets"]),
+                events(),
+            ],
+        ),
     ]
 }
 
