@@ -245,12 +245,13 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
         (
             "deployment-controller",
             vec![
-                rule(&["get", "list", "watch", "update"], apps, &["deployments"]),
                 rule(
-                    &["update"],
+                    &["get", "list", "watch", "update", "patch"],
                     apps,
-                    &["deployments/status", "deployments/finalizers"],
+                    &["deployments"],
                 ),
+                rule(&["update", "patch"], apps, &["deployments/status"]),
+                rule(&["update"], apps, &["deployments/finalizers"]),
                 rule(
                     &[
                         "get", "list", "watch", "create", "update", "patch", "delete",
@@ -266,11 +267,8 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
             "replicaset-controller",
             vec![
                 rule(&["get", "list", "watch", "update"], apps, &["replicasets"]),
-                rule(
-                    &["update"],
-                    apps,
-                    &["replicasets/status", "replicasets/finalizers"],
-                ),
+                rule(&["update", "patch"], apps, &["replicasets/status"]),
+                rule(&["update"], apps, &["replicasets/finalizers"]),
                 rule(
                     &["list", "watch", "patch", "create", "delete"],
                     &[""],
@@ -331,11 +329,8 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
             "namespace-controller",
             vec![
                 rule(&["get", "list", "watch", "delete"], &[""], &["namespaces"]),
-                rule(
-                    &["update"],
-                    &[""],
-                    &["namespaces/finalize", "namespaces/status"],
-                ),
+                rule(&["update"], &[""], &["namespaces/finalize"]),
+                rule(&["update", "patch"], &[""], &["namespaces/status"]),
                 rule(
                     &["get", "list", "delete", "deletecollection"],
                     &["*"],
