@@ -80,6 +80,19 @@ struct ApiserverArgs {
     /// creates the `default` ServiceAccounts).
     #[arg(long, value_delimiter = ',')]
     disable_admission_plugins: Vec<String>,
+    /// EncryptionConfiguration file: the resources encrypted at rest in
+    /// etcd and their providers and keys.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
+    /// CA that signed etcd's serving certificate.
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// Client certificate presented to etcd.
+    #[arg(long)]
+    etcd_certfile: Option<PathBuf>,
+    /// Key of the client certificate presented to etcd.
+    #[arg(long)]
+    etcd_keyfile: Option<PathBuf>,
 }
 
 /// `all`: the API server's flags plus the scheduler's and the controller
@@ -131,6 +144,10 @@ impl ApiserverArgs {
             etcd_compaction_interval: Duration::from_secs(self.etcd_compaction_interval),
             kubelet_preferred_address_types: self.kubelet_preferred_address_types,
             disabled_admission_plugins: self.disable_admission_plugins,
+            encryption_provider_config: self.encryption_provider_config,
+            etcd_cafile: self.etcd_cafile,
+            etcd_certfile: self.etcd_certfile,
+            etcd_keyfile: self.etcd_keyfile,
         }
     }
 }

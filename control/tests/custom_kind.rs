@@ -106,6 +106,7 @@ async fn registry(etcd: &Etcd) -> Registry {
         endpoints: vec![etcd.url()],
         request_timeout: Duration::from_secs(5),
         compaction_interval: Duration::ZERO,
+        ..StorageConfig::default()
     })
     .await
     .expect("storage starts");
