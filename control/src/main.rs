@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use baton_control::apiserver::{self, certs, kubeconfig};
+use baton_control::apiserver::{self, certs, etcd_pki, kubeconfig};
 use baton_control::{controllers, scheduler};
 
 #[derive(Parser)]
@@ -33,6 +33,11 @@ enum Command {
     /// Issue a client certificate from the cluster CA and write a kubeconfig
     /// (like `kubeadm kubeconfig user`).
     Kubeconfig(KubeconfigArgs),
+    /// Create the PKI ahead of etcd's and the API server's start (like
+    /// `kubeadm init phase certs`): the cluster CA, the service-account
+    /// key, etcd's CA and serving certificate, and the API server's etcd
+    /// client certificate. Existing files are kept.
+    Certs(CertsArgs),
 }
 
 /// Flags named like kube-apiserver's.
@@ -127,6 +132,18 @@ struct KubeconfigArgs {
     /// Output path.
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct CertsArgs {
+    /// Directory of the PKI (the API server's --cert-dir).
+    #[arg(long)]
+    cert_dir: PathBuf,
+    /// Extra SAN of etcd's serving certificate (an address or DNS name),
+    /// repeatable; localhost, 127.0.0.1, ::1 and the host name are always
+    /// there.
+    #[arg(long = "etcd-san")]
+    etcd_sans: Vec<String>,
 }
 
 impl ApiserverArgs {
@@ -247,6 +264,13 @@ fn kubeconfig_cmd(a: KubeconfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn certs_cmd(a: CertsArgs) -> anyhow::Result<()> {
+    certs::Ca::load_or_create(&a.cert_dir).context("creating the cluster CA")?;
+    certs::service_account_key(&a.cert_dir).context("creating sa.key")?;
+    etcd_pki::ensure(&a.cert_dir, &a.etcd_sans).context("creating etcd's PKI")?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -257,6 +281,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Kubeconfig(a) => kubeconfig_cmd(a),
+        Command::Certs(a) => certs_cmd(a),
         Command::Apiserver(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

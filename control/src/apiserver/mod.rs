@@ -8,6 +8,7 @@ pub mod auth;
 pub mod certs;
 pub mod codec;
 pub mod discovery;
+pub mod etcd_pki;
 pub mod handlers;
 pub mod kubeconfig;
 pub mod kubelet;
