@@ -6,7 +6,8 @@
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::providers::{PrefixTransformer, PrefixTransformers, Transformer};
+use super::prefix::{PrefixTransformer, PrefixTransformers};
+use super::providers::Transformer;
 
 const API_VERSION: &str = "apiserver.config.k8s.io/v1";
 const KIND: &str = "EncryptionConfiguration";
@@ -24,6 +25,8 @@ pub enum ConfigError {
     Decode { path: String, message: String },
     #[error("error while parsing file: {0}")]
     Invalid(String),
+    #[error("resource {resource:?} is masked by earlier rule {rule:?}")]
+    Masked { resource: String, rule: String },
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,20 +99,23 @@ impl GroupResource {
         (self.group == "*" || self.group == group)
             && (self.resource == "*" || self.resource == plural)
     }
+
+    /// The pattern as the file spells it (`secrets`, `*.apps`, `*.`).
+    fn spelled(&self) -> String {
+        match (self.group.as_str(), self.resource.as_str()) {
+            ("", "*") => "*.".to_string(),
+            ("", r) => r.to_string(),
+            (g, r) => format!("{r}.{g}"),
+        }
+    }
 }
 
-/// One entry of the file: resource patterns and their transformers.
-#[derive(Debug, Clone)]
-pub struct ResourceEntry {
-    pub resources: Vec<GroupResource>,
-    pub transformers: PrefixTransformers,
-}
-
-/// A validated configuration, its entries in the file's order (the first
-/// entry that names a resource decides it).
+/// A validated configuration: the transformers of each resource pattern
+/// of the file, the providers of every entry naming it appended in the
+/// file's order.
 #[derive(Debug, Clone, Default)]
 pub struct EncryptionConfig {
-    pub entries: Vec<ResourceEntry>,
+    pub resources: Vec<(GroupResource, PrefixTransformers)>,
 }
 
 impl EncryptionConfig {
@@ -151,45 +157,83 @@ impl EncryptionConfig {
             1 => return Err(ConfigError::Invalid(errors[0].clone())),
             _ => return Err(ConfigError::Invalid(format!("[{}]", errors.join(", ")))),
         }
-        let mut entries = Vec::new();
+        let mut config = EncryptionConfig::default();
         for conf in &file.resources {
-            let mut transformers = Vec::new();
-            for p in &conf.providers {
-                transformers.extend(provider_transformers(p));
+            let transformers: Vec<PrefixTransformer> =
+                conf.providers.iter().map(provider_transformer).collect();
+            for resource in &conf.resources {
+                config.add(GroupResource::parse(resource), &transformers)?;
             }
-            entries.push(ResourceEntry {
-                resources: conf
-                    .resources
-                    .iter()
-                    .map(|r| GroupResource::parse(r))
-                    .collect(),
-                transformers: PrefixTransformers(transformers),
-            });
         }
-        Ok(EncryptionConfig { entries })
+        Ok(config)
     }
 
-    /// The transformers of `plural` in `group`, if an entry names it.
+    /// Appends `transformers` to those of `gr`. A `*.group` or `*.*` of an
+    /// earlier entry would hide it: refused, as upstream does.
+    fn add(
+        &mut self,
+        gr: GroupResource,
+        transformers: &[PrefixTransformer],
+    ) -> Result<(), ConfigError> {
+        let any_in_group = GroupResource {
+            group: gr.group.clone(),
+            resource: "*".into(),
+        };
+        let any = GroupResource {
+            group: "*".into(),
+            resource: "*".into(),
+        };
+        for rule in [any_in_group, any] {
+            if self.resources.iter().any(|(r, _)| *r == rule) {
+                return Err(ConfigError::Masked {
+                    resource: gr.spelled(),
+                    rule: rule.spelled(),
+                });
+            }
+        }
+        match self.resources.iter_mut().find(|(r, _)| *r == gr) {
+            Some((_, t)) => t.transformers.extend(transformers.iter().cloned()),
+            None => self
+                .resources
+                .push((gr, PrefixTransformers::new(transformers.to_vec()))),
+        }
+        Ok(())
+    }
+
+    /// Whether no resource is configured.
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+    }
+
+    /// The transformers of `plural` in `group`: those of the resource
+    /// itself, else of `*.group`, else of `*.*`.
     pub fn for_resource(&self, group: &str, plural: &str) -> Option<&PrefixTransformers> {
-        self.entries
-            .iter()
-            .find(|e| e.resources.iter().any(|r| r.matches(group, plural)))
-            .map(|e| &e.transformers)
+        let find = |g: &str, r: &str| {
+            self.resources
+                .iter()
+                .find(|(gr, _)| gr.group == g && gr.resource == r)
+                .map(|(_, t)| t)
+        };
+        find(group, plural)
+            .or_else(|| find(group, "*"))
+            .or_else(|| find("*", "*"))
     }
 }
 
-/// One transformer per key, in the keys' order (the first key writes).
-fn provider_transformers(p: &ProviderConfiguration) -> Vec<PrefixTransformer> {
+/// A provider's transformer: its keys in order (the first writes).
+fn provider_transformer(p: &ProviderConfiguration) -> PrefixTransformer {
     let keyed = |name: &str, keys: &Keys, make: fn(&[u8]) -> Option<Transformer>| {
-        keys.keys
+        let keys = keys
+            .keys
             .iter()
             .filter_map(|k| {
                 let secret = base64::engine::general_purpose::STANDARD
                     .decode(&k.secret)
                     .ok()?;
-                Some(PrefixTransformer::new(name, &k.name, make(&secret)?))
+                Some((k.name.clone(), make(&secret)?))
             })
-            .collect::<Vec<_>>()
+            .collect();
+        PrefixTransformer::provider(name, keys)
     };
     if let Some(k) = &p.aesgcm {
         keyed("aesgcm", k, Transformer::aes_gcm)
@@ -198,11 +242,7 @@ fn provider_transformers(p: &ProviderConfiguration) -> Vec<PrefixTransformer> {
     } else if let Some(k) = &p.secretbox {
         keyed("secretbox", k, Transformer::secretbox)
     } else {
-        vec![PrefixTransformer::new(
-            "identity",
-            "",
-            Transformer::Identity,
-        )]
+        PrefixTransformer::identity()
     }
 }
 
@@ -368,6 +408,7 @@ fn go_list(sizes: &[usize]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::encryption::prefix::Node;
 
     const GOOD: &str = r#"
 apiVersion: apiserver.config.k8s.io/v1
@@ -397,10 +438,40 @@ resources:
               secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=
 "#;
 
+    /// Every key's full prefix, in the order reads try them.
     fn prefixes(t: &PrefixTransformers) -> Vec<String> {
-        t.0.iter()
-            .map(|p| String::from_utf8_lossy(&p.prefix).into_owned())
-            .collect()
+        let mut out = Vec::new();
+        for p in &t.transformers {
+            let provider = String::from_utf8_lossy(&p.prefix).into_owned();
+            match &p.node {
+                Node::Keys(keys) => out.extend(
+                    keys.transformers
+                        .iter()
+                        .map(|k| format!("{provider}{}", String::from_utf8_lossy(&k.prefix))),
+                ),
+                Node::Cipher(_) => out.push(provider),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn entries_naming_one_resource_append_and_wildcards_come_last() {
+        let two = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers: [{aescbc: {keys: [{name: a, secret: MDEyMzQ1Njc4OWFiY2RlZg==}]}}]\n  - resources: [secrets]\n    providers: [{identity: {}}]\n  - resources: ['*.*']\n    providers: [{identity: {}}]\n";
+        let c = EncryptionConfig::parse(two).unwrap();
+        assert_eq!(
+            prefixes(c.for_resource("", "secrets").unwrap()),
+            ["k8s:enc:aescbc:v1:a:", ""]
+        );
+        assert_eq!(
+            prefixes(c.for_resource("apps", "deployments").unwrap()),
+            [""]
+        );
+        let masked = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: ['*.']\n    providers: [{identity: {}}]\n  - resources: [secrets]\n    providers: [{identity: {}}]\n";
+        assert_eq!(
+            invalid(masked),
+            "resource \"secrets\" is masked by earlier rule \"*.\""
+        );
     }
 
     #[test]
@@ -507,6 +578,6 @@ resources:
             Err(ConfigError::Empty(_))
         ));
         std::fs::write(&path, GOOD).unwrap();
-        assert_eq!(EncryptionConfig::load(&path).unwrap().entries.len(), 2);
+        assert_eq!(EncryptionConfig::load(&path).unwrap().resources.len(), 3);
     }
 }

@@ -5,12 +5,14 @@
 //! see plaintext.
 
 pub mod config;
+pub mod prefix;
 pub mod providers;
 
 use std::borrow::Cow;
 
 pub use config::{ConfigError, EncryptionConfig};
-pub use providers::{PrefixTransformers, TransformError};
+pub use prefix::PrefixTransformers;
+pub use providers::TransformError;
 
 use crate::kinds::RESOURCES;
 use crate::storage::keys;
@@ -19,9 +21,9 @@ use crate::storage::keys;
 #[derive(Debug, Default)]
 pub struct Encryption {
     config: EncryptionConfig,
-    /// `(key prefix, index of the config entry)`, one per stored resource
-    /// the configuration names.
-    prefixes: Vec<(String, usize)>,
+    /// The catalog's stored resources the configuration names, by key
+    /// prefix.
+    prefixes: Vec<(String, PrefixTransformers)>,
 }
 
 impl Encryption {
@@ -32,19 +34,15 @@ impl Encryption {
 
     /// The configured resources of the catalog, by key prefix.
     pub fn new(config: EncryptionConfig) -> Self {
-        let mut prefixes: Vec<(String, usize)> = Vec::new();
+        let mut prefixes: Vec<(String, PrefixTransformers)> = Vec::new();
         for r in RESOURCES {
             let stored = r.strategy.stored_as().unwrap_or(r);
             let prefix = keys::resource_prefix(stored);
             if prefixes.iter().any(|(p, _)| *p == prefix) {
                 continue;
             }
-            if let Some(i) = config.entries.iter().position(|e| {
-                e.resources
-                    .iter()
-                    .any(|g| g.matches(stored.group, stored.plural))
-            }) {
-                prefixes.push((prefix, i));
+            if let Some(t) = config.for_resource(stored.group, stored.plural) {
+                prefixes.push((prefix, t.clone()));
             }
         }
         Encryption { config, prefixes }
@@ -52,7 +50,7 @@ impl Encryption {
 
     /// Whether any resource is transformed.
     pub fn is_enabled(&self) -> bool {
-        !self.config.entries.is_empty()
+        !self.config.is_empty()
     }
 
     /// The transformers of the value at `key`: a catalog resource by its
@@ -62,12 +60,12 @@ impl Encryption {
         if !self.is_enabled() {
             return None;
         }
-        if let Some((_, i)) = self
+        if let Some((_, t)) = self
             .prefixes
             .iter()
             .find(|(p, _)| key.starts_with(p.as_str()))
         {
-            return Some(&self.config.entries[*i].transformers);
+            return Some(t);
         }
         let rest = key.strip_prefix(keys::ROOT)?.strip_prefix('/')?;
         let mut parts = rest.split('/');

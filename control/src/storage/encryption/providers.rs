@@ -9,6 +9,9 @@
 //!   Poly1305 tag, then the XSalsa20 ciphertext).
 //! - `identity`: the value unchanged, and never a value that carries the
 //!   reserved `k8s:enc:` prefix.
+//!
+//! The prefixes and the choice among providers and keys are
+//! [`super::prefix`]'s.
 
 use aes_gcm::aead::rand_core::RngCore as _;
 use aes_gcm::aead::{AeadInPlace, KeyInit, OsRng};
@@ -46,6 +49,12 @@ pub enum TransformError {
     Seal(&'static str),
     #[error("no matching prefix found")]
     NoMatchingPrefix,
+    /// A value under a provider's prefix naming none of its keys.
+    #[error("no matching key was found for the provided {0} transformer")]
+    NoMatchingKey(&'static str),
+    /// Several providers' failures, listed as Go's error aggregates are.
+    #[error("[{}]", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    Aggregate(Vec<TransformError>),
 }
 
 /// One AES key, by size.
@@ -234,83 +243,10 @@ where
     dec.decrypt_padded_vec_mut::<Pkcs7>(data).ok()
 }
 
-/// A transformer and the prefix it reads and writes under.
-#[derive(Debug, Clone)]
-pub struct PrefixTransformer {
-    pub prefix: Vec<u8>,
-    pub transformer: Transformer,
-}
-
-impl PrefixTransformer {
-    /// `k8s:enc:<provider>:v1:<key name>:` for an encrypting provider; no
-    /// prefix for `identity`.
-    pub fn new(provider: &str, key_name: &str, transformer: Transformer) -> Self {
-        let prefix = match transformer {
-            Transformer::Identity => Vec::new(),
-            _ => format!("k8s:enc:{provider}:v1:{key_name}:").into_bytes(),
-        };
-        PrefixTransformer {
-            prefix,
-            transformer,
-        }
-    }
-}
-
-/// The transformers of one resource, in the configuration's order: writes
-/// use the first; a read uses the first whose prefix matches and opens the
-/// value, and is stale (to be rewritten) when that is not the first.
-#[derive(Debug, Clone)]
-pub struct PrefixTransformers(pub Vec<PrefixTransformer>);
-
-impl PrefixTransformers {
-    /// The stored form of `data` at etcd key `key`.
-    pub fn to_storage(&self, data: &[u8], key: &[u8]) -> Result<Vec<u8>, TransformError> {
-        let Some(first) = self.0.first() else {
-            return Ok(data.to_vec());
-        };
-        let sealed = first.transformer.seal(data, key)?;
-        let mut out = Vec::with_capacity(first.prefix.len() + sealed.len());
-        out.extend_from_slice(&first.prefix);
-        out.extend_from_slice(&sealed);
-        Ok(out)
-    }
-
-    /// The plaintext of a stored value and whether it is stale.
-    pub fn from_storage(&self, data: &[u8], key: &[u8]) -> Result<(Vec<u8>, bool), TransformError> {
-        let mut first_error = None;
-        for (i, t) in self.0.iter().enumerate() {
-            let Some(rest) = data.strip_prefix(t.prefix.as_slice()) else {
-                continue;
-            };
-            match t.transformer.open(rest, key) {
-                Ok(plain) => return Ok((plain, i != 0)),
-                // identity matches everything: its refusal of an encrypted
-                // value lets the later providers try.
-                Err(_) if t.prefix.is_empty() => continue,
-                // Several keys of one provider share its prefix up to the
-                // key name; a failure never ends the search.
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        Err(first_error.unwrap_or(TransformError::NoMatchingPrefix))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const KEY: &[u8] = b"/registry/secrets/default/s";
-
-    fn chain(ts: Vec<(&str, &str, Transformer)>) -> PrefixTransformers {
-        PrefixTransformers(
-            ts.into_iter()
-                .map(|(p, k, t)| PrefixTransformer::new(p, k, t))
-                .collect(),
-        )
-    }
+    use crate::storage::encryption::prefix::tests::{KEY, chain};
 
     fn all() -> Vec<(&'static str, Transformer)> {
         vec![
@@ -444,80 +380,6 @@ mod tests {
         assert_eq!(
             c.from_storage(&stored, b"/registry/secrets/default/other"),
             Err(TransformError::Authentication)
-        );
-    }
-
-    #[test]
-    fn reads_try_every_key_and_flag_all_but_the_first_stale() {
-        let old = Transformer::aes_gcm(&[1; 32]).unwrap();
-        let new = Transformer::aes_gcm(&[2; 32]).unwrap();
-        let before = chain(vec![("aesgcm", "key1", old.clone())]);
-        let stored = before.to_storage(b"{}", KEY).unwrap();
-        let rotated = chain(vec![("aesgcm", "key2", new), ("aesgcm", "key1", old)]);
-        assert_eq!(
-            rotated.from_storage(&stored, KEY).unwrap(),
-            (b"{}".to_vec(), true)
-        );
-        let rewritten = rotated.to_storage(b"{}", KEY).unwrap();
-        assert!(rewritten.starts_with(b"k8s:enc:aesgcm:v1:key2:"));
-        assert_eq!(
-            rotated.from_storage(&rewritten, KEY).unwrap(),
-            (b"{}".to_vec(), false)
-        );
-    }
-
-    #[test]
-    fn identity_reads_plaintext_but_not_encrypted_values() {
-        let enc = chain(vec![(
-            "aescbc",
-            "k",
-            Transformer::aes_cbc(&[1; 32]).unwrap(),
-        )]);
-        let with_identity = chain(vec![
-            ("aescbc", "k", Transformer::aes_cbc(&[1; 32]).unwrap()),
-            ("identity", "", Transformer::Identity),
-        ]);
-        assert_eq!(
-            with_identity.from_storage(b"{}", KEY).unwrap(),
-            (b"{}".to_vec(), true)
-        );
-        assert_eq!(
-            enc.from_storage(b"{}", KEY),
-            Err(TransformError::NoMatchingPrefix)
-        );
-        let identity_first = chain(vec![
-            ("identity", "", Transformer::Identity),
-            ("aescbc", "k", Transformer::aes_cbc(&[1; 32]).unwrap()),
-        ]);
-        let stored = enc.to_storage(b"{}", KEY).unwrap();
-        assert_eq!(
-            identity_first.from_storage(&stored, KEY).unwrap(),
-            (b"{}".to_vec(), true)
-        );
-        assert_eq!(identity_first.to_storage(b"{}", KEY).unwrap(), b"{}");
-        let only_identity = chain(vec![("identity", "", Transformer::Identity)]);
-        assert_eq!(
-            only_identity.from_storage(&stored, KEY),
-            Err(TransformError::NoMatchingPrefix)
-        );
-    }
-
-    #[test]
-    fn a_value_under_an_unknown_key_name_has_no_matching_prefix() {
-        let a = chain(vec![(
-            "secretbox",
-            "a",
-            Transformer::secretbox(&[1; 32]).unwrap(),
-        )]);
-        let b = chain(vec![(
-            "secretbox",
-            "b",
-            Transformer::secretbox(&[1; 32]).unwrap(),
-        )]);
-        let stored = a.to_storage(b"{}", KEY).unwrap();
-        assert_eq!(
-            b.from_storage(&stored, KEY),
-            Err(TransformError::NoMatchingPrefix)
         );
     }
 }
