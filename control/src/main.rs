@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use baton_control::apiserver::{self, certs, kubeconfig};
+use baton_control::apiserver::{self, certs, etcd_pki, kubeconfig};
 use baton_control::{controllers, scheduler};
 
 #[derive(Parser)]
@@ -33,6 +33,11 @@ enum Command {
     /// Issue a client certificate from the cluster CA and write a kubeconfig
     /// (like `kubeadm kubeconfig user`).
     Kubeconfig(KubeconfigArgs),
+    /// Create the PKI ahead of etcd's and the API server's start (like
+    /// `kubeadm init phase certs`): the cluster CA, the service-account
+    /// key, etcd's CA and serving certificate, and the API server's etcd
+    /// client certificate. Existing files are kept.
+    Certs(CertsArgs),
 }
 
 /// Flags named like kube-apiserver's.
@@ -84,6 +89,19 @@ struct ApiserverArgs {
     /// `AlwaysAllow`, `AlwaysDeny`.
     #[arg(long, value_delimiter = ',', default_value = "Node,RBAC")]
     authorization_mode: Vec<apiserver::auth::authorizer::Mode>,
+    /// EncryptionConfiguration file: the resources encrypted at rest in
+    /// etcd and their providers and keys.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
+    /// CA that signed etcd's serving certificate.
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// Client certificate presented to etcd.
+    #[arg(long)]
+    etcd_certfile: Option<PathBuf>,
+    /// Key of the client certificate presented to etcd.
+    #[arg(long)]
+    etcd_keyfile: Option<PathBuf>,
 }
 
 /// `all`: the API server's flags plus the scheduler's and the controller
@@ -120,6 +138,18 @@ struct KubeconfigArgs {
     out: PathBuf,
 }
 
+#[derive(Args, Debug)]
+struct CertsArgs {
+    /// Directory of the PKI (the API server's --cert-dir).
+    #[arg(long)]
+    cert_dir: PathBuf,
+    /// Extra SAN of etcd's serving certificate (an address or DNS name),
+    /// repeatable; localhost, 127.0.0.1, ::1 and the host name are always
+    /// there.
+    #[arg(long = "etcd-san")]
+    etcd_sans: Vec<String>,
+}
+
 impl ApiserverArgs {
     fn config(self) -> apiserver::Config {
         apiserver::Config {
@@ -136,6 +166,10 @@ impl ApiserverArgs {
             kubelet_preferred_address_types: self.kubelet_preferred_address_types,
             disabled_admission_plugins: self.disable_admission_plugins,
             authorization_modes: self.authorization_mode,
+            encryption_provider_config: self.encryption_provider_config,
+            etcd_cafile: self.etcd_cafile,
+            etcd_certfile: self.etcd_certfile,
+            etcd_keyfile: self.etcd_keyfile,
         }
     }
 }
@@ -243,6 +277,13 @@ fn kubeconfig_cmd(a: KubeconfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn certs_cmd(a: CertsArgs) -> anyhow::Result<()> {
+    certs::Ca::load_or_create(&a.cert_dir).context("creating the cluster CA")?;
+    certs::service_account_key(&a.cert_dir).context("creating sa.key")?;
+    etcd_pki::ensure(&a.cert_dir, &a.etcd_sans).context("creating etcd's PKI")?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -253,6 +294,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Kubeconfig(a) => kubeconfig_cmd(a),
+        Command::Certs(a) => certs_cmd(a),
         Command::Apiserver(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

@@ -106,6 +106,8 @@ async fn registry(etcd: &Etcd) -> Registry {
         endpoints: vec![etcd.url()],
         request_timeout: Duration::from_secs(5),
         compaction_interval: Duration::ZERO,
+        tls: Some(etcd.storage_tls()),
+        ..StorageConfig::default()
     })
     .await
     .expect("storage starts");

@@ -39,6 +39,8 @@ pub enum ControlPlaneError {
     },
     #[error("issuing a kubeconfig for {user}: {source}")]
     IssueKubeconfig { user: String, source: CommandError },
+    #[error("creating the PKI (baton-control certs): {0}")]
+    Certs(CommandError),
     #[error("{component} did not take its leader Lease within {timeout:?}: {last}")]
     NotLeading {
         component: &'static str,
@@ -81,6 +83,28 @@ impl ControlPlane {
         }
     }
 
+    /// etcd's CA (`--trusted-ca-file`; the API server's `--etcd-cafile`),
+    /// as kubeadm lays it out under the cert dir.
+    pub fn etcd_ca(&self) -> PathBuf {
+        self.cert_dir.join("etcd/ca.crt")
+    }
+
+    /// The API server's flags to reach etcd over mutual TLS.
+    fn etcd_client_flags(&self) -> Vec<String> {
+        vec![
+            format!("--etcd-servers=https://127.0.0.1:{ETCD_CLIENT_PORT}"),
+            format!("--etcd-cafile={}", self.etcd_ca().display()),
+            format!(
+                "--etcd-certfile={}",
+                self.cert_dir.join("apiserver-etcd-client.crt").display()
+            ),
+            format!(
+                "--etcd-keyfile={}",
+                self.cert_dir.join("apiserver-etcd-client.key").display()
+            ),
+        ]
+    }
+
     /// The real kubectl with the admin kubeconfig.
     #[must_use]
     pub fn kubectl_runner(&self) -> Kubectl {
@@ -111,18 +135,52 @@ impl std::fmt::Display for Ensured {
     }
 }
 
+/// Creates the PKI in the cert dir (`baton-control certs`, like `kubeadm
+/// init phase certs`): the cluster CA, etcd's CA and serving certificate,
+/// and the API server's etcd client certificate. Existing files are kept.
+pub fn ensure_pki(binaries: &Binaries, plane: &ControlPlane) -> Result<(), ControlPlaneError> {
+    create_dir(&plane.cert_dir)?;
+    let mut cmd = Command::new(binaries.path("baton-control")?);
+    cmd.arg("certs")
+        .arg("--cert-dir")
+        .arg(&plane.cert_dir)
+        .args(["--etcd-san", "127.0.0.1"]);
+    exec::run(&mut cmd, Duration::from_secs(30))
+        .and_then(exec::Output::check)
+        .map_err(ControlPlaneError::Certs)?;
+    Ok(())
+}
+
 /// Starts etcd in the control namespace unless it runs, and waits until it
-/// accepts clients.
-pub fn ensure_etcd(cluster: &Cluster, plane: &ControlPlane) -> Result<Ensured, ControlPlaneError> {
+/// accepts clients. It serves clients over mutual TLS only (kubeadm's
+/// flags): a client needs a certificate signed by etcd's CA, which the PKI
+/// made first holds.
+pub fn ensure_etcd(
+    cluster: &Cluster,
+    binaries: &Binaries,
+    plane: &ControlPlane,
+) -> Result<Ensured, ControlPlaneError> {
     if let Some(pid) = running(cluster, ETCD) {
         return Ok(Ensured::AlreadyRunning { pid });
     }
+    ensure_pki(binaries, plane)?;
     create_dir(&plane.etcd_dir)?;
     let peer = format!("http://127.0.0.1:{ETCD_PEER_PORT}");
-    let client = format!("http://127.0.0.1:{ETCD_CLIENT_PORT}");
+    let client = format!("https://127.0.0.1:{ETCD_CLIENT_PORT}");
+    let etcd_pki = plane.cert_dir.join("etcd");
     let spec = ProcessSpec::new(ETCD, "etcd")
         .arg("--name=control")
         .arg(format!("--data-dir={}", plane.etcd_dir.display()))
+        .arg("--client-cert-auth")
+        .arg(format!("--trusted-ca-file={}", plane.etcd_ca().display()))
+        .arg(format!(
+            "--cert-file={}",
+            etcd_pki.join("server.crt").display()
+        ))
+        .arg(format!(
+            "--key-file={}",
+            etcd_pki.join("server.key").display()
+        ))
         .arg(format!("--listen-client-urls={client}"))
         .arg(format!("--advertise-client-urls={client}"))
         .arg(format!("--listen-peer-urls={peer}"))
@@ -153,9 +211,7 @@ pub fn ensure_apiserver(
             let ports = addressing::node_port_range();
             let spec = ProcessSpec::new(APISERVER, binaries.path("baton-control")?)
                 .arg("apiserver")
-                .arg(format!(
-                    "--etcd-servers=http://127.0.0.1:{ETCD_CLIENT_PORT}"
-                ))
+                .args(plane.etcd_client_flags())
                 .arg(format!("--bind-address={address}"))
                 .arg(format!("--advertise-address={address}"))
                 .arg(format!("--secure-port={APISERVER_PORT}"))

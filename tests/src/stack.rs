@@ -47,7 +47,7 @@ impl Stack {
         let fail = |what: &str, err: &dyn std::fmt::Display| -> ! {
             panic!("{what}: {err}\n{}", logs(&cluster))
         };
-        if let Err(err) = control_plane::ensure_etcd(&cluster, &plane) {
+        if let Err(err) = control_plane::ensure_etcd(&cluster, &binaries, &plane) {
             fail("starting etcd", &err);
         }
         if let Err(err) = control_plane::ensure_apiserver(&cluster, &binaries, &plane) {

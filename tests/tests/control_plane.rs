@@ -17,7 +17,7 @@ fn kubectl_on_the_host_reaches_the_api_server_in_the_control_namespace() {
     let state = cluster.run_dir().join("control-plane");
     let plane = ControlPlane::layout(&cluster, &state, state.join("kubeconfig"));
 
-    let etcd = control_plane::ensure_etcd(&cluster, &plane).expect("etcd");
+    let etcd = control_plane::ensure_etcd(&cluster, &binaries, &plane).expect("etcd");
     assert!(matches!(etcd, Ensured::Started { .. }), "{etcd}");
     let api = control_plane::ensure_apiserver(&cluster, &binaries, &plane).expect("apiserver");
     assert!(matches!(api, Ensured::Started { .. }), "{api}");
@@ -37,7 +37,7 @@ fn kubectl_on_the_host_reaches_the_api_server_in_the_control_namespace() {
 
     // Ensuring again keeps what runs.
     assert_eq!(
-        control_plane::ensure_etcd(&cluster, &plane).expect("etcd"),
+        control_plane::ensure_etcd(&cluster, &binaries, &plane).expect("etcd"),
         Ensured::AlreadyRunning {
             pid: cluster.process("etcd").unwrap().pid
         }

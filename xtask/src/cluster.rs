@@ -57,7 +57,7 @@ pub fn up(args: &UpArgs) -> Result<()> {
     })?;
     let plane = ControlPlane::layout(&cluster, &state, kubeconfig());
     steps.step("etcd", || {
-        let ensured = control_plane::ensure_etcd(&cluster, &plane)?;
+        let ensured = control_plane::ensure_etcd(&cluster, &binaries, &plane)?;
         note(format!("etcd {ensured}"));
         Ok(())
     })?;

@@ -51,14 +51,14 @@ pub struct Ca {
     key: KeyPair,
 }
 
-fn read(path: &Path) -> Result<String, CertError> {
+pub(crate) fn read(path: &Path) -> Result<String, CertError> {
     std::fs::read_to_string(path).map_err(|source| CertError::Io {
         path: path.to_path_buf(),
         source,
     })
 }
 
-fn write(path: &Path, data: &str, private: bool) -> Result<(), CertError> {
+pub(crate) fn write(path: &Path, data: &str, private: bool) -> Result<(), CertError> {
     let io = |source| CertError::Io {
         path: path.to_path_buf(),
         source,
@@ -76,8 +76,15 @@ fn rc(what: &'static str) -> impl FnOnce(rcgen::Error) -> CertError {
 }
 
 impl Ca {
-    /// Loads `ca.crt`/`ca.key` from `dir`, creating them on first use.
+    /// Loads the cluster CA `ca.crt`/`ca.key` from `dir`, creating them on
+    /// first use.
     pub fn load_or_create(dir: &Path) -> Result<Ca, CertError> {
+        Self::load_or_create_named(dir, "kubernetes")
+    }
+
+    /// Loads `ca.crt`/`ca.key` from `dir`, creating a CA named `cn` on
+    /// first use.
+    pub fn load_or_create_named(dir: &Path, cn: &str) -> Result<Ca, CertError> {
         std::fs::create_dir_all(dir).map_err(|source| CertError::Io {
             path: dir.to_path_buf(),
             source,
@@ -92,7 +99,7 @@ impl Ca {
         let key_pair = KeyPair::generate().map_err(rc("generate CA key"))?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(rc("CA params"))?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "kubernetes");
+        dn.push(DnType::CommonName, cn);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
@@ -127,12 +134,29 @@ impl Ca {
         })
     }
 
-    /// A serving certificate for `dns` names and `ips`.
+    /// The API server's serving certificate for `dns` names and `ips`.
     pub fn issue_serving(&self, dns: &[String], ips: &[IpAddr]) -> Result<Pair, CertError> {
+        self.issue_server(
+            "kube-apiserver",
+            dns,
+            ips,
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
+        )
+    }
+
+    /// A serving certificate named `cn` for `dns` names and `ips`, with
+    /// extended key usages `usages`.
+    pub fn issue_server(
+        &self,
+        cn: &str,
+        dns: &[String],
+        ips: &[IpAddr],
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> Result<Pair, CertError> {
         let mut params =
             CertificateParams::new(Vec::<String>::new()).map_err(rc("serving params"))?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "kube-apiserver");
+        dn.push(DnType::CommonName, cn);
         params.distinguished_name = dn;
         for d in dns {
             let name = d.clone().try_into().map_err(rc("DNS SAN"))?;
@@ -141,7 +165,7 @@ impl Ca {
         for ip in ips {
             params.subject_alt_names.push(SanType::IpAddress(*ip));
         }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = usages;
         self.issue(params)
     }
 

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod certs;
 pub mod codec;
 pub mod discovery;
+pub mod etcd_pki;
 pub mod handlers;
 pub mod kubeconfig;
 pub mod kubelet;
@@ -28,7 +29,8 @@ use tracing::info;
 use crate::registry::Registry;
 use crate::registry::allocator::{RangeError, ServiceNetwork};
 use crate::registry::bootstrap::Endpoint;
-use crate::storage::{StorageConfig, StorageError, Store};
+use crate::storage::encryption::{ConfigError, EncryptionConfig};
+use crate::storage::{Encryption, EtcdTls, StorageConfig, StorageError, Store};
 
 /// API server settings (flags named like kube-apiserver's).
 #[derive(Debug, Clone)]
@@ -52,6 +54,14 @@ pub struct Config {
     pub disabled_admission_plugins: Vec<String>,
     /// `--authorization-mode`: the authorizers asked, in order.
     pub authorization_modes: Vec<auth::authorizer::Mode>,
+    /// `--encryption-provider-config`: an EncryptionConfiguration file
+    /// naming the resources encrypted at rest and their keys.
+    pub encryption_provider_config: Option<PathBuf>,
+    /// `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`: etcd's CA and
+    /// this server's client certificate (mutual TLS to `https://` servers).
+    pub etcd_cafile: Option<PathBuf>,
+    pub etcd_certfile: Option<PathBuf>,
+    pub etcd_keyfile: Option<PathBuf>,
 }
 
 /// The admission plugin that checks a pod's ServiceAccount and mounts its
@@ -77,6 +87,10 @@ impl Default for Config {
                 .collect(),
             disabled_admission_plugins: Vec::new(),
             authorization_modes: vec![auth::authorizer::Mode::Node, auth::authorizer::Mode::Rbac],
+            encryption_provider_config: None,
+            etcd_cafile: None,
+            etcd_certfile: None,
+            etcd_keyfile: None,
         }
     }
 }
@@ -118,6 +132,10 @@ pub enum StartError {
     Tokens(#[from] auth::tokens::TokenError),
     #[error("admission plugin {0:?} cannot be disabled (only {SERVICE_ACCOUNT_PLUGIN:?} can)")]
     AdmissionPlugin(String),
+    #[error(transparent)]
+    Encryption(#[from] ConfigError),
+    #[error("etcd TLS: {0}")]
+    EtcdTls(String),
 }
 
 /// A running API server.
@@ -214,10 +232,36 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         &certs::service_account_key(&config.cert_dir)?,
     )?);
     let tls = server::tls_config(&ca.cert_pem, &serving)?;
+    let encryption = match &config.encryption_provider_config {
+        Some(path) => Encryption::new(EncryptionConfig::load(path)?),
+        None => Encryption::none(),
+    };
+    let etcd_tls = match (
+        &config.etcd_cafile,
+        &config.etcd_certfile,
+        &config.etcd_keyfile,
+    ) {
+        (None, None, None) => None,
+        (Some(ca), Some(cert), Some(key)) => Some(EtcdTls::load(ca, cert, key).map_err(|e| {
+            StartError::EtcdTls(format!(
+                "reading {}, {}, {}: {e}",
+                ca.display(),
+                cert.display(),
+                key.display()
+            ))
+        })?),
+        _ => {
+            return Err(StartError::EtcdTls(
+                "--etcd-cafile, --etcd-certfile and --etcd-keyfile go together".into(),
+            ));
+        }
+    };
     let store = Store::start(&StorageConfig {
         endpoints: config.etcd_servers.clone(),
         request_timeout: config.etcd_request_timeout,
         compaction_interval: config.etcd_compaction_interval,
+        tls: etcd_tls,
+        encryption: Arc::new(encryption),
     })
     .await?;
     let registry = Arc::new(Registry {

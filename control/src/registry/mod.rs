@@ -161,11 +161,27 @@ impl Registry {
         ns: &str,
         name: &str,
     ) -> Result<Option<(Value, i64)>, ApiError> {
+        Ok(self
+            .get_stored(r, ns, name)
+            .await?
+            .map(|(object, rev, _)| (object, rev)))
+    }
+
+    /// One object from etcd with its revision and whether its stored value
+    /// is stale (written by an encryption provider that is no longer the
+    /// first).
+    async fn get_stored(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<(Value, i64, bool)>, ApiError> {
         let key = keys::object_key(r, ns, name);
         match self.store.etcd.get(&key).await? {
             (Some(kv), _) => Ok(Some((
                 parse_stored(&key, &kv.value, kv.mod_revision)?,
                 kv.mod_revision,
+                kv.stale,
             ))),
             (None, _) => Ok(None),
         }
@@ -273,8 +289,8 @@ impl Registry {
         let sub = ctx.subresource.as_deref();
         let mut avoid = BTreeSet::new();
         for _ in 0..MAX_RETRIES {
-            let current = self.get_raw(r, ns, name).await?;
-            let Some((old, rev)) = current else {
+            let current = self.get_stored(r, ns, name).await?;
+            let Some((old, rev, stale)) = current else {
                 if sub.is_some()
                     || !(r.strategy.allow_create_on_update() || ctx.operation == Operation::Apply)
                 {
@@ -337,7 +353,9 @@ impl Registry {
                 sub,
                 &r.api_version(),
             );
-            if unchanged(&old, &new) {
+            // A stale value is rewritten even when unchanged, so that
+            // rewriting every object moves it to the first provider's key.
+            if unchanged(&old, &new) && !stale {
                 return Ok((old, false));
             }
             if ctx.dry_run {

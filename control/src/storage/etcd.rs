@@ -1,15 +1,20 @@
 //! The etcd v3 client wrapper: every call has a deadline, every error is
 //! classified (unavailable, timeout, compacted), and writes are transactions
 //! on the key's create/mod revision as kube-apiserver's etcd3 store does.
+//! Values pass through the encryption transformers here, on every read,
+//! write and watch event: everything above this wrapper sees plaintext.
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
-    WatchClient,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient,
+    TlsOptions, Txn, TxnOp, TxnOpResponse, WatchClient,
 };
 
-use super::StorageError;
+use super::encryption::Encryption;
+use super::{StorageConfig, StorageError};
 
 /// A key-value pair read from etcd with its revisions.
 #[derive(Debug, Clone)]
@@ -18,20 +23,9 @@ pub struct Kv {
     pub value: Vec<u8>,
     pub mod_revision: i64,
     pub create_revision: i64,
-}
-
-impl From<etcd_client::KeyValue> for Kv {
-    fn from(kv: etcd_client::KeyValue) -> Self {
-        let mod_revision = kv.mod_revision();
-        let create_revision = kv.create_revision();
-        let (k, v) = kv.into_key_value();
-        Kv {
-            key: String::from_utf8_lossy(&k).into_owned(),
-            value: v,
-            mod_revision,
-            create_revision,
-        }
-    }
+    /// The value was not written by the first encryption provider: an
+    /// update rewrites it even when the object is unchanged.
+    pub stale: bool,
 }
 
 /// One page of a range read.
@@ -69,6 +63,37 @@ pub enum TxnFailure {
 pub struct Etcd {
     client: Client,
     timeout: Duration,
+    encryption: Arc<Encryption>,
+}
+
+/// The client side of etcd's mutual TLS (`--etcd-cafile`,
+/// `--etcd-certfile`, `--etcd-keyfile`), as PEM.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl EtcdTls {
+    /// Reads the three PEM files.
+    pub fn load(
+        ca: &std::path::Path,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> std::io::Result<Self> {
+        Ok(EtcdTls {
+            ca: std::fs::read(ca)?,
+            cert: std::fs::read(cert)?,
+            key: std::fs::read(key)?,
+        })
+    }
+
+    fn options(&self) -> TlsOptions {
+        TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(&self.ca))
+            .identity(Identity::from_pem(&self.cert, &self.key))
+    }
 }
 
 /// Largest gRPC message accepted from etcd (a page of big objects).
@@ -76,21 +101,26 @@ const MAX_MESSAGE: usize = 512 * 1024 * 1024;
 
 impl Etcd {
     /// Connects lazily: the call succeeds while etcd is down, and requests
-    /// fail until it comes back.
-    pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Self, StorageError> {
-        let eps: Vec<String> = endpoints
+    /// fail until it comes back. With TLS settings the endpoints are
+    /// `https://` (a bare `host:port` is too).
+    pub async fn connect(config: &StorageConfig) -> Result<Self, StorageError> {
+        let timeout = config.request_timeout;
+        let eps: Vec<String> = config
+            .endpoints
             .iter()
-            .map(|e| {
-                e.trim_start_matches("http://")
-                    .trim_start_matches("https://")
-                    .to_string()
+            .map(|e| match &config.tls {
+                Some(_) => e.clone(),
+                None => e.trim_start_matches("http://").to_string(),
             })
             .collect();
-        let opts = ConnectOptions::new()
+        let mut opts = ConnectOptions::new()
             .with_connect_timeout(timeout)
             .with_timeout(timeout)
             .with_keep_alive(Duration::from_secs(10), timeout)
             .with_keep_alive_while_idle(true);
+        if let Some(tls) = &config.tls {
+            opts = opts.with_tls(tls.options());
+        }
         let client =
             Client::connect(eps, Some(opts))
                 .await
@@ -98,7 +128,55 @@ impl Etcd {
                     op: "connect",
                     message: e.to_string(),
                 })?;
-        Ok(Etcd { client, timeout })
+        Ok(Etcd {
+            client,
+            timeout,
+            encryption: config.encryption.clone(),
+        })
+    }
+
+    /// The plaintext of a value read at `key`, and whether it is stale.
+    pub fn open_value<'a>(
+        &self,
+        key: &str,
+        value: &'a [u8],
+    ) -> Result<(Cow<'a, [u8]>, bool), StorageError> {
+        self.encryption
+            .from_storage(key, value)
+            .map_err(|e| StorageError::Transform {
+                key: key.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    fn seal_value(&self, key: &str, value: Vec<u8>) -> Result<Vec<u8>, StorageError> {
+        match self.encryption.to_storage(key, &value) {
+            Ok(Cow::Borrowed(_)) => Ok(value),
+            Ok(Cow::Owned(sealed)) => Ok(sealed),
+            Err(e) => Err(StorageError::Transform {
+                key: key.to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// A key-value pair read from etcd, its value opened.
+    fn kv_of(&self, kv: etcd_client::KeyValue) -> Result<Kv, StorageError> {
+        let mod_revision = kv.mod_revision();
+        let create_revision = kv.create_revision();
+        let (k, v) = kv.into_key_value();
+        let key = String::from_utf8_lossy(&k).into_owned();
+        let (value, stale) = match self.open_value(&key, &v)? {
+            (Cow::Borrowed(_), stale) => (v, stale),
+            (Cow::Owned(plain), stale) => (plain, stale),
+        };
+        Ok(Kv {
+            key,
+            value,
+            mod_revision,
+            create_revision,
+            stale,
+        })
     }
 
     pub fn timeout(&self) -> Duration {
@@ -137,7 +215,8 @@ impl Etcd {
         let mut kv = self.kv();
         let mut resp = self.deadline("get", kv.get(key, None)).await?;
         let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-        Ok((resp.take_kvs().into_iter().next().map(Kv::from), rev))
+        let kv = resp.take_kvs().into_iter().next();
+        Ok((kv.map(|kv| self.kv_of(kv)).transpose()?, rev))
     }
 
     /// The current revision of the store (a linearizable read of nothing).
@@ -181,7 +260,23 @@ impl Etcd {
         let more = resp.more();
         let count = resp.count();
         Ok(Page {
-            kvs: resp.take_kvs().into_iter().map(Kv::from).collect(),
+            kvs: if keys_only {
+                resp.take_kvs()
+                    .into_iter()
+                    .map(|kv| Kv {
+                        key: String::from_utf8_lossy(kv.key()).into_owned(),
+                        value: Vec::new(),
+                        mod_revision: kv.mod_revision(),
+                        create_revision: kv.create_revision(),
+                        stale: false,
+                    })
+                    .collect()
+            } else {
+                resp.take_kvs()
+                    .into_iter()
+                    .map(|kv| self.kv_of(kv))
+                    .collect::<Result<_, _>>()?
+            },
             revision,
             more,
             count,
@@ -235,14 +330,18 @@ impl Etcd {
         effects: &[SideEffect],
     ) -> Result<Result<i64, TxnFailure>, StorageError> {
         let mut ops = vec![match value {
-            Some(v) => TxnOp::put(key, v, None),
+            Some(v) => TxnOp::put(key, self.seal_value(key, v)?, None),
             None => TxnOp::delete(key, None),
         }];
         for e in effects {
             match e {
                 SideEffect::Claim { key, value } => {
                     cmp.push(Compare::create_revision(key.as_str(), CompareOp::Equal, 0));
-                    ops.push(TxnOp::put(key.as_str(), value.clone(), None));
+                    ops.push(TxnOp::put(
+                        key.as_str(),
+                        self.seal_value(key, value.clone())?,
+                        None,
+                    ));
                 }
                 SideEffect::Release { key } => ops.push(TxnOp::delete(key.as_str(), None)),
             }
@@ -258,10 +357,10 @@ impl Etcd {
             return Ok(Ok(rev));
         }
         let current = resp.op_responses().into_iter().find_map(|r| match r {
-            TxnOpResponse::Get(mut g) => Some(g.take_kvs().into_iter().next().map(Kv::from)),
+            TxnOpResponse::Get(mut g) => Some(g.take_kvs().into_iter().next()),
             _ => None,
         });
-        let current = current.flatten();
+        let current = current.flatten().map(|kv| self.kv_of(kv)).transpose()?;
         // The object comparison held when the key is as expected: then a
         // claimed side-effect key was taken.
         let object_held = match (&current, expected) {
@@ -292,6 +391,7 @@ impl Etcd {
     /// Puts a key unconditionally.
     pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<i64, StorageError> {
         let mut kv = self.kv();
+        let value = self.seal_value(key, value)?;
         let resp = self.deadline("update", kv.put(key, value, None)).await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
     }

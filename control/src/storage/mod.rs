@@ -2,6 +2,7 @@
 //! watch cache and compaction.
 
 pub mod compaction;
+pub mod encryption;
 pub mod etcd;
 pub mod keys;
 pub mod metrics;
@@ -17,7 +18,8 @@ use crate::api::resource::Resource;
 use crate::api::status::ApiError;
 use crate::kinds::RESOURCES;
 
-pub use etcd::{Etcd, Kv, SideEffect, TxnFailure};
+pub use encryption::Encryption;
+pub use etcd::{Etcd, EtcdTls, Kv, SideEffect, TxnFailure};
 pub use object::{CachedObject, Fields};
 pub use watch_cache::{EventType, Notice, WatchCache, WatchEvent};
 
@@ -32,6 +34,9 @@ pub enum StorageError {
     Compacted { revision: i64 },
     #[error("stored object at {key} is not valid JSON: {message}")]
     Corrupt { key: String, message: String },
+    /// A value the encryption transformers could not open or seal.
+    #[error("unable to transform key {key:?}: {message}")]
+    Transform { key: String, message: String },
 }
 
 /// Storage settings.
@@ -42,6 +47,23 @@ pub struct StorageConfig {
     pub request_timeout: Duration,
     /// Compaction interval; zero disables compaction.
     pub compaction_interval: Duration,
+    /// Client certificate and CA of etcd's mutual TLS; `None` speaks
+    /// plain HTTP.
+    pub tls: Option<EtcdTls>,
+    /// Transformers of the resources encrypted at rest.
+    pub encryption: Arc<Encryption>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            request_timeout: Duration::from_secs(5),
+            compaction_interval: Duration::from_secs(300),
+            tls: None,
+            encryption: Arc::new(Encryption::none()),
+        }
+    }
 }
 
 /// etcd plus one watch cache per resource prefix.
@@ -55,7 +77,7 @@ pub struct Store {
 impl Store {
     /// Connects to etcd and starts the watch caches and compaction.
     pub async fn start(config: &StorageConfig) -> Result<Arc<Self>, StorageError> {
-        let etcd = Etcd::connect(&config.endpoints, config.request_timeout).await?;
+        let etcd = Etcd::connect(config).await?;
         let compacted = Arc::new(AtomicI64::new(0));
         let mut caches = HashMap::new();
         for r in RESOURCES {
@@ -113,6 +135,7 @@ impl From<StorageError> for ApiError {
             StorageError::Corrupt { key, message } => ApiError::internal(format!(
                 "stored object {key} could not be decoded: {message}"
             )),
+            e @ StorageError::Transform { .. } => ApiError::internal(e.to_string()),
         }
     }
 }

@@ -331,7 +331,9 @@ impl WatchCache {
             let prev = st.objects.get(&key).cloned();
             let event = match ev.event_type() {
                 EtcdEventType::Put => {
-                    let Some(obj) = decode(&key, kv.value(), revision, self.fields) else {
+                    let Some(obj) =
+                        decode_event(&self.etcd, &key, kv.value(), revision, self.fields)
+                    else {
                         continue;
                     };
                     st.objects.insert(key, obj.clone());
@@ -349,8 +351,9 @@ impl WatchCache {
                 EtcdEventType::Delete => {
                     st.objects.remove(&key);
                     let Some(prev) = prev.or_else(|| {
-                        ev.prev_kv()
-                            .and_then(|p| decode(&key, p.value(), p.mod_revision(), self.fields))
+                        ev.prev_kv().and_then(|p| {
+                            decode_event(&self.etcd, &key, p.value(), p.mod_revision(), self.fields)
+                        })
                     }) else {
                         continue;
                     };
@@ -468,6 +471,24 @@ impl WatchCache {
     }
 }
 
+/// Decodes the value of a watch event, opened by the encryption
+/// transformers; a value that cannot be opened is skipped and logged.
+fn decode_event(
+    etcd: &Etcd,
+    key: &str,
+    raw: &[u8],
+    revision: i64,
+    fields: Fields,
+) -> Option<Arc<CachedObject>> {
+    match etcd.open_value(key, raw) {
+        Ok((plain, _)) => decode(key, &plain, revision, fields),
+        Err(e) => {
+            warn!(error = %e, "watch event skipped");
+            None
+        }
+    }
+}
+
 /// A watch read straight from etcd's history (for revisions older than the
 /// cache window), delivering the same notices as the cache.
 pub fn watch_etcd(
@@ -542,12 +563,14 @@ pub fn watch_etcd(
                 let key = String::from_utf8_lossy(kv.key()).into_owned();
                 let revision = kv.mod_revision();
                 let prev = known.get(&key).cloned().or_else(|| {
-                    ev.prev_kv()
-                        .and_then(|p| decode(&key, p.value(), p.mod_revision(), fields))
+                    ev.prev_kv().and_then(|p| {
+                        decode_event(&etcd, &key, p.value(), p.mod_revision(), fields)
+                    })
                 });
                 let event = match ev.event_type() {
                     EtcdEventType::Put => {
-                        let Some(obj) = decode(&key, kv.value(), revision, fields) else {
+                        let Some(obj) = decode_event(&etcd, &key, kv.value(), revision, fields)
+                        else {
                             continue;
                         };
                         known.insert(key, obj.clone());

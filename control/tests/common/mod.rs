@@ -10,6 +10,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use baton_control::apiserver::etcd_pki::EtcdPki;
+use baton_control::storage::EtcdTls;
 use baton_e2e::Kubectl;
 #[allow(unused_imports, reason = "each test binary uses a different part")]
 pub use baton_e2e::kubectl::{stderr, stdout};
@@ -71,7 +73,23 @@ pub fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// A real etcd 3.4 on loopback.
+/// Creates the PKI in `dir` with `baton-control certs`, as a cluster does
+/// before etcd starts.
+fn make_pki(dir: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_baton-control"))
+        .args(["certs", "--cert-dir", dir.to_str().unwrap()])
+        .args(["--etcd-san", "127.0.0.1"])
+        .output()
+        .expect("baton-control runs");
+    assert!(
+        out.status.success(),
+        "baton-control certs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A real etcd 3.4 on loopback, serving clients over mutual TLS (client
+/// certificates signed by its own CA).
 pub struct Etcd {
     pub dir: TempDir,
     pub client_port: u16,
@@ -96,14 +114,52 @@ impl Etcd {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("https://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The PKI directory: etcd's CA and certificates, and the API server's
+    /// etcd client certificate.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    pub fn pki(&self) -> EtcdPki {
+        EtcdPki::paths(&self.pki_dir())
+    }
+
+    /// The API server's flags for this etcd.
+    pub fn apiserver_flags(&self) -> Vec<String> {
+        let pki = self.pki();
+        vec![
+            format!("--etcd-servers={}", self.url()),
+            format!("--etcd-cafile={}", pki.ca.display()),
+            format!("--etcd-certfile={}", pki.client_cert.display()),
+            format!("--etcd-keyfile={}", pki.client_key.display()),
+        ]
+    }
+
+    /// The storage layer's TLS settings for this etcd.
+    pub fn storage_tls(&self) -> EtcdTls {
+        let pki = self.pki();
+        EtcdTls::load(&pki.ca, &pki.client_cert, &pki.client_key).expect("etcd PKI")
     }
 
     /// Starts (again) on the same data dir and ports.
     pub fn resume(&mut self) {
+        if !self.pki().ca.exists() {
+            make_pki(&self.pki_dir());
+        }
+        let pki = self.pki();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new("etcd")
             .args([
+                "--client-cert-auth",
+                "--trusted-ca-file",
+                pki.ca.to_str().unwrap(),
+                "--cert-file",
+                pki.server_cert.to_str().unwrap(),
+                "--key-file",
+                pki.server_key.to_str().unwrap(),
                 "--name",
                 "t",
                 "--data-dir",
@@ -141,11 +197,23 @@ impl Etcd {
         }
     }
 
-    /// A direct etcd client, to check what is stored.
+    /// A direct etcd client with the API server's client certificate, to
+    /// check what is stored.
     pub async fn client(&self) -> etcd_client::Client {
-        etcd_client::Client::connect([self.url()], None)
-            .await
-            .expect("etcd client")
+        let pki = self.pki();
+        let read = |p: &Path| std::fs::read(p).expect("etcd PKI");
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(&pki.ca)))
+            .identity(etcd_client::Identity::from_pem(
+                read(&pki.client_cert),
+                read(&pki.client_key),
+            ));
+        etcd_client::Client::connect(
+            [self.url()],
+            Some(etcd_client::ConnectOptions::new().with_tls(tls)),
+        )
+        .await
+        .expect("etcd client")
     }
 
     /// The raw value stored at `key`.
@@ -193,7 +261,8 @@ impl Drop for Etcd {
 pub struct ApiServer {
     pub dir: TempDir,
     pub port: u16,
-    pub etcd_url: String,
+    /// `--etcd-servers` and the etcd TLS flags.
+    pub etcd_flags: Vec<String>,
     pub extra: Vec<String>,
     child: Option<Child>,
 }
@@ -211,7 +280,7 @@ impl ApiServer {
         let mut a = ApiServer {
             dir,
             port: free_port(),
-            etcd_url: etcd.url(),
+            etcd_flags: etcd.apiserver_flags(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
@@ -241,7 +310,7 @@ impl ApiServer {
             .expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_baton-control"))
             .arg("apiserver")
-            .args(["--etcd-servers", &self.etcd_url])
+            .args(&self.etcd_flags)
             .args(["--bind-address", "127.0.0.1"])
             .args(["--secure-port", &self.port.to_string()])
             .args(["--cert-dir", self.cert_dir().to_str().unwrap()])

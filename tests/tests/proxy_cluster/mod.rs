@@ -66,7 +66,7 @@ impl ProxyCluster {
         let cluster = Cluster::create(ClusterSpec::new(nodes)).expect("creating the cluster");
         let state = cluster.run_dir().join("control-plane");
         let plane = ControlPlane::layout(&cluster, &state, state.join("admin.kubeconfig"));
-        control_plane::ensure_etcd(&cluster, &plane).expect("etcd");
+        control_plane::ensure_etcd(&cluster, &binaries, &plane).expect("etcd");
         control_plane::ensure_apiserver(&cluster, &binaries, &plane).expect("API server");
         let cgroups = NodeCgroups::create(&cluster).expect("node cgroups");
         let plugin = binaries.path("baton-cni").expect("baton-cni");

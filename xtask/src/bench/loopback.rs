@@ -37,13 +37,39 @@ impl LoopbackControlPlane {
                     .with_context(|| format!("creating {}", path.display()))?,
             ))
         };
+        // The PKI first, as a cluster is made: etcd serves clients over
+        // mutual TLS and the API server presents its etcd client
+        // certificate.
+        let cert_dir = dir.join("pki");
+        let st = Command::new(binary)
+            .arg("certs")
+            .arg("--cert-dir")
+            .arg(&cert_dir)
+            .args(["--etcd-san", "127.0.0.1"])
+            .status()
+            .context("running baton-control certs")?;
+        ensure!(st.success(), "creating the PKI failed");
+        let etcd_pki = cert_dir.join("etcd");
         let (client_port, peer_port) = (free_port()?, free_port()?);
-        let url = format!("http://127.0.0.1:{client_port}");
+        let url = format!("https://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
         let etcd = Proc(
             Command::new("etcd")
                 .arg("--name=bench")
                 .arg(format!("--data-dir={}", etcd_dir.display()))
+                .arg("--client-cert-auth")
+                .arg(format!(
+                    "--trusted-ca-file={}",
+                    etcd_pki.join("ca.crt").display()
+                ))
+                .arg(format!(
+                    "--cert-file={}",
+                    etcd_pki.join("server.crt").display()
+                ))
+                .arg(format!(
+                    "--key-file={}",
+                    etcd_pki.join("server.key").display()
+                ))
                 .arg(format!("--listen-client-urls={url}"))
                 .arg(format!("--advertise-client-urls={url}"))
                 .arg(format!("--listen-peer-urls={peer}"))
@@ -59,12 +85,23 @@ impl LoopbackControlPlane {
         );
         wait_port(client_port, Duration::from_secs(20))?;
         let port = free_port()?;
-        let cert_dir = dir.join("pki");
         let kubeconfig = dir.join("admin.conf");
         let apiserver = Proc(
             Command::new(binary)
                 .arg("apiserver")
                 .arg(format!("--etcd-servers={url}"))
+                .arg(format!(
+                    "--etcd-cafile={}",
+                    etcd_pki.join("ca.crt").display()
+                ))
+                .arg(format!(
+                    "--etcd-certfile={}",
+                    cert_dir.join("apiserver-etcd-client.crt").display()
+                ))
+                .arg(format!(
+                    "--etcd-keyfile={}",
+                    cert_dir.join("apiserver-etcd-client.key").display()
+                ))
                 .arg("--bind-address=127.0.0.1")
                 .arg(format!("--secure-port={port}"))
                 .arg(format!("--cert-dir={}", cert_dir.display()))

@@ -108,7 +108,7 @@ impl BenchCluster {
         let cluster = Cluster::create(ClusterSpec::new(2))?;
         let state = cluster.run_dir().join("control");
         let plane = ControlPlane::layout(&cluster, &state, state.join("admin.kubeconfig"));
-        control_plane::ensure_etcd(&cluster, &plane)?;
+        control_plane::ensure_etcd(&cluster, &binaries, &plane)?;
         control_plane::ensure_apiserver(&cluster, &binaries, &plane)?;
         for component in [Component::Scheduler, Component::Controllers] {
             control_plane::ensure_component(&cluster, &binaries, &plane, component)?;
