@@ -41,6 +41,11 @@ pub enum ControlPlaneError {
     IssueKubeconfig { user: String, source: CommandError },
     #[error("creating the PKI (baton-control certs): {0}")]
     Certs(CommandError),
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{component} did not take its leader Lease within {timeout:?}: {last}")]
     NotLeading {
         component: &'static str,
@@ -217,6 +222,10 @@ pub fn ensure_apiserver(
                 .arg(format!("--secure-port={APISERVER_PORT}"))
                 .arg(format!("--cert-dir={}", plane.cert_dir.display()))
                 .arg(format!("--admin-kubeconfig={}", plane.kubeconfig.display()))
+                .arg(format!(
+                    "--encryption-provider-config={}",
+                    encryption_config(plane)?.display()
+                ))
                 .arg(format!(
                     "--service-cluster-ip-range={}",
                     addressing::service_cidr()
@@ -429,6 +438,48 @@ fn running(cluster: &Cluster, name: &str) -> Option<u32> {
         .process(name)
         .filter(|p| p.is_running())
         .map(|p| p.pid)
+}
+
+/// The EncryptionConfiguration the API server encrypts Secrets at rest
+/// with: aesgcm with a random key made on first use, identity to read
+/// what was written before. Kept beside the PKI, readable by root only.
+fn encryption_config(plane: &ControlPlane) -> Result<PathBuf, ControlPlaneError> {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = plane.cert_dir.join("encryption-config.yaml");
+    if path.is_file() {
+        return Ok(path);
+    }
+    let key: [u8; 32] = rand::random();
+    let secret = base64::engine::general_purpose::STANDARD.encode(key);
+    let text = [
+        "apiVersion: apiserver.config.k8s.io/v1",
+        "kind: EncryptionConfiguration",
+        "resources:",
+        "- resources: [secrets]",
+        "  providers:",
+        "  - aesgcm:",
+        "      keys:",
+        "      - name: key1",
+        &format!("        secret: {secret}"),
+        "  - identity: {}",
+        "",
+    ]
+    .join("\n");
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        file.write_all(text.as_bytes())
+    };
+    write().map_err(|source| ControlPlaneError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
 }
 
 fn create_dir(path: &Path) -> Result<(), ControlPlaneError> {
