@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The Kubernetes API server on etcd.
-    Apiserver(ApiserverArgs),
+    Apiserver(Box<ApiserverArgs>),
     /// Every control-plane component in one process (API server, scheduler,
     /// controller manager), still talking to each other over HTTPS.
     All(Box<AllArgs>),
@@ -102,6 +102,23 @@ struct ApiserverArgs {
     /// Key of the client certificate presented to etcd.
     #[arg(long)]
     etcd_keyfile: Option<PathBuf>,
+    /// The audit policy (`audit.k8s.io/v1` `Policy`); with
+    /// `--audit-log-path`, requests are audited as it says.
+    #[arg(long)]
+    audit_policy_file: Option<PathBuf>,
+    /// The audit log: JSON lines of `audit.k8s.io/v1` events; `-` is
+    /// standard output.
+    #[arg(long)]
+    audit_log_path: Option<PathBuf>,
+    /// Megabytes the audit log reaches before it is rotated (0: 100).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxsize: u64,
+    /// Rotated audit logs kept (0: all).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxbackup: usize,
+    /// Days a rotated audit log is kept (0: forever).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxage: u64,
 }
 
 /// `all`: the API server's flags plus the scheduler's and the controller
@@ -170,6 +187,15 @@ impl ApiserverArgs {
             etcd_cafile: self.etcd_cafile,
             etcd_certfile: self.etcd_certfile,
             etcd_keyfile: self.etcd_keyfile,
+            audit_policy_file: self.audit_policy_file,
+            audit_log: self
+                .audit_log_path
+                .map(|path| apiserver::audit::log::LogConfig {
+                    path,
+                    max_size_mb: self.audit_log_maxsize,
+                    max_backups: self.audit_log_maxbackup,
+                    max_age_days: self.audit_log_maxage,
+                }),
         }
     }
 }
@@ -298,7 +324,7 @@ fn main() -> anyhow::Result<()> {
         Command::Apiserver(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(run_apiserver(a)),
+            .block_on(run_apiserver(*a)),
         Command::All(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

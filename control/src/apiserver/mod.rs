@@ -2,8 +2,9 @@
 //!
 //! `run` wires it together: certificates and the admin kubeconfig, the
 //! store (etcd, watch caches, compaction), the registry, the bootstrap
-//! objects, and the HTTPS listener.
+//! objects, the audit log, and the HTTPS listener.
 
+pub mod audit;
 pub mod auth;
 pub mod certs;
 pub mod codec;
@@ -62,6 +63,11 @@ pub struct Config {
     pub etcd_cafile: Option<PathBuf>,
     pub etcd_certfile: Option<PathBuf>,
     pub etcd_keyfile: Option<PathBuf>,
+    /// `--audit-policy-file`: what is audited. Auditing is on when this
+    /// and [`Config::audit_log`] are both set.
+    pub audit_policy_file: Option<PathBuf>,
+    /// `--audit-log-path` and its rotation: where events are written.
+    pub audit_log: Option<audit::log::LogConfig>,
 }
 
 /// The admission plugin that checks a pod's ServiceAccount and mounts its
@@ -91,6 +97,8 @@ impl Default for Config {
             etcd_cafile: None,
             etcd_certfile: None,
             etcd_keyfile: None,
+            audit_policy_file: None,
+            audit_log: None,
         }
     }
 }
@@ -130,6 +138,8 @@ pub enum StartError {
     Kubelet(#[from] kubelet::KubeletError),
     #[error(transparent)]
     Tokens(#[from] auth::tokens::TokenError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
     #[error("admission plugin {0:?} cannot be disabled (only {SERVICE_ACCOUNT_PLUGIN:?} can)")]
     AdmissionPlugin(String),
     #[error(transparent)]
@@ -231,6 +241,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let tokens = Arc::new(auth::tokens::ServiceAccountKey::new(
         &certs::service_account_key(&config.cert_dir)?,
     )?);
+    let auditor = match (&config.audit_policy_file, &config.audit_log) {
+        (Some(policy), Some(log)) => Some(Arc::new(audit::Auditor::open(policy, log)?)),
+        (Some(_), None) => {
+            tracing::warn!("--audit-policy-file without --audit-log-path: no audit log is written");
+            None
+        }
+        (None, Some(_)) => {
+            tracing::warn!("--audit-log-path without --audit-policy-file: nothing is audited");
+            None
+        }
+        (None, None) => None,
+    };
     let tls = server::tls_config(&ca.cert_pem, &serving)?;
     let encryption = match &config.encryption_provider_config {
         Some(path) => Encryption::new(EncryptionConfig::load(path)?),
@@ -307,6 +329,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             registry.clone(),
         )),
         tokens,
+        auditor,
     });
     info!(%addr, url = %config.server_url(), "API server listening");
     let serving_task = tokio::spawn(server::serve(listener, tls, api));

@@ -116,7 +116,9 @@ pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, api: Arc<Api>)
                         ..User::default()
                     }
                 });
-            let svc = service_fn(move |req| handlers::handle(api.clone(), req, user.clone()));
+            let svc = service_fn(move |req| {
+                handlers::handle(api.clone(), req, user.clone(), Some(peer.ip()))
+            });
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder.http2().max_concurrent_streams(1000);
             // Upgrades: pods/exec and pods/attach (SPDY, websockets).

@@ -1,5 +1,5 @@
 //! Request handling: authentication check, routing, body collection,
-//! dispatch to the verb handlers, and metrics.
+//! dispatch to the verb handlers, auditing, and metrics.
 
 pub mod access_review;
 pub mod delete;
@@ -17,6 +17,7 @@ pub mod write;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,8 +26,9 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
 
+use super::audit;
 use super::auth::User;
-use super::auth::authorizer::Attributes;
+use super::auth::authorizer::{Attributes, Decision, forbidden};
 use super::codec::content::{self, Accept};
 use super::metrics::{self, RequestKind};
 use super::router::{self, ResourceRequest, Route, Verb};
@@ -52,6 +54,8 @@ pub struct Api {
     pub token_auth: super::auth::token_auth::TokenAuthenticator,
     /// Decides what the request's user may do.
     pub authorizer: Arc<super::auth::authorizer::Authorizer>,
+    /// Writes the audit log, when one is configured.
+    pub auditor: Option<Arc<super::audit::Auditor>>,
 }
 
 /// A parsed request.
@@ -149,19 +153,96 @@ fn is_public(route: &Route) -> bool {
     matches!(route, Route::Health(..) | Route::Version)
 }
 
-/// Handles one HTTP request.
+/// Handles one HTTP request from `peer`: serves it, audits it when
+/// auditing is on, and names its audit ID in the `Audit-ID` header.
 pub async fn handle(
     api: Arc<Api>,
     req: hyper::Request<Incoming>,
     user: Option<User>,
+    peer: Option<IpAddr>,
 ) -> Result<Response<Body>, Infallible> {
+    let id = audit::audit_id(req.headers());
+    let mut record = api
+        .auditor
+        .clone()
+        .map(|a| audit::Record::new(a, id.clone(), req.uri(), req.headers(), peer));
+    let resp = serve(api, req, user, &mut record).await;
+    let mut resp = match record {
+        Some(record) => record.finish(resp).await,
+        None => resp,
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(audit::AUDIT_ID_HEADER, v);
+    }
+    Ok(resp)
+}
+
+/// The authorization attributes of a routed request.
+fn attributes(
+    route: &Route,
+    user: User,
+    method: &Method,
+    path: &str,
+    query: &HashMap<String, String>,
+) -> Attributes {
+    match route {
+        Route::Resource(rr) => Attributes::of_resource(user, rr, query),
+        _ => Attributes::of_path(user, method, path),
+    }
+}
+
+/// Starts a request's audit (when audited) with `user` as the one who sent
+/// it; `unauthenticated` is the message of a refusal at authentication.
+fn begin_audit(
+    record: &mut Option<audit::Record>,
+    route: &Route,
+    user: User,
+    parts: &http::request::Parts,
+    query: &HashMap<String, String>,
+    unauthenticated: Option<&str>,
+) {
+    let Some(record) = record.as_mut() else {
+        return;
+    };
+    let rr = match route {
+        Route::Resource(rr) => Some(rr),
+        _ => None,
+    };
+    let verb = audit::verb(rr, &parts.method);
+    let mut attrs = attributes(route, user, &parts.method, parts.uri.path(), query);
+    // The policy sees the request's own verb (a stream's GET is a get).
+    attrs.verb = verb.clone();
+    let object_ref = rr.map(|rr| audit::object_ref(rr, &attrs));
+    match unauthenticated {
+        Some(message) => record.unauthenticated(&attrs, object_ref, verb, message),
+        None => record.begin(&attrs, object_ref, verb),
+    }
+}
+
+/// What a refused authentication tried, as kube-apiserver's audit of it
+/// says.
+fn failed_authentication(parts: &http::request::Parts) -> &'static str {
+    if bearer_token(&parts.headers).is_some() {
+        "Authentication failed, attempted: bearer"
+    } else {
+        "Authentication failed, no credentials provided"
+    }
+}
+
+/// Serves one request, telling `record` what the audit needs.
+async fn serve(
+    api: Arc<Api>,
+    req: hyper::Request<Incoming>,
+    user: Option<User>,
+    record: &mut Option<audit::Record>,
+) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let query = router::parse_query(parts.uri.query());
     let path = parts.uri.path().to_string();
     let route = match router::route(&parts.method, &path, &query) {
         Ok(r) => r,
-        Err(e) => return Ok(error_response(&e)),
+        Err(e) => return error_response(&e),
     };
     // Without a client certificate, a bearer token; one that does not
     // authenticate is refused whatever the path, as kube-apiserver does.
@@ -175,7 +256,18 @@ pub async fn handle(
             };
             match user {
                 Some(user) => Some(user),
-                None => return Ok(error_response(&ApiError::unauthorized())),
+                None => {
+                    let message = failed_authentication(&parts);
+                    begin_audit(
+                        record,
+                        &route,
+                        User::default(),
+                        &parts,
+                        &query,
+                        Some(message),
+                    );
+                    return error_response(&ApiError::unauthorized());
+                }
             }
         }
         (None, None) => None,
@@ -187,29 +279,51 @@ pub async fn handle(
             ..User::default()
         })
     }) else {
-        return Ok(error_response(&ApiError::unauthorized()));
+        let message = failed_authentication(&parts);
+        begin_audit(
+            record,
+            &route,
+            User::default(),
+            &parts,
+            &query,
+            Some(message),
+        );
+        return error_response(&ApiError::unauthorized());
     };
+    begin_audit(record, &route, user.clone(), &parts, &query, None);
     for asked in super::auth::impersonation::requested_access(&user, &parts.headers) {
         if let Err(e) = api.authorizer.check(&asked) {
-            return Ok(error_response(&e));
+            return error_response(&e);
         }
     }
+    let impersonating = parts.headers.contains_key("impersonate-user");
     let user = match super::auth::impersonation::acting_user(user, &parts.headers) {
         Ok(user) => user,
-        Err(e) => return Ok(error_response(&e)),
+        Err(e) => return error_response(&e),
     };
-    let attributes = match &route {
-        Route::Resource(rr) => Attributes::of_resource(user.clone(), rr, &query),
-        _ => Attributes::of_path(user.clone(), &parts.method, &path),
-    };
-    if let Err(e) = api.authorizer.check(&attributes) {
-        return Ok(error_response_for(
-            &e,
+    if impersonating && let Some(record) = record.as_mut() {
+        record.impersonating(&user);
+    }
+    let attributes = attributes(&route, user.clone(), &parts.method, &path, &query);
+    let (decision, reason) = api.authorizer.authorize(&attributes);
+    let allowed = decision == Decision::Allow;
+    if let Some(record) = record.as_mut() {
+        record.authorized(allowed, &reason);
+    }
+    if !allowed {
+        return error_response_for(
+            &forbidden(&attributes, &reason),
             parts
                 .headers
                 .get(http::header::ACCEPT)
                 .and_then(|v| v.to_str().ok()),
-        ));
+        );
+    }
+    if let Route::Resource(rr) = &route
+        && audit::is_long_running(rr)
+        && let Some(record) = record.as_mut()
+    {
+        record.long_running();
     }
     if let Route::Resource(rr) = &route
         && (pod_streams::is_stream(rr) || node_proxy::is_node_proxy(rr))
@@ -224,18 +338,27 @@ pub async fn handle(
         }
         .unwrap_or_else(|e| error_response(&e));
         metrics::observe_request(&kind, resp.status().as_u16(), started.elapsed());
-        return Ok(resp);
+        return resp;
     }
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return Ok(error_response(&ApiError::new(
+            return error_response(&ApiError::new(
                 413,
                 "RequestEntityTooLarge",
                 "Request entity too large: limit is 3145728",
-            )));
+            ));
         }
     };
+    if let Route::Resource(rr) = &route
+        && let Some(record) = record.as_mut()
+    {
+        let content_type = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        record.request_body(rr.verb, content_type, &body);
+    }
     let r = Req {
         method: parts.method,
         query,
@@ -267,7 +390,7 @@ pub async fn handle(
         }
     };
     metrics::observe_request(&kind, resp.status().as_u16(), started.elapsed());
-    Ok(resp)
+    resp
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
