@@ -234,7 +234,7 @@ impl RotatingFile {
             return Ok(());
         }
         let mut backups = backups_of(&self.path)?;
-        backups.sort_by(|a, b| b.0.cmp(&a.0));
+        backups.sort_by_key(|b| std::cmp::Reverse(b.0));
         let mut remove = Vec::new();
         if self.max_backups > 0 && backups.len() > self.max_backups {
             remove.extend(backups.split_off(self.max_backups));
