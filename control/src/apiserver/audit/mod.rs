@@ -2,7 +2,8 @@
 //! auditing with its log backend. Every request that gets past
 //! authentication is matched against the [`policy`]; at a level above
 //! `None` it yields [`event::Event`]s at its stages (`RequestReceived`,
-//! `ResponseStarted` for long-running requests, `ResponseComplete`),
+//! `ResponseStarted` for long-running requests, `ResponseComplete`, or
+//! `Panic` when the handler panics),
 //! written as JSON lines by the [`log`] backend. A request refused at
 //! authentication is audited too, with one `ResponseStarted` event.
 //!
@@ -315,6 +316,17 @@ impl Record {
         Response::from_parts(parts, body)
     }
 
+    /// The handler panicked: the `Panic` event, with upstream's 500.
+    pub fn panicked(mut self, message: &str) {
+        self.event.response_status = Some(ResponseStatus {
+            status: "Failure".into(),
+            reason: "InternalError".into(),
+            message: format!("APIServer panic'd: {message}"),
+            ..ResponseStatus::code(500)
+        });
+        self.write(Stage::Panic);
+    }
+
     /// Writes the event at `stage` unless the policy omits that stage.
     fn write(&self, stage: Stage) {
         let Some(config) = &self.config else {
@@ -589,6 +601,32 @@ mod tests {
         assert_eq!(
             stages(lines(&path)),
             ["RequestReceived", "ResponseStarted", "ResponseComplete"]
+        );
+    }
+
+    #[test]
+    fn a_panic_is_its_own_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, path) = auditor(dir.path(), "rules: [{level: Metadata}]\n");
+        let uri: http::Uri = "/api/v1/pods".parse().unwrap();
+        let mut r = Record::new(a, "p".into(), &uri, &HeaderMap::new(), None);
+        let attrs = Attributes {
+            user: admin(),
+            verb: "list".into(),
+            resource_request: true,
+            resource: "pods".into(),
+            ..Attributes::default()
+        };
+        r.begin(&attrs, None, "list".into());
+        r.panicked("index out of bounds");
+        let l = lines(&path);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[1]["stage"], "Panic");
+        assert_eq!(
+            l[1]["responseStatus"],
+            serde_json::json!({"metadata": {}, "status": "Failure",
+                "message": "APIServer panic'd: index out of bounds",
+                "reason": "InternalError", "code": 500})
         );
     }
 

@@ -18,10 +18,12 @@ pub mod write;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
@@ -154,7 +156,8 @@ fn is_public(route: &Route) -> bool {
 }
 
 /// Handles one HTTP request from `peer`: serves it, audits it when
-/// auditing is on, and names its audit ID in the `Audit-ID` header.
+/// auditing is on, and names its audit ID in the `Audit-ID` header. A
+/// handler that panics gets kube-apiserver's 500 (and a `Panic` event).
 pub async fn handle(
     api: Arc<Api>,
     req: hyper::Request<Incoming>,
@@ -166,15 +169,38 @@ pub async fn handle(
         .auditor
         .clone()
         .map(|a| audit::Record::new(a, id.clone(), req.uri(), req.headers(), peer));
-    let resp = serve(api, req, user, &mut record).await;
-    let mut resp = match record {
-        Some(record) => record.finish(resp).await,
-        None => resp,
+    let served = AssertUnwindSafe(serve(api, req, user, &mut record))
+        .catch_unwind()
+        .await;
+    let mut resp = match (served, record) {
+        (Ok(resp), Some(record)) => record.finish(resp).await,
+        (Ok(resp), None) => resp,
+        (Err(panic), record) => {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(panic = %message, "request handler panicked");
+            if let Some(record) = record {
+                record.panicked(&message);
+            }
+            error_response(&ApiError::new(
+                500,
+                "InternalError",
+                "This request caused apiserver to panic. Look in the logs for details.",
+            ))
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(audit::AUDIT_ID_HEADER, v);
     }
     Ok(resp)
+}
+
+/// What a panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
 }
 
 /// The authorization attributes of a routed request.
