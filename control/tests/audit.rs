@@ -298,3 +298,58 @@ async fn a_rotated_log_loses_no_event() {
     assert_eq!(gets("RequestReceived"), GETS);
     assert_eq!(gets("ResponseComplete"), GETS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_is_audited_when_it_starts_and_when_it_ends() {
+    use futures::TryStreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::WatchParams;
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), POLICY);
+    let log = dir.path().join("audit.log");
+    let etcd = Etcd::start();
+    let api = ApiServer::start_with(
+        &etcd,
+        &[
+            "--audit-policy-file",
+            policy.to_str().unwrap(),
+            "--audit-log-path",
+            log.to_str().unwrap(),
+        ],
+    );
+    let configmaps: kube::Api<ConfigMap> = kube::Api::namespaced(api.client().await, "default");
+    // The server ends the watch after a second.
+    let stream = configmaps
+        .watch(&WatchParams::default().timeout(1), "0")
+        .await
+        .unwrap();
+    let _: Vec<_> = stream.try_collect().await.unwrap();
+    // The stream's end is noticed once the server drops its body.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (started, completed) = loop {
+        let events = events(&log);
+        let watch = |stage| -> Vec<Value> {
+            at(&events, stage, |e| about(e, "watch", "configmaps"))
+                .into_iter()
+                .cloned()
+                .collect()
+        };
+        let (started, completed) = (watch("ResponseStarted"), watch("ResponseComplete"));
+        if !completed.is_empty() || std::time::Instant::now() > deadline {
+            break (started, completed);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(started[0]["auditID"], completed[0]["auditID"]);
+    assert_eq!(started[0]["responseStatus"]["code"], 200);
+    assert_eq!(started[0]["level"], "RequestResponse");
+    // A stream's objects are not logged.
+    assert!(completed[0].get("responseObject").is_none());
+    assert!(
+        started[0]["stageTimestamp"].as_str().unwrap()
+            <= completed[0]["stageTimestamp"].as_str().unwrap()
+    );
+}
