@@ -3,8 +3,8 @@
 //! enforced on pods, warned about for pods and pod templates, and checked
 //! against the existing pods when a namespace's enforce level tightens.
 //! Everything here is pure over wire-form objects; the registry's admission
-//! reads the namespace and its pods and calls in. There is no audit log,
-//! so the audit mode is parsed and validated but records nothing.
+//! reads the namespace and its pods and calls in. The audit mode is parsed
+//! and validated but adds no annotations to the audit log's events.
 
 pub mod checks;
 pub mod levels;
