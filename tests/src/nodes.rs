@@ -133,7 +133,6 @@ pub fn agent_spec(
         .arg(format!("--cgroup-root={}", cd.cgroup_parent))
         .arg(format!("--port={KUBELET_PORT}"))
         .arg(format!("--ca-cert={}", ca_file(plane, "ca.crt").display()))
-        .arg(format!("--ca-key={}", ca_file(plane, "ca.key").display()))
         .env("RUST_LOG", "info,kube_runtime=warn,kube_client=warn");
     Ok(if dataplane {
         spec.arg(format!("--pin-dir={}", paths.pin_dir.display()))

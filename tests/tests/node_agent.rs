@@ -792,6 +792,43 @@ spec:
         previous.contains("previous terminated container"),
         "{previous}"
     );
+    // The node serves with a certificate the controller manager's signer
+    // issued for its CSR; the cluster CA's key is nowhere on the node:
+    // not on the agent's command line, not in any file of its directory.
+    let ca_key = std::fs::read(c.pki.join("ca.key")).unwrap();
+    let agent = c
+        .cluster
+        .process(&baton_e2e::nodes::agent_name(node))
+        .expect("the node agent runs");
+    assert!(!agent.command.contains("ca.key"), "{}", agent.command);
+    let mut dirs = vec![node.dir().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file()
+                && entry.metadata().is_ok_and(|m| m.len() < 1 << 20)
+                && let Ok(bytes) = std::fs::read(entry.path())
+            {
+                assert_ne!(bytes, ca_key, "{} is the CA key", entry.path().display());
+            }
+        }
+    }
+    let issued = c.kubectl_ok(&[
+        "get",
+        "csr",
+        "-o",
+        "jsonpath={range .items[?(@.spec.signerName==\"kubernetes.io/kubelet-serving\")]}{.spec.username} {.status.conditions[0].reason}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        issued
+            .lines()
+            .any(|l| l == "system:node:baton-node-1 AutoApproved"),
+        "{issued}"
+    );
     // Without credentials: 401; a user of the cluster CA whom the API
     // server does not allow `nodes/proxy`: 403, in the kubelet's words.
     assert_eq!(

@@ -222,8 +222,12 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
                     &["approve"],
                     &["certificates.k8s.io"],
                     &["signers"],
-                    &["kubernetes.io/kube-apiserver-client-kubelet"],
+                    &[
+                        "kubernetes.io/kube-apiserver-client-kubelet",
+                        "kubernetes.io/kubelet-serving",
+                    ],
                 ),
+                rule(&["get"], &[""], &["nodes"]),
                 named(
                     &["sign"],
                     &["certificates.k8s.io"],

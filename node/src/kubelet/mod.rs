@@ -45,6 +45,7 @@ pub mod pods;
 pub mod probes;
 pub mod runtime_view;
 pub mod server;
+pub mod serving_cert;
 pub mod status;
 pub mod wakers;
 pub mod worker;

@@ -17,9 +17,10 @@
 //! - `GET /healthz`.
 //! - `GET /metrics`: the kubelet's metrics ([`super::metrics`]).
 //!
-//! TLS: the serving certificate is issued at start-up from the cluster CA
-//! (`--ca-cert`/`--ca-key`, the API server's `ca.crt`/`ca.key`) for the
-//! node's InternalIP and name. Every request is authenticated (a client
+//! TLS: the serving certificate comes from a `kubernetes.io/kubelet-serving`
+//! CertificateSigningRequest for the node's name and InternalIP
+//! ([`super::serving_cert`]); clients are verified against the cluster CA
+//! (`--ca-cert`). Every request is authenticated (a client
 //! certificate signed by that CA, or a bearer token) and authorized by the
 //! API server ([`super::auth`]); the API server itself calls with its
 //! kubelet client certificate, which `system:kubelet-api-admin` allows.
@@ -38,9 +39,6 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType,
-};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -48,6 +46,7 @@ use super::auth::{Caller, KubeletAuth, certificate_caller};
 use super::runtime_view::container_log::render;
 use super::runtime_view::observed::{Container, State};
 use super::runtime_view::read;
+use super::serving_cert;
 use super::{Config, Context};
 use crate::cri::api as cri;
 
@@ -61,10 +60,6 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("issuing the serving certificate: {0}")]
-    Cert(#[from] rcgen::Error),
-    #[error("TLS configuration: {0}")]
-    Tls(String),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -93,74 +88,27 @@ fn read(path: &Path) -> Result<String, ServerError> {
     })
 }
 
-/// Builds the TLS configuration: a serving certificate from the CA, and
-/// client certificates verified against it.
-fn tls_config(
-    config: &Config,
-    ca_cert: &Path,
-    ca_key: &Path,
-) -> Result<rustls::ServerConfig, ServerError> {
-    let ca_pem = read(ca_cert)?;
-    let ca_key = KeyPair::from_pem(&read(ca_key)?)?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key)?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    let mut dn = DistinguishedName::new();
-    dn.push(
-        DnType::CommonName,
-        format!("system:node:{}", config.node_name),
-    );
-    dn.push(DnType::OrganizationName, "system:nodes");
-    params.distinguished_name = dn;
-    params
-        .subject_alt_names
-        .push(SanType::DnsName(config.node_name.clone().try_into()?));
-    if let Ok(ip) = config.node_ip.parse::<IpAddr>() {
-        params.subject_alt_names.push(SanType::IpAddress(ip));
-    }
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &issuer)?;
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-        let c = c.map_err(|e| ServerError::Tls(e.to_string()))?;
-        roots.add(c).map_err(|e| ServerError::Tls(e.to_string()))?;
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        Arc::clone(&provider),
-    )
-    // Callers without a certificate may present a bearer token instead.
-    .allow_unauthenticated()
-    .build()
-    .map_err(|e| ServerError::Tls(e.to_string()))?;
-    let chain = vec![cert.der().clone()];
-    let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ServerError::Tls(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key_der)
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tls)
-}
-
-/// Starts the server in the background when the CA is configured.
+/// Starts the server in the background when the cluster CA is configured:
+/// it listens at once, and serves TLS as soon as it has a serving
+/// certificate ([`serving_cert`]), which it renews before it expires.
 pub async fn spawn(ctx: Arc<Context>, config: &Config) -> Result<(), ServerError> {
-    let (Some(ca_cert), Some(ca_key)) = (&config.ca_cert, &config.ca_key) else {
-        tracing::warn!("no --ca-cert/--ca-key: the kubelet server (logs, exec, metrics) is off");
+    let Some(ca_cert) = &config.ca_cert else {
+        tracing::warn!("no --ca-cert: the kubelet server (logs, exec, metrics) is off");
         return Ok(());
     };
-    let tls = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(config, ca_cert, ca_key)?));
+    let ca_pem = read(ca_cert)?;
     let addr = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), config.port);
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })?;
     tracing::info!(%addr, "kubelet server listening");
+    let acceptor: Arc<std::sync::RwLock<Option<tokio_rustls::TlsAcceptor>>> = Arc::default();
+    tokio::spawn(serving_cert::keep(
+        ctx.client.clone(),
+        config.clone(),
+        ca_pem,
+        Arc::clone(&acceptor),
+    ));
     let auth = Arc::new(KubeletAuth::new(
         ctx.client.clone(),
         config.node_name.clone(),
@@ -170,7 +118,14 @@ pub async fn spawn(ctx: Arc<Context>, config: &Config) -> Result<(), ServerError
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
-            let tls = tls.clone();
+            let current = acceptor
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            // No serving certificate yet: the connection is closed.
+            let Some(tls) = current else {
+                continue;
+            };
             let ctx = Arc::clone(&ctx);
             let auth = Arc::clone(&auth);
             tokio::spawn(async move {

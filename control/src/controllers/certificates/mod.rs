@@ -1,6 +1,7 @@
 //! CertificateSigningRequest controllers of the controller manager:
-//! `csrapproving` (the auto-approver of kubelet client certificates) and
-//! `csrsigning` ([`signer`]). Both go over every request at each change
+//! `csrapproving` (the auto-approver of kubelet client certificates, and
+//! of kubelet serving certificates whose names are the requesting node's
+//! own) and `csrsigning` ([`signer`]). Both go over every request at each change
 //! of any; requests are few and short-lived.
 
 pub mod signer;
@@ -21,7 +22,12 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{info, warn};
 
 use crate::client::Change;
-use signer::{KUBELET_CLIENT, SIGNERS, Signer, check_request, has_condition, is_issued};
+use signer::{
+    KUBELET_CLIENT, KUBELET_SERVING, SIGNERS, Signer, check_request, has_condition, is_issued,
+};
+
+/// How often pending requests are looked at when nothing changes.
+const RECHECK: Duration = Duration::from_secs(5);
 
 fn now() -> String {
     jiff::Timestamp::now()
@@ -92,6 +98,46 @@ async fn may_auto_approve(client: &kube::Client, csr: &CertificateSigningRequest
     }
 }
 
+/// Whether a kubelet serving request may be approved without an
+/// administrator: asked by the node it names (`system:node:<name>` in
+/// `system:nodes`), for names that are all the node's own (its name and
+/// the addresses its Node object reports).
+async fn own_serving_names(client: &kube::Client, csr: &CertificateSigningRequest) -> bool {
+    let spec = &csr.spec;
+    let Some((cn, _)) = crate::validation::certificates::request_subject(&spec.request.0) else {
+        return false;
+    };
+    let requester = spec.username.as_deref().unwrap_or_default();
+    let in_nodes = spec
+        .groups
+        .as_ref()
+        .is_some_and(|g| g.iter().any(|g| g == "system:nodes"));
+    let Some(node) = cn.strip_prefix("system:node:") else {
+        return false;
+    };
+    if requester != cn || !in_nodes {
+        return false;
+    }
+    let Ok(params) = crate::validation::certificates::parse_request(&spec.request.0) else {
+        return false;
+    };
+    let Ok(object) = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .get(node)
+        .await
+    else {
+        return false;
+    };
+    let mut names: Vec<String> = vec![node.to_owned()];
+    for a in object.status.and_then(|s| s.addresses).unwrap_or_default() {
+        names.push(a.address);
+    }
+    params.params.subject_alt_names.iter().all(|san| match san {
+        rcgen::SanType::DnsName(d) => names.iter().any(|n| n == d.as_str()),
+        rcgen::SanType::IpAddress(ip) => names.iter().any(|n| *n == ip.to_string()),
+        _ => false,
+    })
+}
+
 /// One pass over the requests; false when a write failed (retried).
 async fn sync(
     api: &Api<CertificateSigningRequest>,
@@ -107,17 +153,23 @@ async fn sync(
         let decided = has_condition(csr, "Approved") || has_condition(csr, "Denied");
         let signer_name = csr.spec.signer_name.as_str();
         let usages = csr.spec.usages.clone().unwrap_or_default();
-        if approve
-            && !decided
-            && signer_name == KUBELET_CLIENT
+        let auto_approved = if !approve || decided {
+            None
+        } else if signer_name == KUBELET_CLIENT
             && check_request(KUBELET_CLIENT, &csr.spec.request.0, &usages).is_ok()
             && may_auto_approve(client, csr).await
         {
-            let approved = condition(
-                "Approved",
-                "AutoApproved",
-                "Auto approving kubelet client certificate after SubjectAccessReview.",
-            );
+            Some("Auto approving kubelet client certificate after SubjectAccessReview.")
+        } else if signer_name == KUBELET_SERVING
+            && check_request(KUBELET_SERVING, &csr.spec.request.0, &usages).is_ok()
+            && own_serving_names(client, csr).await
+        {
+            Some("Auto approving kubelet serving certificate for the requesting node's own names.")
+        } else {
+            None
+        };
+        if let Some(message) = auto_approved {
+            let approved = condition("Approved", "AutoApproved", message);
             let patch = json!({"status": {"conditions": conditions_with(csr, approved)}});
             match api
                 .patch_subresource("approval", &name, &pp, &Patch::Merge(&patch))
@@ -182,8 +234,11 @@ pub async fn run(
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        if rx.recv().await.is_none() {
-            return;
+        // Pending requests are looked at again after a while too: a
+        // serving request waits for its Node to report its addresses.
+        tokio::select! {
+            change = rx.recv() => if change.is_none() { return },
+            () = tokio::time::sleep(RECHECK) => {}
         }
         while rx.try_recv().is_ok() {}
     }
