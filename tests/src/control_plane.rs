@@ -227,6 +227,16 @@ pub fn ensure_apiserver(
                     encryption_config(plane)?.display()
                 ))
                 .arg(format!(
+                    "--audit-policy-file={}",
+                    audit_policy(plane)?.display()
+                ))
+                .arg(format!(
+                    "--audit-log-path={}",
+                    plane.state_dir.join("audit").join("audit.log").display()
+                ))
+                .arg("--audit-log-maxsize=100")
+                .arg("--audit-log-maxbackup=3")
+                .arg(format!(
                     "--service-cluster-ip-range={}",
                     addressing::service_cidr()
                 ))
@@ -476,6 +486,42 @@ fn encryption_config(plane: &ControlPlane) -> Result<PathBuf, ControlPlaneError>
         file.write_all(text.as_bytes())
     };
     write().map_err(|source| ControlPlaneError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// The audit policy of harness clusters: who did what, at the Metadata
+/// level, for every request but the health checks and the kubelets'
+/// leases and events (the noise of a running cluster), without the
+/// RequestReceived stage.
+fn audit_policy(plane: &ControlPlane) -> Result<PathBuf, ControlPlaneError> {
+    let path = plane.state_dir.join("audit-policy.yaml");
+    let text = [
+        "apiVersion: audit.k8s.io/v1",
+        "kind: Policy",
+        "omitStages: [RequestReceived]",
+        "rules:",
+        "- level: None",
+        "  nonResourceURLs: [/healthz*, /livez*, /readyz*, /version]",
+        "- level: None",
+        "  userGroups: [system:nodes]",
+        "  verbs: [get, update, patch]",
+        "  resources:",
+        "  - group: coordination.k8s.io",
+        "    resources: [leases]",
+        "- level: None",
+        "  resources:",
+        "  - group: \"\"",
+        "    resources: [events]",
+        "  - group: events.k8s.io",
+        "    resources: [events]",
+        "- level: Metadata",
+        "",
+    ]
+    .join("\n");
+    std::fs::write(&path, text).map_err(|source| ControlPlaneError::Write {
         path: path.clone(),
         source,
     })?;

@@ -456,8 +456,9 @@ fn debug(c: &Stack) {
                 "-c",
                 // containerd copies stdin before it adds the attach's
                 // output (kubectl says "If you don't see a command
-                // prompt…" for that): a second to be attached.
-                "read line; sleep 1; echo \"got $line\"",
+                // prompt…" for that): a few seconds to be attached, on a
+                // machine busy with other work too.
+                "read line; sleep 3; echo \"got $line\"",
             ],
             Some("hello\n"),
             true,
