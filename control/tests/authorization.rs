@@ -6,23 +6,12 @@
 mod common;
 mod support;
 
-use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, Instant};
 
 use baton_e2e::kubectl::Kubectl;
 use common::{stderr, stdout};
 use support::Plane;
-
-/// kubectl as the user of `kubeconfig`.
-fn as_user(kubeconfig: &Path) -> Kubectl {
-    Kubectl::new(kubeconfig).with_home(
-        kubeconfig
-            .parent()
-            .unwrap()
-            .join(kubeconfig.file_stem().unwrap()),
-    )
-}
+use support::users::{as_user, kubeconfig_with, wait_for};
 
 /// The run's stderr, which must be a refusal.
 fn refused(out: &Output) -> String {
@@ -40,15 +29,6 @@ fn must_fail_with(k: &Kubectl, args: &[&str], message: &str) {
         err.contains(message),
         "kubectl {args:?}: want {message:?} in {err:?}"
     );
-}
-
-/// Waits until `check` holds, for at most 30 s.
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The `edit` role has its rules once the aggregation controller ran.
@@ -247,46 +227,7 @@ fn service_accounts_and_escalation() {
     // A service account's token acts as the account: only its bindings.
     plane.kubectl_ok(&["create", "serviceaccount", "builder", "-n", "team"]);
     let token = plane.kubectl_ok(&["create", "token", "builder", "-n", "team"]);
-    let api = &plane.cluster.api;
-    let sa_conf = api.dir.path().join("builder.conf");
-    let sa_conf_s = sa_conf.to_str().unwrap();
-    let ca = api.cert_dir().join("ca.crt");
-    for args in [
-        vec![
-            "config",
-            "set-cluster",
-            "c",
-            "--server",
-            &api.url(),
-            "--certificate-authority",
-            ca.to_str().unwrap(),
-            "--embed-certs",
-        ],
-        vec![
-            "config",
-            "set-credentials",
-            "builder",
-            "--token",
-            token.trim(),
-        ],
-        vec![
-            "config",
-            "set-context",
-            "c",
-            "--cluster=c",
-            "--user=builder",
-        ],
-        vec!["config", "use-context", "c"],
-    ] {
-        let mut all = vec!["--kubeconfig", sa_conf_s];
-        all.extend(args);
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&sa_conf)
-            .unwrap();
-        Kubectl::new(&sa_conf).run_ok(&all, None);
-    }
+    let sa_conf = kubeconfig_with(&plane.cluster.api, "builder", &["--token", token.trim()]);
     let builder = as_user(&sa_conf);
     must_fail_with(
         &builder,

@@ -5,22 +5,13 @@
 mod common;
 mod support;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use baton_e2e::kubectl::Kubectl;
 use common::stderr;
 use support::Plane;
-
-fn as_user(kubeconfig: &Path) -> Kubectl {
-    Kubectl::new(kubeconfig).with_home(
-        kubeconfig
-            .parent()
-            .unwrap()
-            .join(kubeconfig.file_stem().unwrap()),
-    )
-}
+use support::users::{as_user, kubeconfig_with, wait_for};
 
 /// A key and a PEM CSR for `cn` in `organizations`.
 fn request(cn: &str, organizations: &[&str]) -> (String, String) {
@@ -51,14 +42,6 @@ fn manifest(name: &str, csr: &str, signer: &str, usages: &[&str]) -> String {
         },
     })
     .to_string()
-}
-
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn condition(plane: &Plane, name: &str) -> String {
@@ -147,41 +130,17 @@ fn requests_are_approved_by_those_allowed_and_signed_from_the_cluster_ca() {
     let dir = api.dir.path();
     std::fs::write(dir.join("alice.crt"), &cert).unwrap();
     std::fs::write(dir.join("alice.key"), &key).unwrap();
-    let conf = dir.join("alice.conf");
-    let conf_s = conf.to_str().unwrap();
-    let ca = api.cert_dir().join("ca.crt");
-    let setup = Kubectl::new(&conf);
-    for args in [
-        vec![
-            "config",
-            "set-cluster",
-            "c",
-            "--server",
-            &api.url(),
-            "--certificate-authority",
-            ca.to_str().unwrap(),
-        ],
-        vec![
-            "config",
-            "set-credentials",
-            "alice",
+    let (crt_path, key_path) = (dir.join("alice.crt"), dir.join("alice.key"));
+    let conf = kubeconfig_with(
+        api,
+        "alice",
+        &[
             "--client-certificate",
-            dir.join("alice.crt").to_str().unwrap(),
+            crt_path.to_str().unwrap(),
             "--client-key",
-            dir.join("alice.key").to_str().unwrap(),
+            key_path.to_str().unwrap(),
         ],
-        vec!["config", "set-context", "c", "--cluster=c", "--user=alice"],
-        vec!["config", "use-context", "c"],
-    ] {
-        let mut all = vec!["--kubeconfig", conf_s];
-        all.extend(args);
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&conf)
-            .unwrap();
-        setup.run_ok(&all, None);
-    }
+    );
     let whoami = as_user(&conf).run_ok(
         &[
             "auth",
@@ -293,31 +252,11 @@ fn a_node_renews_its_own_client_certificate_and_nothing_else() {
 
 /// kubectl with only a bearer token and the cluster CA.
 fn with_token(plane: &Plane, name: &str, token: &str) -> Kubectl {
-    let api = &plane.cluster.api;
-    let conf = api.dir.path().join(format!("{name}.conf"));
-    let conf_s = conf.to_str().unwrap().to_owned();
-    let ca = api.cert_dir().join("ca.crt");
-    let setup = Kubectl::new(&conf);
-    std::fs::write(&conf, "").unwrap();
-    for args in [
-        vec![
-            "config",
-            "set-cluster",
-            "c",
-            "--server",
-            &api.url(),
-            "--certificate-authority",
-            ca.to_str().unwrap(),
-        ],
-        vec!["config", "set-credentials", "t", "--token", token],
-        vec!["config", "set-context", "c", "--cluster=c", "--user=t"],
-        vec!["config", "use-context", "c"],
-    ] {
-        let mut all = vec!["--kubeconfig", conf_s.as_str()];
-        all.extend(args);
-        setup.run_ok(&all, None);
-    }
-    as_user(&conf)
+    as_user(&kubeconfig_with(
+        &plane.cluster.api,
+        name,
+        &["--token", token],
+    ))
 }
 
 fn bootstrap_token(plane: &Plane, id: &str, secret: &str, expiration: &str) {

@@ -143,7 +143,7 @@ const PUBLIC_INFO: &[&str] = &["/livez", "/readyz", "/healthz", "/version", "/ve
 
 /// The node's fixed rules (the Node authorizer's `NodeRules`, also the
 /// `system:node` role).
-fn node_rules() -> Vec<Value> {
+pub fn node_rules() -> Vec<Value> {
     vec![
         rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
         rule(

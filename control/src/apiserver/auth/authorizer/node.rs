@@ -14,6 +14,7 @@ use super::rules::Rule;
 use super::{Attributes, Decision};
 use crate::kinds;
 use crate::registry::Registry;
+use crate::registry::bootstrap_policy;
 use crate::storage::keys;
 
 /// The group every node is in.
@@ -27,52 +28,10 @@ pub fn node_name(user: &crate::apiserver::auth::User) -> Option<&str> {
     user.groups.iter().any(|g| g == NODES_GROUP).then_some(name)
 }
 
-/// The rules every node has besides what the graph gives it (upstream's
-/// `NodeRules`).
+/// The rules every node has (upstream's `NodeRules`, the `system:node`
+/// role's); for the kinds the graph covers, the graph decides first.
 pub fn node_rules() -> Vec<Rule> {
-    let rule = |verbs: &[&str], groups: &[&str], resources: &[&str]| Rule {
-        verbs: verbs.iter().map(|s| s.to_string()).collect(),
-        api_groups: groups.iter().map(|s| s.to_string()).collect(),
-        resources: resources.iter().map(|s| s.to_string()).collect(),
-        ..Rule::default()
-    };
-    vec![
-        rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-        rule(
-            &["create"],
-            &["authorization.k8s.io"],
-            &["subjectaccessreviews", "localsubjectaccessreviews"],
-        ),
-        rule(&["get", "list", "watch"], &[""], &["services"]),
-        rule(&["create", "get", "list", "watch"], &[""], &["nodes"]),
-        rule(&["update", "patch"], &[""], &["nodes/status"]),
-        rule(&["update", "patch"], &[""], &["nodes"]),
-        rule(
-            &["create", "update", "patch"],
-            &["", "events.k8s.io"],
-            &["events"],
-        ),
-        rule(&["get", "list", "watch"], &[""], &["pods"]),
-        rule(&["create", "delete"], &[""], &["pods"]),
-        rule(&["update", "patch"], &[""], &["pods/status"]),
-        rule(&["create"], &[""], &["pods/eviction"]),
-        rule(&["get"], &[""], &["endpoints"]),
-        rule(
-            &["create", "get", "list", "watch"],
-            &["certificates.k8s.io"],
-            &["certificatesigningrequests"],
-        ),
-        rule(
-            &["get", "list", "watch"],
-            &["node.k8s.io"],
-            &["runtimeclasses"],
-        ),
-        rule(
-            &["get", "list", "watch"],
-            &["storage.k8s.io"],
-            &["csidrivers", "csinodes"],
-        ),
-    ]
+    Rule::of(&serde_json::json!({"rules": bootstrap_policy::node_rules()}))
 }
 
 /// The Node authorizer.
