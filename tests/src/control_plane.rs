@@ -88,26 +88,12 @@ impl ControlPlane {
         }
     }
 
-    /// etcd's CA (`--trusted-ca-file`; the API server's `--etcd-cafile`),
-    /// as kubeadm lays it out under the cert dir.
-    pub fn etcd_ca(&self) -> PathBuf {
-        self.cert_dir.join("etcd/ca.crt")
-    }
-
     /// The API server's flags to reach etcd over mutual TLS.
     fn etcd_client_flags(&self) -> Vec<String> {
-        vec![
-            format!("--etcd-servers=https://127.0.0.1:{ETCD_CLIENT_PORT}"),
-            format!("--etcd-cafile={}", self.etcd_ca().display()),
-            format!(
-                "--etcd-certfile={}",
-                self.cert_dir.join("apiserver-etcd-client.crt").display()
-            ),
-            format!(
-                "--etcd-keyfile={}",
-                self.cert_dir.join("apiserver-etcd-client.key").display()
-            ),
-        ]
+        etcd_client_flags(
+            &self.cert_dir,
+            &format!("https://127.0.0.1:{ETCD_CLIENT_PORT}"),
+        )
     }
 
     /// The real kubectl with the admin kubeconfig.
@@ -172,20 +158,10 @@ pub fn ensure_etcd(
     create_dir(&plane.etcd_dir)?;
     let peer = format!("http://127.0.0.1:{ETCD_PEER_PORT}");
     let client = format!("https://127.0.0.1:{ETCD_CLIENT_PORT}");
-    let etcd_pki = plane.cert_dir.join("etcd");
     let spec = ProcessSpec::new(ETCD, "etcd")
         .arg("--name=control")
         .arg(format!("--data-dir={}", plane.etcd_dir.display()))
-        .arg("--client-cert-auth")
-        .arg(format!("--trusted-ca-file={}", plane.etcd_ca().display()))
-        .arg(format!(
-            "--cert-file={}",
-            etcd_pki.join("server.crt").display()
-        ))
-        .arg(format!(
-            "--key-file={}",
-            etcd_pki.join("server.key").display()
-        ))
+        .args(etcd_tls_flags(&plane.cert_dir))
         .arg(format!("--listen-client-urls={client}"))
         .arg(format!("--advertise-client-urls={client}"))
         .arg(format!("--listen-peer-urls={peer}"))
@@ -448,6 +424,38 @@ fn running(cluster: &Cluster, name: &str) -> Option<u32> {
         .process(name)
         .filter(|p| p.is_running())
         .map(|p| p.pid)
+}
+
+/// etcd's flags to serve clients over mutual TLS only, with the PKI
+/// `baton-control certs` made in `cert_dir` (kubeadm's layout).
+pub fn etcd_tls_flags(cert_dir: &Path) -> Vec<String> {
+    let etcd_pki = cert_dir.join("etcd");
+    vec![
+        "--client-cert-auth".to_owned(),
+        format!("--trusted-ca-file={}", etcd_pki.join("ca.crt").display()),
+        format!("--cert-file={}", etcd_pki.join("server.crt").display()),
+        format!("--key-file={}", etcd_pki.join("server.key").display()),
+    ]
+}
+
+/// The API server's flags to reach etcd at `url` with its client
+/// certificate from `cert_dir`.
+pub fn etcd_client_flags(cert_dir: &Path, url: &str) -> Vec<String> {
+    vec![
+        format!("--etcd-servers={url}"),
+        format!(
+            "--etcd-cafile={}",
+            cert_dir.join("etcd").join("ca.crt").display()
+        ),
+        format!(
+            "--etcd-certfile={}",
+            cert_dir.join("apiserver-etcd-client.crt").display()
+        ),
+        format!(
+            "--etcd-keyfile={}",
+            cert_dir.join("apiserver-etcd-client.key").display()
+        ),
+    ]
 }
 
 /// The EncryptionConfiguration the API server encrypts Secrets at rest

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 
+use baton_e2e::control_plane;
+
 use super::report::{Proc, free_port, wait_port};
 
 /// A running etcd + `baton-control apiserver`, stopped on drop.
@@ -49,7 +51,6 @@ impl LoopbackControlPlane {
             .status()
             .context("running baton-control certs")?;
         ensure!(st.success(), "creating the PKI failed");
-        let etcd_pki = cert_dir.join("etcd");
         let (client_port, peer_port) = (free_port()?, free_port()?);
         let url = format!("https://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
@@ -57,19 +58,7 @@ impl LoopbackControlPlane {
             Command::new("etcd")
                 .arg("--name=bench")
                 .arg(format!("--data-dir={}", etcd_dir.display()))
-                .arg("--client-cert-auth")
-                .arg(format!(
-                    "--trusted-ca-file={}",
-                    etcd_pki.join("ca.crt").display()
-                ))
-                .arg(format!(
-                    "--cert-file={}",
-                    etcd_pki.join("server.crt").display()
-                ))
-                .arg(format!(
-                    "--key-file={}",
-                    etcd_pki.join("server.key").display()
-                ))
+                .args(control_plane::etcd_tls_flags(&cert_dir))
                 .arg(format!("--listen-client-urls={url}"))
                 .arg(format!("--advertise-client-urls={url}"))
                 .arg(format!("--listen-peer-urls={peer}"))
@@ -89,19 +78,7 @@ impl LoopbackControlPlane {
         let apiserver = Proc(
             Command::new(binary)
                 .arg("apiserver")
-                .arg(format!("--etcd-servers={url}"))
-                .arg(format!(
-                    "--etcd-cafile={}",
-                    etcd_pki.join("ca.crt").display()
-                ))
-                .arg(format!(
-                    "--etcd-certfile={}",
-                    cert_dir.join("apiserver-etcd-client.crt").display()
-                ))
-                .arg(format!(
-                    "--etcd-keyfile={}",
-                    cert_dir.join("apiserver-etcd-client.key").display()
-                ))
+                .args(control_plane::etcd_client_flags(&cert_dir, &url))
                 .arg("--bind-address=127.0.0.1")
                 .arg(format!("--secure-port={port}"))
                 .arg(format!("--cert-dir={}", cert_dir.display()))
