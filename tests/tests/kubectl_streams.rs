@@ -456,9 +456,9 @@ fn debug(c: &Stack) {
                 "-c",
                 // containerd copies stdin before it adds the attach's
                 // output (kubectl says "If you don't see a command
-                // prompt…" for that): a few seconds to be attached, on a
-                // machine busy with other work too.
-                "read line; sleep 3; echo \"got $line\"",
+                // prompt…" for that), later on a busy machine: the answer
+                // is repeated for a few seconds.
+                "read line; for i in 1 2 3 4 5 6; do echo \"got $line\"; sleep 1; done",
             ],
             Some("hello\n"),
             true,
@@ -482,7 +482,7 @@ fn debug(c: &Stack) {
         });
         assert_eq!(
             ok(c, transport, &["logs", "web", "-c", name], None),
-            "got hello\n"
+            "got hello\n".repeat(6)
         );
     }
     // Ended, it stays ended: no restart, not even after the pod's next syncs.
