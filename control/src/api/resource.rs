@@ -238,6 +238,10 @@ pub trait Strategy: Sync + Send {
     /// status, which the generic code keeps for every kind with one.
     fn prepare_update(&self, _new: &mut Value, _old: &Value) {}
 
+    /// What a `status` update keeps of the old status beyond what the
+    /// generic code keeps (the spec and most metadata).
+    fn prepare_status_update(&self, _new: &mut Value, _old: &Value) {}
+
     /// The mutations of kube-apiserver's default admission plugins on
     /// create. `priority_class` is the class the object names (or the
     /// global default), looked up when [`Strategy::uses_priority_class`].

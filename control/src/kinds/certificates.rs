@@ -23,6 +23,14 @@ pub const APPROVAL: Subresource = Subresource {
     verbs: GET_PATCH_UPDATE,
 };
 
+/// An Approved or Denied condition.
+fn decision(condition: &Value) -> bool {
+    matches!(
+        condition.get("type").and_then(Value::as_str),
+        Some("Approved" | "Denied")
+    )
+}
+
 pub static RESOURCE: Resource = Resource {
     short_names: &["csr"],
     subresources: &[status("CertificateSigningRequest"), APPROVAL],
@@ -47,6 +55,37 @@ impl Strategy for CertificateSigningRequests {
         new["spec"] = old["spec"].clone();
     }
 
+    /// Approved and Denied are the approval subresource's: a status
+    /// write keeps them as they were.
+    fn prepare_status_update(&self, new: &mut Value, old: &Value) {
+        let decisions = |v: &Value| -> Vec<Value> {
+            v.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|c| decision(c))
+                .cloned()
+                .collect()
+        };
+        let mut conditions: Vec<Value> = new
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|c| !decision(c))
+            .cloned()
+            .collect();
+        let kept = decisions(old);
+        if kept.is_empty() && conditions.is_empty() && new.pointer("/status/conditions").is_none() {
+            return;
+        }
+        conditions.splice(0..0, kept);
+        if !new.get("status").is_some_and(Value::is_object) {
+            new["status"] = json!({});
+        }
+        new["status"]["conditions"] = json!(conditions);
+    }
+
     fn records_requester(&self) -> bool {
         true
     }
@@ -69,5 +108,30 @@ impl Strategy for CertificateSigningRequests {
 
     fn printer(&self) -> &'static Printer {
         &printers::cluster::CERTIFICATE_SIGNING_REQUEST
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_write_keeps_the_approval_as_it_was() {
+        let old = json!({"status": {"conditions": [{"type": "Approved", "status": "True"}]}});
+        let mut new = json!({"status": {"conditions": [
+            {"type": "Denied", "status": "True"},
+            {"type": "Failed", "status": "True"},
+        ], "certificate": "x"}});
+        CertificateSigningRequests.prepare_status_update(&mut new, &old);
+        assert_eq!(
+            new["status"]["conditions"],
+            json!([{"type": "Approved", "status": "True"}, {"type": "Failed", "status": "True"}])
+        );
+        // Nor can a status write approve a pending request.
+        let pending = json!({"status": {}});
+        let mut approving =
+            json!({"status": {"conditions": [{"type": "Approved", "status": "True"}]}});
+        CertificateSigningRequests.prepare_status_update(&mut approving, &pending);
+        assert_eq!(approving["status"]["conditions"], json!([]));
     }
 }

@@ -49,6 +49,7 @@ pub fn prepare_update(r: &Resource, subresource: Option<&str>, new: &mut Value, 
         Some("status") => {
             copy_field(new, old, "spec");
             keep_metadata_except_labels(new, old);
+            r.strategy.prepare_status_update(new, old);
         }
         Some("ephemeralcontainers") => {
             let ephemeral = new.pointer("/spec/ephemeralContainers").cloned();
