@@ -272,39 +272,22 @@ async fn serve(
     };
     // Without a client certificate, a bearer token; one that does not
     // authenticate is refused whatever the path, as kube-apiserver does.
-    let user = match (user, bearer_token(&parts.headers)) {
+    // Without either, only the public paths, as `system:anonymous`.
+    let authenticated = match (user, bearer_token(&parts.headers)) {
         (Some(user), _) => Some(user),
         (None, Some(token)) => {
-            let user = match super::auth::bootstrap_tokens::authenticate(&api.registry, token).await
-            {
+            match super::auth::bootstrap_tokens::authenticate(&api.registry, token).await {
                 Some(bootstrap) => bootstrap,
                 None => api.token_auth.authenticate(token).await,
-            };
-            match user {
-                Some(user) => Some(user),
-                None => {
-                    let message = failed_authentication(&parts);
-                    begin_audit(
-                        record,
-                        &route,
-                        User::default(),
-                        &parts,
-                        &query,
-                        Some(message),
-                    );
-                    return error_response(&ApiError::unauthorized());
-                }
             }
         }
-        (None, None) => None,
-    };
-    let Some(user) = user.or_else(|| {
-        is_public(&route).then(|| User {
+        (None, None) => is_public(&route).then(|| User {
             name: "system:anonymous".into(),
             groups: vec!["system:unauthenticated".into()],
             ..User::default()
-        })
-    }) else {
+        }),
+    };
+    let Some(user) = authenticated else {
         let message = failed_authentication(&parts);
         begin_audit(
             record,
