@@ -38,6 +38,36 @@ enum Command {
     /// key, etcd's CA and serving certificate, and the API server's etcd
     /// client certificate. Existing files are kept.
     Certs(CertsArgs),
+    /// Bootstrap tokens for joining nodes (like `kubeadm token`).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token that authenticates a joining node's certificate
+    /// request and signs the cluster information it discovers; print it
+    /// (or the join command).
+    Create(TokenCreateArgs),
+}
+
+#[derive(Args, Debug)]
+struct TokenCreateArgs {
+    /// Kubeconfig of a user who may create Secrets in kube-system.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Lifetime of the token (`24h`, `30m`, `0` never expires).
+    #[arg(long, default_value = "24h")]
+    ttl: String,
+    /// A note on what the token is for.
+    #[arg(long)]
+    description: Option<String>,
+    /// Extra groups of the token's user (each `system:bootstrappers:…`).
+    #[arg(long, value_delimiter = ',', default_value = baton_control::client::bootstrap_token::DEFAULT_GROUP)]
+    groups: Vec<String>,
+    /// Print the whole `baton-node join` command, not only the token.
+    #[arg(long)]
+    print_join_command: bool,
 }
 
 /// Flags named like kube-apiserver's.
@@ -85,6 +115,10 @@ struct ApiserverArgs {
     /// creates the `default` ServiceAccounts).
     #[arg(long, value_delimiter = ',')]
     disable_admission_plugins: Vec<String>,
+    /// Serve requests without credentials as `system:anonymous` in
+    /// `system:unauthenticated` (the authorizers decide what they may do).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
     /// Authorizers asked in order, comma separated: `Node`, `RBAC`,
     /// `AlwaysAllow`, `AlwaysDeny`.
     #[arg(long, value_delimiter = ',', default_value = "Node,RBAC")]
@@ -183,6 +217,7 @@ impl ApiserverArgs {
             kubelet_preferred_address_types: self.kubelet_preferred_address_types,
             disabled_admission_plugins: self.disable_admission_plugins,
             authorization_modes: self.authorization_mode,
+            anonymous_auth: self.anonymous_auth,
             encryption_provider_config: self.encryption_provider_config,
             etcd_cafile: self.etcd_cafile,
             etcd_certfile: self.etcd_certfile,
@@ -310,6 +345,33 @@ fn certs_cmd(a: CertsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn token_create(a: TokenCreateArgs) -> anyhow::Result<()> {
+    let ttl = parse_ttl(&a.ttl).with_context(|| format!("--ttl {:?}", a.ttl))?;
+    let request = baton_control::client::bootstrap_token::Request {
+        ttl,
+        description: a.description,
+        extra_groups: a.groups.into_iter().filter(|g| !g.is_empty()).collect(),
+    };
+    let created = baton_control::client::bootstrap_token::create(&a.kubeconfig, &request).await?;
+    if a.print_join_command {
+        println!("{}", created.join_command());
+    } else {
+        println!("{}", created.token);
+    }
+    Ok(())
+}
+
+/// A token's lifetime as kubeadm's `--ttl` takes it (`24h`, `1h30m`);
+/// zero never expires.
+fn parse_ttl(text: &str) -> anyhow::Result<Option<Duration>> {
+    if text == "0" {
+        return Ok(None);
+    }
+    let ttl: jiff::SignedDuration = text.parse()?;
+    let ttl = Duration::try_from(ttl).context("a negative lifetime")?;
+    Ok((!ttl.is_zero()).then_some(ttl))
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -321,6 +383,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Kubeconfig(a) => kubeconfig_cmd(a),
         Command::Certs(a) => certs_cmd(a),
+        Command::Token(TokenCommand::Create(a)) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(token_create(a)),
         Command::Apiserver(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

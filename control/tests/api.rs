@@ -33,23 +33,60 @@ fn get(path: &str) -> http::Request<Vec<u8>> {
     http::Request::get(path).body(Vec::new()).unwrap()
 }
 
-#[tokio::test]
-async fn anonymous_requests_get_401() {
-    let c = common::Cluster::start();
+/// `curl` without credentials: the Status or document it answers.
+fn anonymous_get(c: &common::Cluster, path: &str) -> Value {
     let ca = c.api.cert_dir().join("ca.crt");
     let out = std::process::Command::new("curl")
         .args([
             "-s",
             "--cacert",
             ca.to_str().unwrap(),
-            &format!("{}/api/v1/pods", c.api.url()),
+            &format!("{}{path}", c.api.url()),
         ])
         .output()
         .unwrap();
-    let body: Value = serde_json::from_slice(&out.stdout).expect("a Status");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[tokio::test]
+async fn anonymous_requests_are_judged_by_the_authorizers() {
+    let c = common::Cluster::start();
+    // system:anonymous may do what its bindings allow, as kube-apiserver's
+    // --anonymous-auth: nothing but the public information.
+    let body = anonymous_get(&c, "/api/v1/pods");
     assert_eq!(body["kind"], "Status");
-    assert_eq!(body["code"], 401);
-    assert_eq!(body["reason"], "Unauthorized");
+    assert_eq!(body["code"], 403);
+    assert_eq!(body["reason"], "Forbidden");
+    assert_eq!(
+        body["message"],
+        r#"pods is forbidden: User "system:anonymous" cannot list resource "pods" in API group "" at the cluster scope"#
+    );
+    assert_eq!(anonymous_get(&c, "/version")["major"], "1");
+    // cluster-info, which joining nodes read before they trust the server.
+    let mut info = Value::Null;
+    for _ in 0..100 {
+        info = anonymous_get(&c, "/api/v1/namespaces/kube-public/configmaps/cluster-info");
+        if info["kind"] == "ConfigMap" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let kubeconfig = info["data"]["kubeconfig"].as_str().expect("a kubeconfig");
+    assert!(
+        kubeconfig.contains(&format!("server: {}", c.api.url())),
+        "{kubeconfig}"
+    );
+    assert!(
+        kubeconfig.contains("certificate-authority-data: "),
+        "{kubeconfig}"
+    );
+    let other = anonymous_get(&c, "/api/v1/namespaces/kube-public/configmaps");
+    assert_eq!(other["code"], 403, "{other}");
 }
 
 #[tokio::test]

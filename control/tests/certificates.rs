@@ -350,3 +350,93 @@ fn a_bootstrap_token_gets_a_node_its_client_certificate_and_expires() {
         "kube-system",
     ]);
 }
+
+#[test]
+fn a_created_token_signs_cluster_info_until_it_is_gone() {
+    use baton_apimachinery::bootstrap_token::{ca_cert_hash, verify_detached};
+    let plane = Plane::start(&[]);
+    let admin = plane.cluster.api.kubeconfig();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_baton-control"))
+        .args(["token", "create", "--print-join-command", "--kubeconfig"])
+        .arg(&admin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    let ca = std::fs::read(plane.cluster.api.cert_dir().join("ca.crt")).unwrap();
+    assert_eq!(
+        words[..4],
+        ["baton-node", "join", "--server", &plane.cluster.api.url()],
+        "{printed}"
+    );
+    assert_eq!(words[4], "--token");
+    assert_eq!(
+        words[6..],
+        [
+            "--discovery-token-ca-cert-hash",
+            &ca_cert_hash(&ca).unwrap()
+        ]
+    );
+    let token = words[5];
+    let (id, secret) = token.split_once('.').unwrap();
+
+    // The Secret as `kubeadm token create` writes it.
+    let data = |key: &str| {
+        let v = plane.kubectl_ok(&[
+            "get",
+            "secret",
+            &format!("bootstrap-token-{id}"),
+            "-n",
+            "kube-system",
+            "-o",
+            &format!("jsonpath={{.data.{key}}}"),
+        ]);
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(v).unwrap()).unwrap()
+    };
+    assert_eq!(data("token-secret"), secret);
+    assert_eq!(data("usage-bootstrap-signing"), "true");
+    assert_eq!(data("usage-bootstrap-authentication"), "true");
+    assert_eq!(
+        data("auth-extra-groups"),
+        "system:bootstrappers:baton:default-node-token"
+    );
+    let expires: jiff::Timestamp = data("expiration").parse().unwrap();
+    let ttl = expires.as_second() - jiff::Timestamp::now().as_second();
+    assert!((23 * 3600..=24 * 3600).contains(&ttl), "{ttl}");
+
+    // The bootstrap signer signs cluster-info with it.
+    let field = |key: &str| {
+        plane.kubectl_ok(&[
+            "get",
+            "configmap",
+            "cluster-info",
+            "-n",
+            "kube-public",
+            "-o",
+            &format!("jsonpath={{.data.{key}}}"),
+        ])
+    };
+    let jws_key = format!("jws-kubeconfig-{id}");
+    wait_for("cluster-info signed", || !field(&jws_key).is_empty());
+    let kubeconfig = field("kubeconfig");
+    assert!(verify_detached(
+        &field(&jws_key),
+        kubeconfig.as_bytes(),
+        id,
+        secret
+    ));
+    // A token that is gone signs nothing.
+    plane.kubectl_ok(&[
+        "delete",
+        "secret",
+        &format!("bootstrap-token-{id}"),
+        "-n",
+        "kube-system",
+    ]);
+    wait_for("the signature removed", || field(&jws_key).is_empty());
+}

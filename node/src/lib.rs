@@ -5,13 +5,14 @@
 //! Its layers, bottom first (docs/architecture.md draws them, and
 //! `tests/layers.rs` checks that imports only point down): system calls
 //! ([`sys`]) and metrics rendering ([`metrics`]); the eBPF dataplane
-//! ([`dataplane`]), the CNI plugin's library ([`cni`]) and the container
-//! runtime client ([`cri`]); the kubelet ([`kubelet`]), the service proxy
+//! ([`dataplane`]), the CNI plugin's library ([`cni`]), the container
+//! runtime client ([`cri`]) and the node's credentials ([`credentials`]); the kubelet ([`kubelet`]), the service proxy
 //! ([`proxy`]) and pod networking ([`podnet`]); and the start-up of the
 //! proxy and pod networking on one dataplane ([`agent`]).
 
 pub mod agent;
 pub mod cni;
+pub mod credentials;
 pub mod cri;
 pub mod dataplane;
 pub mod kubelet;

@@ -10,8 +10,9 @@ use baton_e2e::layers::{assert_layers_point_down, assert_no_circles};
 const LAYERS: &[&[&str]] = &[
     // Raw system calls (the crate's only `unsafe`) and metrics rendering.
     &["sys", "metrics"],
-    // The eBPF dataplane, the CNI plugin's library, the CRI client.
-    &["dataplane", "cni", "cri"],
+    // The eBPF dataplane, the CNI plugin's library, the CRI client, the
+    // node's credentials.
+    &["dataplane", "cni", "cri", "credentials"],
     // The kubelet, the service proxy, pod networking.
     &["kubelet", "proxy", "podnet"],
     // The start-up of the proxy and pod networking on one dataplane.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::binaries::{Binaries, MissingBinary};
 use crate::cluster::{Cluster, ClusterError, Node};
 use crate::containerd::{self, Containerd, ContainerdError};
-use crate::control_plane::{self, ControlPlane, ControlPlaneError, Ensured};
+use crate::control_plane::{ControlPlane, ControlPlaneError, Ensured};
 use crate::exec;
 use crate::process::ProcessSpec;
 
@@ -33,12 +33,22 @@ pub enum NodeAgentError {
     PodRanges(String),
     #[error("routing the control plane to pods: {0}")]
     Route(#[from] crate::exec::CommandError),
+    #[error("joining {node}: {step}: {source}")]
+    Join {
+        node: String,
+        step: &'static str,
+        source: Box<crate::exec::CommandError>,
+    },
 }
 
 /// Where a node agent keeps its files.
 #[derive(Debug, Clone)]
 pub struct NodeAgentPaths {
+    /// The node's credentials (`system:node:<name>`), written by its TLS
+    /// bootstrap.
     pub kubeconfig: PathBuf,
+    /// The bootstrap token's kubeconfig `baton-node join` writes.
+    pub bootstrap_kubeconfig: PathBuf,
     /// The kubelet's root: volumes, logs, IPAM state.
     pub root_dir: PathBuf,
     /// The node's own bpffs, where the dataplane pins its maps and links.
@@ -49,6 +59,7 @@ impl NodeAgentPaths {
     pub fn for_node(node: &Node) -> Self {
         Self {
             kubeconfig: node.dir().join("kubeconfig"),
+            bootstrap_kubeconfig: node.dir().join("bootstrap-kubeconfig"),
             root_dir: node.dir().join("kubelet"),
             pin_dir: node.dir().join("bpf"),
         }
@@ -77,8 +88,69 @@ pub fn agent_name(node: &Node) -> String {
     format!("baton-node-{}", node.index())
 }
 
-/// Starts `baton-node run` of `node` unless it runs, with a kubeconfig of
-/// its own (`system:node:<name>` in `system:nodes`, as a kubelet's).
+/// Joins `node` as a new host joins: a bootstrap token made with the
+/// admin's credentials (`baton-control token create --print-join-command`)
+/// and the printed `baton-node join` run in the node's namespace, which
+/// finds the cluster from the token and the CA's public key hash and
+/// writes the bootstrap kubeconfig; `baton-node run` then requests the
+/// node's own client certificate with it. Credentials from before the
+/// current CA (a cluster brought down and up again) are dropped first; a
+/// node that already has current ones keeps them.
+pub fn join(
+    binaries: &Binaries,
+    plane: &ControlPlane,
+    node: &Node,
+    paths: &NodeAgentPaths,
+) -> Result<(), NodeAgentError> {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let ca = modified(&plane.cert_dir.join("ca.crt"));
+    if matches!((modified(&paths.kubeconfig), ca), (Some(made), Some(ca)) if made >= ca) {
+        return Ok(());
+    }
+    for stale in [
+        paths.kubeconfig.clone(),
+        paths.root_dir.join("pki/kubelet-client-current.pem"),
+        paths.bootstrap_kubeconfig.clone(),
+    ] {
+        let _ = std::fs::remove_file(stale);
+    }
+    let failed = |step| {
+        let node = node.name().to_owned();
+        move |source| NodeAgentError::Join {
+            node,
+            step,
+            source: Box::new(source),
+        }
+    };
+    let mut create = std::process::Command::new(binaries.path("baton-control")?);
+    create
+        .args(["token", "create", "--ttl", "1h", "--print-join-command"])
+        .arg("--description")
+        .arg(format!("joins {}", node.name()))
+        .arg("--kubeconfig")
+        .arg(&plane.kubeconfig);
+    let printed = exec::run(&mut create, Duration::from_secs(30))
+        .and_then(exec::Output::check)
+        .map_err(failed("baton-control token create"))?;
+    let args: Vec<&str> = printed.stdout.split_whitespace().skip(1).collect();
+    let bootstrap = format!(
+        "--bootstrap-kubeconfig={}",
+        paths.bootstrap_kubeconfig.display()
+    );
+    node.netns()
+        .run(
+            &binaries.path("baton-node")?.display().to_string(),
+            args.iter().copied().chain([bootstrap.as_str()]),
+            Duration::from_secs(30),
+        )
+        .and_then(exec::Output::check)
+        .map_err(failed("baton-node join"))?;
+    Ok(())
+}
+
+/// Starts `baton-node run` of `node` unless it runs, joined with a
+/// bootstrap token ([`join`]): its kubeconfig is its own
+/// (`system:node:<name>` in `system:nodes`, as a kubelet's).
 pub fn ensure_agent(
     cluster: &Cluster,
     binaries: &Binaries,
@@ -93,13 +165,7 @@ pub fn ensure_agent(
     let paths = NodeAgentPaths::for_node(node);
     let pin_dir = cluster.mount_bpffs(node.index())?;
     debug_assert_eq!(pin_dir, paths.pin_dir);
-    control_plane::issue_kubeconfig(
-        binaries,
-        plane,
-        &format!("system:node:{}", node.name()),
-        &["system:nodes"],
-        &paths.kubeconfig,
-    )?;
+    join(binaries, plane, node, &paths)?;
     let spec = agent_spec(binaries, plane, node, containerd, &paths, true)?;
     let record = cluster.spawn(node.netns(), spec)?;
     Ok(Ensured::Started { pid: record.pid })
@@ -124,6 +190,10 @@ pub fn agent_spec(
         .arg(format!("--node-name={}", node.name()))
         .arg(format!("--node-ip={}", node.address()))
         .arg(format!("--kubeconfig={}", paths.kubeconfig.display()))
+        .arg(format!(
+            "--bootstrap-kubeconfig={}",
+            paths.bootstrap_kubeconfig.display()
+        ))
         .arg(format!("--containerd-socket={}", cd.socket.display()))
         .arg(format!("--root-dir={}", paths.root_dir.display()))
         .arg(format!("--cni-bin-dir={}", cd.cni_bin_dir.display()))

@@ -844,6 +844,176 @@ spec:
     );
 }
 
+/// Runs `baton-node join` in `node`'s namespace; its output and whether
+/// it succeeded.
+fn join(c: &Stack, token: &str, hash: &str, out: &std::path::Path) -> (bool, String) {
+    let node = &c.cluster.nodes()[0];
+    let baton_node = c.binaries.path("baton-node").unwrap();
+    let result = node
+        .netns()
+        .run(
+            &baton_node.display().to_string(),
+            [
+                "join".to_owned(),
+                format!("--server={}", c.plane.server),
+                format!("--token={token}"),
+                format!("--discovery-token-ca-cert-hash={hash}"),
+                format!("--bootstrap-kubeconfig={}", out.display()),
+            ],
+            Duration::from_secs(30),
+        )
+        .expect("running baton-node join");
+    let text = format!("{}{}", result.stdout, result.stderr);
+    (result.status.success(), text)
+}
+
+#[test]
+fn a_node_joins_with_only_a_bootstrap_token_and_the_ca_hash() {
+    let c = Stack::start(1);
+    let node = "baton-node-1";
+    // The node joined as the harness joins every node: a token and the CA
+    // hash; its client certificate came from a CSR of the token's user,
+    // approved without an administrator, and it is Ready.
+    let requests = c.kubectl_ok(&[
+        "get",
+        "csr",
+        "-o",
+        "jsonpath={range .items[?(@.spec.signerName==\"kubernetes.io/kube-apiserver-client-kubelet\")]}{.spec.username} {.status.conditions[0].type} {.status.conditions[0].reason}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        requests
+            .lines()
+            .any(|l| l.starts_with("system:bootstrap:") && l.ends_with(" Approved AutoApproved")),
+        "{requests}"
+    );
+    let table = c.kubectl_ok(&["get", "csr"]);
+    assert!(
+        table.lines().any(
+            |l| l.contains("kubernetes.io/kube-apiserver-client-kubelet")
+                && l.contains("system:bootstrap:")
+                && l.contains("Approved,Issued")
+        ),
+        "{table}"
+    );
+    assert_eq!(
+        c.get(
+            "node",
+            node,
+            "{.status.conditions[?(@.type==\"Ready\")].status}"
+        ),
+        "True"
+    );
+    let paths = baton_e2e::nodes::NodeAgentPaths::for_node(&c.cluster.nodes()[0]);
+    let who = baton_e2e::kubectl::Kubectl::new(&paths.kubeconfig).run(
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+        ],
+        None,
+    );
+    assert!(
+        who.status.success(),
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
+    let who = String::from_utf8_lossy(&who.stdout);
+    assert!(
+        who.starts_with("system:node:baton-node-1 ") && who.contains("system:nodes"),
+        "{who}"
+    );
+    let agent = c
+        .cluster
+        .process(&baton_e2e::nodes::agent_name(&c.cluster.nodes()[0]))
+        .expect("the node agent runs");
+    assert!(
+        agent.command.contains("--bootstrap-kubeconfig"),
+        "{}",
+        agent.command
+    );
+
+    // Discovery trusts only a cluster-info signed with the token and a CA
+    // with the pinned hash.
+    let ca = std::fs::read(c.pki.join("ca.crt")).unwrap();
+    let hash = baton_apimachinery::bootstrap_token::ca_cert_hash(&ca).unwrap();
+    let created = std::process::Command::new(c.binaries.path("baton-control").unwrap())
+        .args(["token", "create", "--ttl", "10m", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let token = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let out = tempfile::tempdir().unwrap();
+    let written = out.path().join("bootstrap-kubeconfig");
+    let signed = |c: &Stack| {
+        c.get(
+            "configmap -n kube-public",
+            "cluster-info",
+            &format!("{{.data.jws-kubeconfig-{}}}", &token[..6]),
+        )
+    };
+    c.wait(
+        Duration::from_secs(30),
+        "the token signs cluster-info",
+        |c| !signed(c).is_empty(),
+    );
+    let (ok, text) = join(&c, &token, "sha256:0000", &written);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(
+            "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys"
+        ),
+        "{text}"
+    );
+    assert!(!written.exists());
+    let (ok, text) = join(&c, &token, &hash, &written);
+    assert!(ok, "{text}");
+    let kubeconfig = std::fs::read_to_string(&written).unwrap();
+    assert!(kubeconfig.contains(&token), "{kubeconfig}");
+
+    // An expired token neither signs cluster-info nor authenticates.
+    let past = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: bootstrap-token-oldtok, namespace: kube-system}}
+type: bootstrap.kubernetes.io/token
+stringData:
+  token-id: oldtok
+  token-secret: 0123456789abcdef
+  expiration: "{past}"
+  usage-bootstrap-authentication: "true"
+  usage-bootstrap-signing: "true"
+"#
+    ));
+    let (ok, text) = join(&c, "oldtok.0123456789abcdef", &hash, &written);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(
+            r#"there is no JWS signed token in the cluster-info ConfigMap. This token id "oldtok" is invalid for this cluster"#
+        ),
+        "{text}"
+    );
+    let refused = kubectl_with_token(
+        &c,
+        &c.pki.join("ca.crt"),
+        "oldtok.0123456789abcdef",
+        &["auth", "whoami"],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
 /// Runs `command` in container `sh` of pod `talker` through the node's
 /// `/exec` endpoint over a websocket (`v4.channel.k8s.io`, as the API
 /// server's proxy would speak it); returns stdout and the status message.

@@ -53,6 +53,8 @@ pub struct Config {
     /// `--disable-admission-plugins`: admission plugins turned off (only
     /// [`SERVICE_ACCOUNT_PLUGIN`] can be).
     pub disabled_admission_plugins: Vec<String>,
+    /// Requests without credentials are `system:anonymous` (`--anonymous-auth`).
+    pub anonymous_auth: bool,
     /// `--authorization-mode`: the authorizers asked, in order.
     pub authorization_modes: Vec<auth::authorizer::Mode>,
     /// `--encryption-provider-config`: an EncryptionConfiguration file
@@ -93,6 +95,7 @@ impl Default for Config {
                 .collect(),
             disabled_admission_plugins: Vec::new(),
             authorization_modes: vec![auth::authorizer::Mode::Node, auth::authorizer::Mode::Rbac],
+            anonymous_auth: true,
             encryption_provider_config: None,
             etcd_cafile: None,
             etcd_certfile: None,
@@ -311,6 +314,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Endpoint {
             address: advertise,
             port: config.secure_port,
+            ca_pem: ca.cert_pem.clone(),
         },
         ready_tx,
     ));
@@ -328,6 +332,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             config.authorization_modes.clone(),
             registry.clone(),
         )),
+        anonymous_auth: config.anonymous_auth,
         tokens,
         auditor,
     });

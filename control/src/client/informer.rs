@@ -175,6 +175,25 @@ where
     }
 }
 
+/// Waits until `store` holds its first full list; false when its writer
+/// is gone. Several tasks may wait on one store at once: kube-runtime's
+/// `Store::wait_until_ready` wakes only the task that polled it last (its
+/// readiness is a oneshot channel with one waker), so each wait here polls
+/// again at short intervals instead of relying on being woken.
+pub async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    loop {
+        let wait = store.wait_until_ready();
+        match tokio::time::timeout(std::time::Duration::from_millis(100), wait).await {
+            Ok(ready) => return ready.is_ok(),
+            Err(_) => continue,
+        }
+    }
+}
+
 /// A subscription as the trigger stream kube-runtime's `Controller`
 /// (`for_stream`, `watches_stream`) takes.
 pub fn objects<K: Clone + Send + Sync + 'static>(

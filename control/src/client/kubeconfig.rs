@@ -56,6 +56,12 @@ pub async fn server_ca_pem(path: &Path) -> Result<String, ClientError> {
     Ok(pem)
 }
 
+/// The URL of the server the kubeconfig at `path` names.
+pub async fn server_url(path: &Path) -> Result<String, ClientError> {
+    let url = config(path).await?.cluster_url.to_string();
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
 /// A client speaking to the server named by the kubeconfig at `path`.
 pub async fn from_kubeconfig(path: &Path) -> Result<kube::Client, ClientError> {
     let mut cfg = config(path).await?;

@@ -5,6 +5,7 @@
 //! recorder (the shared client-go recorder of `baton-apimachinery`), and the
 //! taint and toleration rules both read.
 
+pub mod bootstrap_token;
 pub mod informer;
 pub mod kubeconfig;
 pub mod leader;

@@ -58,7 +58,7 @@ pub async fn run(
 ) {
     let api: Api<ClusterRole> = Api::all(client);
     loop {
-        if roles.wait_until_ready().await.is_err() {
+        if !crate::client::informer::synced(&roles).await {
             return;
         }
         let all = roles.state();

@@ -6,6 +6,7 @@
 //! write. One Lease (`kube-system/kube-controller-manager`) elects the
 //! active instance.
 
+pub mod bootstrap_signer;
 pub mod certificates;
 pub mod cli;
 pub mod clusterrole_aggregation;
@@ -55,6 +56,7 @@ pub const ALL: &[&str] = &[
     "csrapproving",
     "csrsigning",
     "tokencleaner",
+    "bootstrapsigner",
 ];
 
 /// Settings (flags of `baton-control controllers`, named like
@@ -308,6 +310,19 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
             bootstrap_tokens.subscribe(),
         ));
     }
+    let mut cluster_info = Informer::new(
+        Api::<ConfigMap>::namespaced(client.clone(), "kube-public"),
+        watcher::Config::default().fields("metadata.name=cluster-info"),
+    );
+    if cfg.enabled("bootstrapsigner") {
+        tasks.spawn(bootstrap_signer::run(
+            client.clone(),
+            cluster_info.store(),
+            cluster_info.subscribe(),
+            bootstrap_tokens.store(),
+            bootstrap_tokens.subscribe(),
+        ));
+    }
     let ns_sub = cfg
         .enabled("namespace")
         .then(|| (nss.store(), nss.subscribe()));
@@ -326,6 +341,7 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
         &mut cluster_roles,
         &mut requests,
         &mut bootstrap_tokens,
+        &mut cluster_info,
     ] {
         i.start();
     }

@@ -26,7 +26,7 @@ pub async fn run(
 ) {
     let api: Api<Secret> = Api::namespaced(client, NAMESPACE);
     loop {
-        if secrets.wait_until_ready().await.is_err() {
+        if !crate::client::informer::synced(&secrets).await {
             return;
         }
         let now = jiff::Timestamp::now().as_second();

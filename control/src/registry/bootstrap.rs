@@ -1,12 +1,16 @@
 //! Objects kube-apiserver keeps in place itself: the system namespaces, the
-//! RBAC bootstrap policy ([`super::bootstrap_policy`]), and the `kubernetes` Service in `default` with its Endpoints and
-//! EndpointSlice pointing at the API server's advertise address. Run at
+//! RBAC bootstrap policy ([`super::bootstrap_policy`]), the `kubernetes`
+//! Service in `default` with its Endpoints and EndpointSlice pointing at
+//! the API server's advertise address, and (as `kubeadm init` writes it)
+//! `kube-public/cluster-info` for joining nodes. Run at
 //! start and re-checked periodically (so they come back after etcd was
 //! down or someone deleted them).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use base64::Engine as _;
+use baton_apimachinery::bootstrap_token::{CLUSTER_INFO, KUBECONFIG_KEY, PUBLIC_NAMESPACE};
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
@@ -19,17 +23,29 @@ pub const SYSTEM_NAMESPACES: &[&str] =
 
 const MANAGER: &str = "kube-apiserver";
 
+/// The kubeconfig of `cluster-info`, as kubeadm writes it: one unnamed
+/// cluster, no users.
+pub fn cluster_info_kubeconfig(ep: &Endpoint) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(&ep.ca_pem);
+    let server = std::net::SocketAddr::new(ep.address, ep.port);
+    format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: https://{server}\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {{}}\nusers: null\n"
+    )
+}
+
 fn internal() -> WriteContext {
     let mut ctx = WriteContext::update(MANAGER, None, false);
     ctx.internal = true;
     ctx
 }
 
-/// Where the API server is reached by pods.
+/// Where the API server is reached by pods and joining nodes.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub address: IpAddr,
     pub port: u16,
+    /// The cluster CA's certificate (PEM), published in `cluster-info`.
+    pub ca_pem: String,
 }
 
 impl Registry {
@@ -53,22 +69,21 @@ impl Registry {
         Ok(())
     }
 
-    /// Creates or updates `default/<name>` of `plural` to `desired`, leaving
-    /// it alone when the fields we own already match.
+    /// Creates or updates `<namespace>/<name>` of `plural` to `desired`,
+    /// leaving it alone when the fields we own already match.
     async fn ensure(
         &self,
-        group: &str,
-        plural: &str,
-        name: &str,
+        (group, plural): (&str, &str),
+        (namespace, name): (&str, &str),
         desired: Value,
         same: impl Fn(&Value) -> bool,
     ) -> Result<(), crate::api::status::ApiError> {
         let r = kinds::find(group, "v1", plural).expect("served");
-        match self.get(r, "default", name).await {
+        match self.get(r, namespace, name).await {
             Ok(cur) if same(&cur) => Ok(()),
             Ok(_) => {
                 let ctx = internal();
-                self.update(r, "default", name, &ctx, |cur| {
+                self.update(r, namespace, name, &ctx, |cur| {
                     let mut next = desired.clone();
                     if let Some(c) = cur {
                         next["metadata"] = c["metadata"].clone();
@@ -90,7 +105,7 @@ impl Registry {
                 .map(|_| ())
             }
             Err(e) if e.code == 404 => {
-                match self.create(r, "default", desired, &internal()).await {
+                match self.create(r, namespace, desired, &internal()).await {
                     Ok(_) => Ok(()),
                     Err(e) if e.code == 409 => Ok(()),
                     Err(e) => Err(e),
@@ -117,7 +132,7 @@ impl Registry {
             },
         });
         let port = ep.port;
-        self.ensure("", "services", "kubernetes", svc, |cur| {
+        self.ensure(("", "services"), ("default", "kubernetes"), svc, |cur| {
             cur.pointer("/spec/ports/0/targetPort")
                 .and_then(Value::as_u64)
                 == Some(port as u64)
@@ -130,9 +145,12 @@ impl Registry {
             "subsets": [{"addresses": [{"ip": addr}], "ports": [{"name": "https", "port": ep.port, "protocol": "TCP"}]}],
         });
         let want = endpoints["subsets"].clone();
-        self.ensure("", "endpoints", "kubernetes", endpoints, |cur| {
-            cur.get("subsets") == Some(&want)
-        })
+        self.ensure(
+            ("", "endpoints"),
+            ("default", "kubernetes"),
+            endpoints,
+            |cur| cur.get("subsets") == Some(&want),
+        )
         .await?;
         let slice = json!({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -144,11 +162,33 @@ impl Registry {
         let want_eps = slice["endpoints"].clone();
         let want_ports = slice["ports"].clone();
         self.ensure(
-            "discovery.k8s.io",
-            "endpointslices",
-            "kubernetes",
+            ("discovery.k8s.io", "endpointslices"),
+            ("default", "kubernetes"),
             slice,
             |cur| cur.get("endpoints") == Some(&want_eps) && cur.get("ports") == Some(&want_ports),
+        )
+        .await
+    }
+
+    /// `kube-public/cluster-info`: a kubeconfig naming the API server and
+    /// the cluster CA, which anyone may read and the bootstrap signer signs
+    /// for each signing token (what `kubeadm init` writes for joining
+    /// nodes). Signatures of an unchanged kubeconfig are kept.
+    async fn ensure_cluster_info(&self, ep: &Endpoint) -> Result<(), crate::api::status::ApiError> {
+        let kubeconfig = cluster_info_kubeconfig(ep);
+        let config_map = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": CLUSTER_INFO, "namespace": PUBLIC_NAMESPACE},
+            "data": {KUBECONFIG_KEY: kubeconfig},
+        });
+        self.ensure(
+            ("", "configmaps"),
+            (PUBLIC_NAMESPACE, CLUSTER_INFO),
+            config_map,
+            |cur| {
+                cur.pointer(&format!("/data/{KUBECONFIG_KEY}"))
+                    == Some(&Value::from(kubeconfig.as_str()))
+            },
         )
         .await
     }
@@ -165,7 +205,8 @@ impl Registry {
             self.ensure_policy(&internal()).await?;
             *policy_written = true;
         }
-        self.ensure_kubernetes_service(ep).await
+        self.ensure_kubernetes_service(ep).await?;
+        self.ensure_cluster_info(ep).await
     }
 
     /// Reconciles forever (spawn it): quickly until the first success, then

@@ -175,8 +175,8 @@ pub async fn run_scheduler(client: kube::Client, cfg: Config) {
         });
     }
     // Schedule only once the nodes and pods are known.
-    let _ = nodes.store().wait_until_ready().await;
-    let _ = pods.store().wait_until_ready().await;
+    crate::client::informer::synced(&nodes.store()).await;
+    crate::client::informer::synced(&pods.store()).await;
     info!(
         nodes = cache.lock().expect("cache").node_count(),
         "scheduler caches synced; scheduling"

@@ -32,6 +32,10 @@ enum Command {
     /// Run only the eBPF service proxy (and the pod endpoints of baton-cni's
     /// records, with --cni-data-dir): for nodes whose kubelet is another.
     Proxy(ProxyOnlyArgs),
+    /// Find the cluster from a bootstrap token and the CA's public key hash
+    /// (as `kubeadm join` does) and write the bootstrap kubeconfig that
+    /// `run --bootstrap-kubeconfig` requests the node's certificate with.
+    Join(JoinArgs),
     /// Inspect the node's eBPF dataplane.
     #[command(subcommand)]
     Dataplane(DataplaneCommand),
@@ -50,6 +54,23 @@ enum DataplaneCommand {
         #[arg(long, default_value = "/var/lib/baton/node/proxy")]
         proxy_state_dir: PathBuf,
     },
+}
+
+/// Flags of `baton-node join`.
+#[derive(Args, Debug, Clone)]
+struct JoinArgs {
+    /// The API server (`https://host:port`) to discover the cluster from.
+    #[arg(long)]
+    server: String,
+    /// A bootstrap token (`<id>.<secret>`, from `baton-control token create`).
+    #[arg(long)]
+    token: String,
+    /// The cluster CA's public key hash (`sha256:<hex>`); repeatable.
+    #[arg(long = "discovery-token-ca-cert-hash", required = true)]
+    ca_cert_hashes: Vec<String>,
+    /// Where the bootstrap kubeconfig is written.
+    #[arg(long, default_value = "/var/lib/baton/node/bootstrap-kubeconfig")]
+    bootstrap_kubeconfig: PathBuf,
 }
 
 /// Flags of `baton-node proxy`.
@@ -81,9 +102,15 @@ struct RunArgs {
     /// The node's InternalIP (its address on the cluster network).
     #[arg(long)]
     node_ip: String,
-    /// Kubeconfig with the node's credentials (user system:node:<name>).
+    /// Kubeconfig with the node's credentials (user system:node:<name>);
+    /// written by the TLS bootstrap when it holds no valid certificate.
     #[arg(long)]
     kubeconfig: PathBuf,
+    /// Kubeconfig with a bootstrap token (`baton-node join` writes it): a
+    /// client certificate is requested with it when `--kubeconfig` has
+    /// none, and rotated before it expires.
+    #[arg(long)]
+    bootstrap_kubeconfig: Option<PathBuf>,
     /// containerd's CRI socket.
     #[arg(long, default_value = "/run/containerd/containerd.sock")]
     containerd_socket: PathBuf,
@@ -147,6 +174,10 @@ fn main() -> Result<()> {
             .enable_all()
             .build()?
             .block_on(run_proxy(args)),
+        Command::Join(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(join(args)),
         Command::Dataplane(DataplaneCommand::Dump {
             pin_dir,
             proxy_state_dir,
@@ -172,6 +203,46 @@ async fn kube_client(path: &Path) -> Result<kube::Client> {
     .await
     .context("loading the kubeconfig")?;
     kube::Client::try_from(config).context("building the API client")
+}
+
+async fn join(args: JoinArgs) -> Result<()> {
+    use baton_node::credentials::{discovery, files, kubeconfig};
+    let found = discovery::discover(&args.server, &args.token, &args.ca_cert_hashes).await?;
+    let text = kubeconfig::render(
+        &found.server,
+        &found.ca_pem,
+        &kubeconfig::Credential::Token(&args.token),
+    );
+    files::write_atomic(&args.bootstrap_kubeconfig, &text, 0o600)?;
+    println!(
+        "cluster {} found; bootstrap kubeconfig written to {}",
+        found.server,
+        args.bootstrap_kubeconfig.display()
+    );
+    Ok(())
+}
+
+/// The kubelet's API client: its certificate bootstrapped if needed, and
+/// rotated in the background when the node keeps it.
+async fn node_client(args: &RunArgs) -> Result<kube::Client> {
+    use baton_node::credentials::client_cert::{self, Paths};
+    let paths = Paths {
+        node_name: args.node_name.clone(),
+        kubeconfig: args.kubeconfig.clone(),
+        bootstrap_kubeconfig: args.bootstrap_kubeconfig.clone(),
+        pem: Paths::pem_in(&args.root_dir),
+    };
+    client_cert::ensure(&paths)
+        .await
+        .context("the node's client certificate")?;
+    match client_cert::kept_identity(&paths) {
+        Some((identity, pem)) => {
+            let client = client_cert::client(&args.kubeconfig, identity.clone()).await?;
+            tokio::spawn(client_cert::rotate(client.clone(), paths, identity, pem));
+            Ok(client)
+        }
+        None => kube_client(&args.kubeconfig).await,
+    }
 }
 
 /// Loads the dataplane from `--pin-dir` and returns the proxy to run, after
@@ -326,15 +397,7 @@ async fn run(args: RunArgs) -> Result<()> {
         .into_iter()
         .map(|s| s.id)
         .collect();
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(&args.kubeconfig).context("reading the kubeconfig")?;
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .context("loading the kubeconfig")?;
-    let client = kube::Client::try_from(config).context("building the API client")?;
+    let client = node_client(&args).await?;
     let proxy = match &args.proxy.pin_dir {
         Some(pin_dir) => {
             let node_ip = args

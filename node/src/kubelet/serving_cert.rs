@@ -13,48 +13,22 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::certificates::v1::{
-    CertificateSigningRequest, CertificateSigningRequestSpec,
-};
-use kube::api::{Api, ObjectMeta, PostParams};
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType,
 };
 
 use super::Config;
+pub use crate::credentials::CertError;
+use crate::credentials::csr;
+use crate::credentials::files::{renew_at, write_atomic};
 
 const SIGNER: &str = "kubernetes.io/kubelet-serving";
-/// How often a pending request is looked at.
-const POLL: Duration = Duration::from_secs(1);
 
 /// A serving certificate and its key, both PEM.
 #[derive(Debug, Clone)]
 pub struct Pair {
     pub cert_pem: String,
     pub key_pem: String,
-}
-
-/// Why no certificate was had this time.
-#[derive(Debug, thiserror::Error)]
-pub enum CertError {
-    #[error("{0}")]
-    Rcgen(#[from] rcgen::Error),
-    #[error("{0}")]
-    Api(#[from] kube::Error),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the request {name} was {condition}: {message}")]
-    Refused {
-        name: String,
-        condition: String,
-        message: String,
-    },
-    #[error("TLS configuration: {0}")]
-    Tls(String),
 }
 
 fn subject(config: &Config) -> Result<CertificateParams, CertError> {
@@ -75,33 +49,12 @@ fn subject(config: &Config) -> Result<CertificateParams, CertError> {
     Ok(params)
 }
 
-/// The seconds since the epoch a PEM certificate is valid from and until.
-pub fn validity(cert_pem: &str) -> Option<(i64, i64)> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
-    let cert = pem.parse_x509().ok()?;
-    let v = cert.validity();
-    Some((v.not_before.timestamp(), v.not_after.timestamp()))
-}
-
-/// When the certificate should be renewed: 80% into its lifetime.
-pub fn renew_at(cert_pem: &str) -> Option<i64> {
-    let (from, until) = validity(cert_pem)?;
-    Some(from + (until - from) * 4 / 5)
-}
-
 fn files(config: &Config) -> (PathBuf, PathBuf) {
     let dir = config.root_dir.join("pki");
     (
         dir.join("kubelet-server.crt"),
         dir.join("kubelet-server.key"),
     )
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
-    move |source| CertError::Io {
-        path: path.to_owned(),
-        source,
-    }
 }
 
 /// The kept pair, when it is still short of its renewal time.
@@ -115,30 +68,18 @@ fn load(config: &Config, now: i64) -> Option<Pair> {
 }
 
 fn save(config: &Config, pair: &Pair) -> Result<(), CertError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let (crt, key) = files(config);
-    if let Some(dir) = crt.parent() {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-    }
-    for (path, text, mode) in [(&key, &pair.key_pem, 0o600), (&crt, &pair.cert_pem, 0o644)] {
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))?;
-    }
-    Ok(())
+    write_atomic(&key, &pair.key_pem, 0o600)?;
+    write_atomic(&crt, &pair.cert_pem, 0o644)
 }
 
 /// A pair issued on the node from the cluster CA's key.
 fn issue_locally(config: &Config, ca_pem: &str, ca_key: &Path) -> Result<Pair, CertError> {
-    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(ca_key).map_err(io(ca_key))?)?;
+    let text = std::fs::read_to_string(ca_key).map_err(|source| CertError::Io {
+        path: ca_key.to_owned(),
+        source,
+    })?;
+    let ca_key = KeyPair::from_pem(&text)?;
     let issuer = Issuer::from_ca_cert_pem(ca_pem, &ca_key)?;
     let mut params = subject(config)?;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -154,47 +95,12 @@ fn issue_locally(config: &Config, ca_pem: &str, ca_key: &Path) -> Result<Pair, C
 /// A pair from a CertificateSigningRequest, once it is issued.
 async fn request(client: &kube::Client, config: &Config) -> Result<Pair, CertError> {
     let key = KeyPair::generate()?;
-    let csr_pem = subject(config)?.serialize_request(&key)?.pem()?;
-    let api: Api<CertificateSigningRequest> = Api::all(client.clone());
-    let csr = CertificateSigningRequest {
-        metadata: ObjectMeta {
-            generate_name: Some("csr-".into()),
-            ..ObjectMeta::default()
-        },
-        spec: CertificateSigningRequestSpec {
-            request: ByteString(csr_pem.into_bytes()),
-            signer_name: SIGNER.into(),
-            usages: Some(vec!["digital signature".into(), "server auth".into()]),
-            ..CertificateSigningRequestSpec::default()
-        },
-        status: None,
-    };
-    let created = api.create(&PostParams::default(), &csr).await?;
-    let name = created.metadata.name.unwrap_or_default();
-    tracing::info!(csr = %name, "requested a serving certificate");
-    loop {
-        tokio::time::sleep(POLL).await;
-        let current = api.get(&name).await?;
-        let status = current.status.unwrap_or_default();
-        if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
-            return Ok(Pair {
-                cert_pem: String::from_utf8_lossy(&cert.0).into_owned(),
-                key_pem: key.serialize_pem(),
-            });
-        }
-        if let Some(c) = status
-            .conditions
-            .unwrap_or_default()
-            .into_iter()
-            .find(|c| matches!(c.type_.as_str(), "Denied" | "Failed") && c.status == "True")
-        {
-            return Err(CertError::Refused {
-                name,
-                condition: c.type_,
-                message: c.message.unwrap_or_default(),
-            });
-        }
-    }
+    let usages = ["digital signature", "server auth"];
+    let cert_pem = csr::request(client, &subject(config)?, &key, SIGNER, &usages).await?;
+    Ok(Pair {
+        cert_pem,
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// The TLS configuration serving `pair`, verifying client certificates
@@ -276,6 +182,7 @@ pub async fn keep(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::files::validity;
 
     fn config(dir: &Path, ca_key: Option<PathBuf>) -> Config {
         Config {

@@ -15,26 +15,12 @@ use super::User;
 use crate::kinds;
 use crate::registry::Registry;
 
-/// The Secret type of bootstrap tokens.
-pub const SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
-/// The namespace of bootstrap token Secrets.
-pub const NAMESPACE: &str = "kube-system";
-/// The group of every bootstrap token's user.
-pub const GROUP: &str = "system:bootstrappers";
+pub use baton_apimachinery::bootstrap_token::{
+    GROUP, NAMESPACE, SECRET_PREFIX, SECRET_TYPE, parse,
+};
 
-/// The id and secret of a token of the bootstrap format.
-pub fn parse(token: &str) -> Option<(&str, &str)> {
-    let (id, secret) = token.split_once('.')?;
-    let valid = |s: &str, len: usize| {
-        s.len() == len
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    };
-    (valid(id, 6) && valid(secret, 16)).then_some((id, secret))
-}
-
-/// A value of the Secret's `data` (base64) or `stringData`.
-fn data(secret: &Value, key: &str) -> Option<String> {
+/// A value of the Secret's `data`, decoded.
+pub fn data(secret: &Value, key: &str) -> Option<String> {
     if let Some(v) = secret
         .pointer(&format!("/data/{key}"))
         .and_then(Value::as_str)
@@ -112,7 +98,7 @@ pub fn user_of(
 pub async fn authenticate(registry: &Registry, token: &str) -> Option<Option<User>> {
     let (id, token_secret) = parse(token)?;
     let secrets = kinds::find("", "v1", "secrets").expect("secrets served");
-    let name = format!("bootstrap-token-{id}");
+    let name = format!("{SECRET_PREFIX}{id}");
     let secret = match registry.get_recent(secrets, NAMESPACE, &name).await {
         Ok(Some(secret)) => secret,
         _ => {
@@ -155,17 +141,6 @@ mod tests {
                 "auth-extra-groups": b64("system:bootstrappers:workers,devs"),
             },
         })
-    }
-
-    #[test]
-    fn tokens_have_the_bootstrap_format() {
-        assert_eq!(
-            parse("abcdef.0123456789abcdef"),
-            Some(("abcdef", "0123456789abcdef"))
-        );
-        assert_eq!(parse("ABCDEF.0123456789abcdef"), None);
-        assert_eq!(parse("abcdef.0123456789abcde"), None);
-        assert_eq!(parse("eyJhbGciOi.x.y"), None);
     }
 
     #[test]

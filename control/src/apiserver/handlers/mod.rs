@@ -58,6 +58,9 @@ pub struct Api {
     pub authorizer: Arc<super::auth::authorizer::Authorizer>,
     /// Writes the audit log, when one is configured.
     pub auditor: Option<Arc<super::audit::Auditor>>,
+    /// Requests without credentials are served as `system:anonymous`
+    /// (otherwise refused with 401).
+    pub anonymous_auth: bool,
 }
 
 /// A parsed request.
@@ -149,10 +152,6 @@ pub fn error_response_for(e: &ApiError, accept: Option<&str>) -> Response<Body> 
         Ok(a @ Accept::Protobuf) if e.code != 406 => respond_json(e.code, &a, &e.to_status()),
         _ => error_response(e),
     }
-}
-
-fn is_public(route: &Route) -> bool {
-    matches!(route, Route::Health(..) | Route::Version)
 }
 
 /// Handles one HTTP request from `peer`: serves it, audits it when
@@ -272,7 +271,8 @@ async fn serve(
     };
     // Without a client certificate, a bearer token; one that does not
     // authenticate is refused whatever the path, as kube-apiserver does.
-    // Without either, only the public paths, as `system:anonymous`.
+    // Without either, `system:anonymous` (with `--anonymous-auth`, as
+    // kube-apiserver's default), whom the authorizers judge like anyone.
     let authenticated = match (user, bearer_token(&parts.headers)) {
         (Some(user), _) => Some(user),
         (None, Some(token)) => {
@@ -281,7 +281,7 @@ async fn serve(
                 None => api.token_auth.authenticate(token).await,
             }
         }
-        (None, None) => is_public(&route).then(|| User {
+        (None, None) => api.anonymous_auth.then(|| User {
             name: "system:anonymous".into(),
             groups: vec!["system:unauthenticated".into()],
             ..User::default()

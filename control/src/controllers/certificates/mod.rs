@@ -227,7 +227,7 @@ pub async fn run(
 ) {
     let api: Api<CertificateSigningRequest> = Api::all(client.clone());
     loop {
-        if requests.wait_until_ready().await.is_err() {
+        if !crate::client::informer::synced(&requests).await {
             return;
         }
         if !sync(&api, &client, &requests.state(), signer.as_ref(), approve).await {

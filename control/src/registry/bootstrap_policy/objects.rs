@@ -1,5 +1,5 @@
 //! The policy's objects: ClusterRoles, ClusterRoleBindings, and the
-//! Roles and RoleBindings in kube-system.
+//! Roles and RoleBindings in kube-system and kube-public.
 
 use serde_json::Value;
 
@@ -588,6 +588,27 @@ pub fn roles() -> Vec<Value> {
         ),
         role(
             "kube-system",
+            "system:controller:bootstrap-signer",
+            vec![rule(&["get", "list", "watch"], &[""], &["secrets"])],
+        ),
+        role(
+            "kube-public",
+            "system:controller:bootstrap-signer",
+            vec![
+                rule(&["get", "list", "watch"], &[""], &["configmaps"]),
+                named(&["update"], &[""], &["configmaps"], &["cluster-info"]),
+                events(),
+            ],
+        ),
+        // Anyone may read the signed cluster information a joining node
+        // starts from (kubeadm's bootstrap-signer-clusterinfo).
+        role(
+            "kube-public",
+            "baton:bootstrap-signer-clusterinfo",
+            vec![named(&["get"], &[""], &["configmaps"], &["cluster-info"])],
+        ),
+        role(
+            "kube-system",
             "system:controller:token-cleaner",
             vec![
                 rule(&["delete", "get", "list", "watch"], &[""], &["secrets"]),
@@ -618,6 +639,24 @@ pub fn role_bindings() -> Vec<Value> {
             "system::leader-locking-kube-controller-manager",
             "system::leader-locking-kube-controller-manager",
             vec![user(CONTROLLER_MANAGER), account("kube-controller-manager")],
+        ),
+        role_binding(
+            "kube-system",
+            "system:controller:bootstrap-signer",
+            "system:controller:bootstrap-signer",
+            vec![account("bootstrap-signer"), user(CONTROLLER_MANAGER)],
+        ),
+        role_binding(
+            "kube-public",
+            "system:controller:bootstrap-signer",
+            "system:controller:bootstrap-signer",
+            vec![account("bootstrap-signer"), user(CONTROLLER_MANAGER)],
+        ),
+        role_binding(
+            "kube-public",
+            "baton:bootstrap-signer-clusterinfo",
+            "baton:bootstrap-signer-clusterinfo",
+            vec![user("system:anonymous")],
         ),
         role_binding(
             "kube-system",

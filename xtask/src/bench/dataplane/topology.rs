@@ -119,13 +119,7 @@ impl BenchCluster {
         for node in cluster.nodes() {
             let (cd, _) = nodes::ensure_containerd(&cluster, node, &archives)?;
             let paths = NodeAgentPaths::for_node(node);
-            control_plane::issue_kubeconfig(
-                &binaries,
-                &plane,
-                &format!("system:node:{}", node.name()),
-                &["system:nodes"],
-                &paths.kubeconfig,
-            )?;
+            nodes::join(&binaries, &plane, node, &paths)?;
             let baton = node.index() == BATON;
             let mut spec = nodes::agent_spec(&binaries, &plane, node, &cd, &paths, baton)?;
             if baton {
