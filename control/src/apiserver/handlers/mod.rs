@@ -52,6 +52,8 @@ pub struct Api {
     pub kubelet: Arc<super::kubelet::KubeletClient>,
     /// Signs service-account tokens (`serviceaccounts/token`).
     pub tokens: Arc<super::auth::tokens::ServiceAccountKey>,
+    /// The token issuer's discovery documents.
+    pub issuer_discovery: Arc<super::auth::issuer_discovery::IssuerDiscovery>,
     /// Authenticates bearer tokens.
     pub token_auth: super::auth::token_auth::TokenAuthenticator,
     /// Decides what the request's user may do.
