@@ -171,12 +171,20 @@ pub async fn handle(
         .auditor
         .clone()
         .map(|a| audit::Record::new(a, id.clone(), req.uri(), req.headers(), peer));
-    let served = AssertUnwindSafe(serve(api, req, user, &mut record))
-        .catch_unwind()
-        .await;
+    let served = AssertUnwindSafe(crate::registry::audit_annotations::collect(serve(
+        api,
+        req,
+        user,
+        &mut record,
+    )))
+    .catch_unwind()
+    .await;
     let mut resp = match (served, record) {
-        (Ok(resp), Some(record)) => record.finish(resp).await,
-        (Ok(resp), None) => resp,
+        (Ok((resp, annotations)), Some(mut record)) => {
+            record.annotate(annotations);
+            record.finish(resp).await
+        }
+        (Ok((resp, _)), None) => resp,
         (Err(panic), record) => {
             let message = panic_message(panic.as_ref());
             tracing::error!(panic = %message, "request handler panicked");
