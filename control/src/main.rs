@@ -153,6 +153,12 @@ struct ApiserverArgs {
     /// Days a rotated audit log is kept (0: forever).
     #[arg(long, default_value_t = 0)]
     audit_log_maxage: u64,
+    /// Overrides the URI for the JSON Web Key Set in the discovery document
+    /// served at /.well-known/openid-configuration, for relying parties
+    /// that fetch the keys from elsewhere than the API server's external
+    /// address. Must be https.
+    #[arg(long)]
+    service_account_jwks_uri: Option<String>,
 }
 
 /// `all`: the API server's flags plus the scheduler's and the controller
@@ -231,6 +237,7 @@ impl ApiserverArgs {
                     max_backups: self.audit_log_maxbackup,
                     max_age_days: self.audit_log_maxage,
                 }),
+            service_account_jwks_uri: self.service_account_jwks_uri,
         }
     }
 }

@@ -353,3 +353,104 @@ async fn a_watch_is_audited_when_it_starts_and_when_it_ends() {
             <= completed[0]["stageTimestamp"].as_str().unwrap()
     );
 }
+
+/// PodSecurity tells the audit log the enforce policy a pod was checked
+/// against and how pods and templates violate the namespace's audit level;
+/// a request for an unknown path is audited with its 404.
+#[test]
+fn pod_security_annotates_the_audit_events_and_unknown_paths_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), POLICY);
+    let log = dir.path().join("audit.log");
+    let etcd = Etcd::start();
+    let api = ApiServer::start_with(
+        &etcd,
+        &[
+            "--audit-policy-file",
+            policy.to_str().unwrap(),
+            "--audit-log-path",
+            log.to_str().unwrap(),
+        ],
+    );
+    api.kubectl_ok(&["create", "namespace", "guarded"]);
+    api.kubectl_ok(&[
+        "label",
+        "namespace",
+        "guarded",
+        "pod-security.kubernetes.io/enforce=baseline",
+        "pod-security.kubernetes.io/audit=restricted",
+    ]);
+    let pod = |name: &str, privileged: bool| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"guarded"}},
+"spec":{{"containers":[{{"name":"c","image":"busybox","securityContext":{{"privileged":{privileged}}}}}]}}}}"#
+        )
+    };
+    let out = api.kubectl_stdin(&["create", "-f", "-"], &pod("plain", false));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = api.kubectl_stdin(&["create", "-f", "-"], &pod("privileged", true));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("violates PodSecurity \"baseline:latest\""),
+        "{}",
+        stderr(&out)
+    );
+    api.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+        "-n",
+        "guarded",
+    ]);
+    let out = api.kubectl(&["get", "--raw", "/no/such/path"]);
+    assert!(!out.status.success());
+
+    let events = events(&log);
+    let created = |name: &str| {
+        at(&events, "ResponseComplete", |e| {
+            about(e, "create", "pods") && e["objectRef"]["name"] == name
+        })
+    };
+    let plain = created("plain");
+    assert_eq!(plain.len(), 1, "{events:#?}");
+    let annotations = &plain[0]["annotations"];
+    assert_eq!(
+        annotations["pod-security.kubernetes.io/enforce-policy"],
+        "baseline:latest"
+    );
+    let violations = annotations["pod-security.kubernetes.io/audit-violations"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        violations.starts_with("would violate PodSecurity \"restricted:latest\": "),
+        "{annotations}"
+    );
+    let refused = created("privileged");
+    assert_eq!(refused.len(), 1, "{events:#?}");
+    assert_eq!(refused[0]["responseStatus"]["code"], 403);
+    assert_eq!(
+        refused[0]["annotations"]["pod-security.kubernetes.io/enforce-policy"],
+        "baseline:latest"
+    );
+    // A template is audited, never enforced.
+    let deployment = at(&events, "ResponseComplete", |e| {
+        about(e, "create", "deployments")
+    });
+    assert_eq!(deployment.len(), 1, "{events:#?}");
+    let annotations = &deployment[0]["annotations"];
+    assert!(annotations["pod-security.kubernetes.io/enforce-policy"].is_null());
+    assert!(
+        annotations["pod-security.kubernetes.io/audit-violations"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("would violate PodSecurity \"restricted:latest\": ")),
+        "{annotations}"
+    );
+
+    let unknown = at(&events, "ResponseComplete", |e| {
+        e["requestURI"] == "/no/such/path"
+    });
+    assert_eq!(unknown.len(), 1, "{events:#?}");
+    assert_eq!(unknown[0]["verb"], "get");
+    assert_eq!(unknown[0]["responseStatus"]["code"], 404);
+}

@@ -70,6 +70,10 @@ pub struct Config {
     pub audit_policy_file: Option<PathBuf>,
     /// `--audit-log-path` and its rotation: where events are written.
     pub audit_log: Option<audit::log::LogConfig>,
+    /// `--service-account-jwks-uri`: the key set's URL in the issuer's
+    /// discovery document, when relying parties fetch it elsewhere than
+    /// from this server (by default `https://<advertise>:<port>/openid/v1/jwks`).
+    pub service_account_jwks_uri: Option<String>,
 }
 
 /// The admission plugin that checks a pod's ServiceAccount and mounts its
@@ -102,6 +106,7 @@ impl Default for Config {
             etcd_keyfile: None,
             audit_policy_file: None,
             audit_log: None,
+            service_account_jwks_uri: None,
         }
     }
 }
@@ -143,6 +148,8 @@ pub enum StartError {
     Tokens(#[from] auth::tokens::TokenError),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    #[error(transparent)]
+    IssuerDiscovery(#[from] auth::issuer_discovery::DiscoveryError),
     #[error("admission plugin {0:?} cannot be disabled (only {SERVICE_ACCOUNT_PLUGIN:?} can)")]
     AdmissionPlugin(String),
     #[error(transparent)]
@@ -322,9 +329,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let addr = listener
         .local_addr()
         .unwrap_or(SocketAddr::new(config.bind_address, config.secure_port));
+    let server_address = format!("{}:{}", advertise, addr.port());
+    let external_address = match advertise {
+        IpAddr::V6(a) => format!("[{a}]:{}", addr.port()),
+        a => format!("{a}:{}", addr.port()),
+    };
+    let jwks_uri = config
+        .service_account_jwks_uri
+        .clone()
+        .unwrap_or_else(|| auth::issuer_discovery::default_jwks_uri(&external_address));
+    let issuer_discovery = Arc::new(auth::issuer_discovery::IssuerDiscovery::new(
+        auth::tokens::ISSUER,
+        &jwks_uri,
+        &[&tokens],
+    )?);
     let api = Arc::new(handlers::Api {
         registry: registry.clone(),
-        server_address: format!("{}:{}", advertise, addr.port()),
+        server_address,
         bootstrapped: ready_rx,
         kubelet,
         token_auth: auth::token_auth::TokenAuthenticator::new(tokens.clone(), registry.clone()),
@@ -334,6 +355,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )),
         anonymous_auth: config.anonymous_auth,
         tokens,
+        issuer_discovery,
         auditor,
     });
     info!(%addr, url = %config.server_url(), "API server listening");

@@ -82,6 +82,10 @@ pub enum Route {
     OpenApiV2,
     OpenApiV3Index,
     OpenApiV3(String),
+    /// `/.well-known/openid-configuration`: the service-account issuer.
+    OpenIdConfiguration,
+    /// `/openid/v1/jwks`: the keys that verify service-account tokens.
+    OpenIdKeySet,
     /// `/api`
     CoreVersions,
     /// `/apis`
@@ -138,6 +142,8 @@ pub fn route(
         ["openapi", "v2"] => Route::OpenApiV2,
         ["openapi", "v3"] => Route::OpenApiV3Index,
         ["openapi", "v3", rest @ ..] => Route::OpenApiV3(rest.join("/")),
+        [".well-known", "openid-configuration"] => Route::OpenIdConfiguration,
+        ["openid", "v1", "jwks"] => Route::OpenIdKeySet,
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", g] => Route::Group(g.to_string()),
@@ -285,6 +291,26 @@ mod tests {
         ));
         assert!(matches!(
             r(Method::GET, "/api/v1/namespaces/d/nodes", ""),
+            Route::NotFound
+        ));
+    }
+
+    #[test]
+    fn issuer_discovery_paths_with_or_without_a_trailing_slash() {
+        for path in [
+            "/.well-known/openid-configuration",
+            "/.well-known/openid-configuration/",
+        ] {
+            assert!(matches!(
+                r(Method::GET, path, ""),
+                Route::OpenIdConfiguration
+            ));
+        }
+        for path in ["/openid/v1/jwks", "/openid/v1/jwks/"] {
+            assert!(matches!(r(Method::GET, path, ""), Route::OpenIdKeySet));
+        }
+        assert!(matches!(
+            r(Method::GET, "/openid/v1/keys", ""),
             Route::NotFound
         ));
     }

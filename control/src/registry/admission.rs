@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use super::pod_security::{self, NamespaceChange, Policy};
-use super::{Registry, metadata};
+use super::{Registry, audit_annotations, metadata};
 use crate::api::resource::{PodSecurity, Resource};
 use crate::api::status::ApiError;
 use crate::kinds;
@@ -136,8 +136,10 @@ impl Registry {
     /// update, after validation: a pod violating its namespace's enforce
     /// level is refused; pods and pod templates violating the warn level,
     /// and namespaces whose tightened enforce level existing pods violate,
-    /// get warnings, which it returns; namespace policy labels that do not
-    /// parse are refused as Invalid.
+    /// get warnings, which it returns; pods and templates checked add the
+    /// enforce policy and their audit-level violations to the request's
+    /// audit event; namespace policy labels that do not parse are refused
+    /// as Invalid.
     pub(super) async fn admit_pod_security(
         &self,
         r: &Resource,
@@ -161,28 +163,33 @@ impl Registry {
                 if valid && policy.fully_privileged() {
                     return Ok(Vec::new());
                 }
-                let (meta, spec) = (obj.get("metadata"), obj.get("spec"));
-                pod_security::evaluate(&policy, meta.unwrap_or(&null), spec.unwrap_or(&null), true)
+                let (meta, spec) = (
+                    obj.get("metadata").unwrap_or(&null),
+                    obj.get("spec").unwrap_or(&null),
+                );
+                audit_annotations::add(pod_security::audit_annotations(&policy, meta, spec, true));
+                pod_security::evaluate(&policy, meta, spec, true)
                     .map_err(|why| ApiError::forbidden(r, name, &why))
             }
             PodSecurity::Template(pointer) => {
                 if subresource.is_some() {
                     return Ok(Vec::new());
                 }
-                // Templates are only warned about (audit records nothing).
+                // Templates are warned about and audited, never enforced.
                 let (policy, valid) = self.namespace_policy(ns).await?;
-                if valid && policy.warn.level == pod_security::Level::Privileged {
+                if valid
+                    && policy.warn.level == pod_security::Level::Privileged
+                    && policy.audit.level == pod_security::Level::Privileged
+                {
                     return Ok(Vec::new());
                 }
                 let template = obj.pointer(pointer).unwrap_or(&null);
-                let (meta, spec) = (template.get("metadata"), template.get("spec"));
-                Ok(pod_security::evaluate(
-                    &policy,
-                    meta.unwrap_or(&null),
-                    spec.unwrap_or(&null),
-                    false,
-                )
-                .unwrap_or_default())
+                let (meta, spec) = (
+                    template.get("metadata").unwrap_or(&null),
+                    template.get("spec").unwrap_or(&null),
+                );
+                audit_annotations::add(pod_security::audit_annotations(&policy, meta, spec, false));
+                Ok(pod_security::evaluate(&policy, meta, spec, false).unwrap_or_default())
             }
             PodSecurity::NamespacePolicy => {
                 if subresource.is_some() {

@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod audit_annotations;
 pub mod bootstrap;
 pub mod bootstrap_policy;
 pub mod delete;

@@ -236,6 +236,12 @@ impl Record {
             .insert(REASON_ANNOTATION.into(), reason.into());
     }
 
+    /// Annotations admission added (PodSecurity's), on the events written
+    /// from now on.
+    pub fn annotate(&mut self, annotations: std::collections::BTreeMap<String, String>) {
+        self.event.annotations.extend(annotations);
+    }
+
     /// The response is a stream: `ResponseStarted` when it begins,
     /// `ResponseComplete` when it ends.
     pub fn long_running(&mut self) {

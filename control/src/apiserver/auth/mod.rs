@@ -1,12 +1,13 @@
 //! Who a request comes from: the authenticated [`User`], service-account
-//! tokens (issued and checked), impersonation, and the authorizer that
-//! decides what the user may do.
+//! tokens (issued and checked, and their issuer's discovery documents),
+//! impersonation, and the authorizer that decides what the user may do.
 
 pub mod authorizer;
 pub mod bootstrap_tokens;
 pub mod csr_admission;
 pub mod escalation;
 pub mod impersonation;
+pub mod issuer_discovery;
 pub mod node_restriction;
 pub mod token_auth;
 pub mod tokens;

@@ -125,6 +125,20 @@ pub fn user_info(claims: &Claims) -> User {
     }
 }
 
+/// A public key as a JSON Web Key, its members in the order go-jose (and
+/// so kube-apiserver) writes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    #[serde(rename = "use")]
+    pub key_use: String,
+    pub kty: String,
+    pub kid: String,
+    pub crv: String,
+    pub alg: String,
+    pub x: String,
+    pub y: String,
+}
+
 /// The key tokens are signed and checked with.
 pub struct ServiceAccountKey {
     encoding: EncodingKey,
@@ -132,6 +146,8 @@ pub struct ServiceAccountKey {
     /// The key ID in a token's header: the SHA-256 of the public key's
     /// DER, base64url, as kube-apiserver derives it.
     kid: String,
+    /// The public point, uncompressed (`04 || x || y`).
+    public_point: Vec<u8>,
 }
 
 impl std::fmt::Debug for ServiceAccountKey {
@@ -158,7 +174,33 @@ impl ServiceAccountKey {
             encoding,
             decoding,
             kid,
+            public_point: pair.public_key_raw().to_vec(),
         })
+    }
+
+    /// The key ID tokens carry in their header.
+    #[must_use]
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key as a JWK (RFC 7517, 7518 section 6.2), as
+    /// kube-apiserver publishes it in the issuer's key set.
+    #[must_use]
+    pub fn public_jwk(&self) -> Jwk {
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        // A P-256 point: the 0x04 tag, then x and y of 32 bytes each.
+        let coordinates = self.public_point.get(1..).unwrap_or_default();
+        let (x, y) = coordinates.split_at(coordinates.len() / 2);
+        Jwk {
+            key_use: "sig".into(),
+            kty: "EC".into(),
+            kid: self.kid.clone(),
+            crv: "P-256".into(),
+            alg: "ES256".into(),
+            x: b64(x),
+            y: b64(y),
+        }
     }
 
     /// The signed token of `claims`.
@@ -255,5 +297,59 @@ mod tests {
             .unwrap();
         assert!(key.verify(&expired, &[ISSUER]).is_err());
         assert!(key.verify("not-a-token", &[ISSUER]).is_err());
+    }
+
+    /// A P-256 key made with `openssl genpkey -algorithm EC -pkeyopt
+    /// ec_paramgen_curve:P-256`.
+    const FIXED_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgemnAp00ZadFIOyy1
+8pNg5IInaGTenCCrij7hIXNZb1+hRANCAAQLAAKcXgULMPKo8LnxPEeWYX31fbsY
+RNA88ddaQ09+Jn13lpMx1rsgCPqrmTPQFHZkJrA3ugbaM4/ENIxljdk9
+-----END PRIVATE KEY-----
+";
+
+    #[test]
+    fn the_key_id_and_jwk_are_those_openssl_computes() {
+        let key = ServiceAccountKey::new(&rcgen::KeyPair::from_pem(FIXED_KEY).unwrap()).unwrap();
+        // openssl pkey -pubout -outform DER | openssl dgst -sha256 -binary
+        // | base64 | tr '+/' '-_' | tr -d '='
+        assert_eq!(key.kid(), "lf0gqIDVWt28oboXARdS3STCsJBidjrUcLYd-qHpwgg");
+        // The last 64 bytes of the SubjectPublicKeyInfo's DER, halved and
+        // base64url-encoded without padding.
+        let jwk = key.public_jwk();
+        assert_eq!(jwk.x, "CwACnF4FCzDyqPC58TxHlmF99X27GETQPPHXWkNPfiY");
+        assert_eq!(jwk.y, "fXeWkzHWuyAI-quZM9AUdmQmsDe6Btozj8Q0jGWN2T0");
+        assert_eq!(jwk.kid, key.kid());
+        assert_eq!(
+            serde_json::to_value(&jwk).unwrap(),
+            serde_json::json!({"use": "sig", "kty": "EC", "kid": key.kid(), "crv": "P-256",
+                "alg": "ES256", "x": jwk.x, "y": jwk.y})
+        );
+    }
+
+    #[test]
+    fn a_token_names_its_key_and_verifies_with_the_published_jwk() {
+        let key = ServiceAccountKey::new(&rcgen::KeyPair::generate().unwrap()).unwrap();
+        let token = key
+            .sign(&Claims::new(private(), vec![ISSUER.into()], now(), 3600))
+            .unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::ES256);
+        assert_eq!(header.kid.as_deref(), Some(key.kid()));
+
+        let jwk = key.public_jwk();
+        let decoding = DecodingKey::from_ec_components(&jwk.x, &jwk.y).unwrap();
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[ISSUER]);
+        let claims = jsonwebtoken::decode::<Claims>(&token, &decoding, &validation)
+            .unwrap()
+            .claims;
+        assert_eq!(claims.sub, "system:serviceaccount:shop:default");
+
+        let other = ServiceAccountKey::new(&rcgen::KeyPair::generate().unwrap()).unwrap();
+        let other_jwk = other.public_jwk();
+        let wrong = DecodingKey::from_ec_components(&other_jwk.x, &other_jwk.y).unwrap();
+        assert!(jsonwebtoken::decode::<Claims>(&token, &wrong, &validation).is_err());
     }
 }

@@ -52,6 +52,8 @@ pub struct Api {
     pub kubelet: Arc<super::kubelet::KubeletClient>,
     /// Signs service-account tokens (`serviceaccounts/token`).
     pub tokens: Arc<super::auth::tokens::ServiceAccountKey>,
+    /// The token issuer's discovery documents.
+    pub issuer_discovery: Arc<super::auth::issuer_discovery::IssuerDiscovery>,
     /// Authenticates bearer tokens.
     pub token_auth: super::auth::token_auth::TokenAuthenticator,
     /// Decides what the request's user may do.
@@ -168,12 +170,20 @@ pub async fn handle(
         .auditor
         .clone()
         .map(|a| audit::Record::new(a, id.clone(), req.uri(), req.headers(), peer));
-    let served = AssertUnwindSafe(serve(api, req, user, &mut record))
-        .catch_unwind()
-        .await;
+    let served = AssertUnwindSafe(crate::registry::audit_annotations::collect(serve(
+        api,
+        req,
+        user,
+        &mut record,
+    )))
+    .catch_unwind()
+    .await;
     let mut resp = match (served, record) {
-        (Ok(resp), Some(record)) => record.finish(resp).await,
-        (Ok(resp), None) => resp,
+        (Ok((resp, annotations)), Some(mut record)) => {
+            record.annotate(annotations);
+            record.finish(resp).await
+        }
+        (Ok((resp, _)), None) => resp,
         (Err(panic), record) => {
             let message = panic_message(panic.as_ref());
             tracing::error!(panic = %message, "request handler panicked");

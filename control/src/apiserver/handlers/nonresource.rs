@@ -1,5 +1,5 @@
-//! Non-resource endpoints: /version, health checks, /metrics, OpenAPI and
-//! discovery.
+//! Non-resource endpoints: /version, health checks, /metrics, OpenAPI,
+//! discovery, and the service-account issuer's discovery documents.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::{Api, Body, Req, respond, respond_json};
 use crate::api::status::ApiError;
+use crate::apiserver::auth::issuer_discovery;
 use crate::apiserver::codec::content::{self, Accept};
 use crate::apiserver::router::Route;
 use crate::apiserver::{discovery, metrics, openapi};
@@ -192,6 +193,30 @@ fn openapi_v2(r: &Req) -> Result<Response<Body>, ApiError> {
     Ok(resp)
 }
 
+/// One of the issuer's discovery documents, with kube-apiserver's
+/// caching headers; only GET is served, as upstream's routes do.
+fn issuer_document(
+    r: &Req,
+    content_type: &str,
+    body: bytes::Bytes,
+) -> Result<Response<Body>, ApiError> {
+    if r.method != http::Method::GET {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow the method {}", r.method),
+        ));
+    }
+    let mut resp = respond(200, content_type, body);
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "public, max-age={}",
+        issuer_discovery::MAX_AGE_SECONDS
+    )) {
+        resp.headers_mut().insert(http::header::CACHE_CONTROL, v);
+    }
+    Ok(resp)
+}
+
 pub async fn handle(api: &Arc<Api>, route: Route, r: &Req) -> Result<Response<Body>, ApiError> {
     match route {
         Route::Version => Ok(respond_json(200, &Accept::Json, &version())),
@@ -204,6 +229,16 @@ pub async fn handle(api: &Arc<Api>, route: Route, r: &Req) -> Result<Response<Bo
         Route::OpenApiV2 => openapi_v2(r),
         Route::OpenApiV3Index => Ok(respond_json(200, &Accept::Json, &openapi::v3_index())),
         Route::OpenApiV3(path) => openapi_doc(&path, r),
+        Route::OpenIdConfiguration => issuer_document(
+            r,
+            issuer_discovery::CONFIG_CONTENT_TYPE,
+            api.issuer_discovery.config(),
+        ),
+        Route::OpenIdKeySet => issuer_document(
+            r,
+            issuer_discovery::JWKS_CONTENT_TYPE,
+            api.issuer_discovery.keyset(),
+        ),
         Route::CoreVersions => {
             let accept = content::negotiate(r.header("accept"), false, true)?;
             match accept {

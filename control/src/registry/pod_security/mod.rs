@@ -3,8 +3,9 @@
 //! enforced on pods, warned about for pods and pod templates, and checked
 //! against the existing pods when a namespace's enforce level tightens.
 //! Everything here is pure over wire-form objects; the registry's admission
-//! reads the namespace and its pods and calls in. The audit mode is parsed
-//! and validated but adds no annotations to the audit log's events.
+//! reads the namespace and its pods and calls in. The audit mode, and the
+//! enforce policy a pod was checked against, are told to the audit log as
+//! the request's [`audit_annotations`].
 
 pub mod checks;
 pub mod levels;
@@ -65,6 +66,44 @@ pub fn evaluate(
         policy.warn,
         checks::forbidden_detail(&violations)
     )])
+}
+
+/// The audit annotation naming the enforce policy a pod was checked
+/// against (`restricted:latest`).
+pub const ENFORCE_POLICY_ANNOTATION: &str = "pod-security.kubernetes.io/enforce-policy";
+/// The audit annotation telling how a pod or template violates the
+/// namespace's `audit` level.
+pub const AUDIT_VIOLATIONS_ANNOTATION: &str = "pod-security.kubernetes.io/audit-violations";
+
+/// What PodSecurity adds to the request's audit event for a pod (or a
+/// template's) `meta`data and `spec` under `policy`, as upstream's
+/// admission does: the enforce policy when `enforce`d, and the violations
+/// of the audit level if any.
+pub fn audit_annotations(
+    policy: &Policy,
+    meta: &Value,
+    spec: &Value,
+    enforce: bool,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if enforce {
+        out.insert(
+            ENFORCE_POLICY_ANNOTATION.to_owned(),
+            policy.enforce.to_string(),
+        );
+    }
+    let violations = checks::evaluate(policy.audit, meta, spec);
+    if !violations.is_empty() {
+        out.insert(
+            AUDIT_VIOLATIONS_ANNOTATION.to_owned(),
+            format!(
+                "would violate PodSecurity \"{}\": {}",
+                policy.audit,
+                checks::forbidden_detail(&violations)
+            ),
+        );
+    }
+    out
 }
 
 /// Whether a pod update changes what the checks read and so is evaluated:
@@ -283,6 +322,35 @@ mod tests {
              runAsNonRoot != true (pod or container \"c\" must set securityContext.runAsNonRoot=true), \
              seccompProfile (pod or container \"c\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")"
         );
+    }
+
+    // The audit event names the enforce policy of a checked pod and how it
+    // violates the audit level.
+    #[test]
+    fn audit_annotations_name_the_enforce_policy_and_audit_violations() {
+        let p = policy(json!({"pod-security.kubernetes.io/enforce": "baseline",
+                              "pod-security.kubernetes.io/audit": "restricted",
+                              "pod-security.kubernetes.io/audit-version": "v1.30"}));
+        let spec = json!({"hostNetwork": true, "containers": [{"name": "c", "image": "x"}]});
+        let pod = audit_annotations(&p, &json!({}), &spec, true);
+        assert_eq!(pod[ENFORCE_POLICY_ANNOTATION], "baseline:latest");
+        let violations = &pod[AUDIT_VIOLATIONS_ANNOTATION];
+        assert!(
+            violations.starts_with(
+                "would violate PodSecurity \"restricted:v1.30\": host namespaces (hostNetwork=true), "
+            ),
+            "{violations}"
+        );
+        // A template is not enforced: only its audit violations.
+        let template = audit_annotations(&p, &json!({}), &spec, false);
+        assert_eq!(template.len(), 1);
+        assert_eq!(&template[AUDIT_VIOLATIONS_ANNOTATION], violations);
+        // Within the audit level: the enforce policy alone.
+        let fine = policy(json!({"pod-security.kubernetes.io/enforce": "restricted"}));
+        let pod = audit_annotations(&fine, &json!({}), &spec, true);
+        assert_eq!(pod.len(), 1);
+        assert_eq!(pod[ENFORCE_POLICY_ANNOTATION], "restricted:latest");
+        assert!(audit_annotations(&fine, &json!({}), &spec, false).is_empty());
     }
 
     // Warn names the warn level and version; templates are never enforced.
