@@ -166,7 +166,7 @@ pub fn ensure_agent(
     let pin_dir = cluster.mount_bpffs(node.index())?;
     debug_assert_eq!(pin_dir, paths.pin_dir);
     join(binaries, plane, node, &paths)?;
-    let spec = agent_spec(binaries, plane, node, containerd, &paths, true)?;
+    let spec = agent_spec(binaries, node, containerd, &paths, true)?;
     let record = cluster.spawn(node.netns(), spec)?;
     Ok(Ensured::Started { pid: record.pid })
 }
@@ -178,7 +178,6 @@ pub fn ensure_agent(
 /// kubelet and CNI only (plain kernel routing).
 pub fn agent_spec(
     binaries: &Binaries,
-    plane: &ControlPlane,
     node: &Node,
     containerd: &Containerd,
     paths: &NodeAgentPaths,
@@ -202,17 +201,12 @@ pub fn agent_spec(
         .arg(format!("--pod-cidr={}", node.pod_cidr()))
         .arg(format!("--cgroup-root={}", cd.cgroup_parent))
         .arg(format!("--port={KUBELET_PORT}"))
-        .arg(format!("--ca-cert={}", ca_file(plane, "ca.crt").display()))
         .env("RUST_LOG", "info,kube_runtime=warn,kube_client=warn");
     Ok(if dataplane {
         spec.arg(format!("--pin-dir={}", paths.pin_dir.display()))
     } else {
         spec
     })
-}
-
-fn ca_file(plane: &ControlPlane, name: &str) -> PathBuf {
-    plane.cert_dir.join(name)
 }
 
 /// Waits until `count` Node objects report Ready=True.

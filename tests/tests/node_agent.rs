@@ -951,11 +951,15 @@ fn a_node_joins_with_only_a_bootstrap_token_and_the_ca_hash() {
     let out = tempfile::tempdir().unwrap();
     let written = out.path().join("bootstrap-kubeconfig");
     let signed = |c: &Stack| {
-        c.get(
-            "configmap -n kube-public",
+        c.kubectl_ok(&[
+            "get",
+            "configmap",
             "cluster-info",
-            &format!("{{.data.jws-kubeconfig-{}}}", &token[..6]),
-        )
+            "-n",
+            "kube-public",
+            "-o",
+            &format!("jsonpath={{.data.jws-kubeconfig-{}}}", &token[..6]),
+        ])
     };
     c.wait(
         Duration::from_secs(30),
@@ -1351,5 +1355,115 @@ spec:
             ]);
             String::from_utf8_lossy(&out.stdout) == cluster_ca
         },
+    );
+}
+
+/// A certificate for the node's user from the cluster CA (which the test
+/// holds; the node does not) that is 90% through its ten minutes.
+fn nearly_expired_node_certificate(c: &Stack, node: &str) -> (String, i64) {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose};
+    let read = |f: &str| std::fs::read_to_string(c.pki.join(f)).unwrap();
+    let ca_key = rcgen::KeyPair::from_pem(&read("ca.key")).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&read("ca.crt"), &ca_key).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("system:node:{node}"));
+    dn.push(DnType::OrganizationName, "system:nodes");
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::seconds(540);
+    params.not_after = now + time::Duration::seconds(60);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (
+        format!("{}{}", cert.pem(), key.serialize_pem()),
+        params.not_after.unix_timestamp(),
+    )
+}
+
+#[test]
+fn the_node_rotates_its_client_certificate_before_it_expires() {
+    use baton_node::credentials::files::validity;
+    let c = Stack::start(1);
+    let node = &c.cluster.nodes()[0];
+    let paths = baton_e2e::nodes::NodeAgentPaths::for_node(node);
+    let pem = paths.root_dir.join("pki/kubelet-client-current.pem");
+    assert!(pem.exists(), "the bootstrapped certificate's file");
+
+    // The agent restarts with a certificate past 80% of its life.
+    let (short, expires) = nearly_expired_node_certificate(&c, node.name());
+    c.kill_node(1);
+    std::fs::write(&pem, &short).unwrap();
+    c.start_node(1);
+    let pid = c
+        .cluster
+        .process(&baton_e2e::nodes::agent_name(node))
+        .unwrap()
+        .pid;
+
+    // It asks for a new one as itself, approved as a renewal, and keeps it.
+    c.wait(Duration::from_secs(60), "a rotated certificate", |_| {
+        std::fs::read_to_string(&pem)
+            .ok()
+            .and_then(|p| validity(&p))
+            .is_some_and(|(_, until)| until > expires + 3600)
+    });
+    let renewals = c.kubectl_ok(&[
+        "get",
+        "csr",
+        "-o",
+        "jsonpath={range .items[?(@.spec.signerName==\"kubernetes.io/kube-apiserver-client-kubelet\")]}{.spec.username} {.status.conditions[0].reason}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        renewals
+            .lines()
+            .any(|l| l == format!("system:node:{} AutoApproved", node.name())),
+        "{renewals}"
+    );
+
+    // After the old certificate expired and the API server dropped every
+    // connection, the same agent process still reaches it: new
+    // connections show the new certificate.
+    while jiff::Timestamp::now().as_second() <= expires + 1 {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    c.cluster.kill_process("apiserver").unwrap();
+    baton_e2e::control_plane::ensure_apiserver(&c.cluster, &c.binaries, &c.plane)
+        .expect("restarting the API server");
+    let renewed_after = |c: &Stack| {
+        let renew = c.kubectl_ok(&[
+            "get",
+            "lease",
+            node.name(),
+            "-n",
+            "kube-node-lease",
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ]);
+        renew
+            .parse::<jiff::Timestamp>()
+            .is_ok_and(|t| t.as_second() > expires + 5)
+    };
+    c.wait(
+        Duration::from_secs(60),
+        "the node's Lease renewed after the old certificate expired",
+        |c| renewed_after(c),
+    );
+    assert_eq!(
+        c.cluster
+            .process(&baton_e2e::nodes::agent_name(node))
+            .unwrap()
+            .pid,
+        pid,
+        "the agent was not restarted"
+    );
+    assert_eq!(
+        c.get(
+            "node",
+            node.name(),
+            "{.status.conditions[?(@.type==\"Ready\")].status}"
+        ),
+        "True"
     );
 }

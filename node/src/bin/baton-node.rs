@@ -142,7 +142,9 @@ struct RunArgs {
     /// Port of the HTTPS kubelet server: logs, exec, metrics (the Node's kubelet endpoint).
     #[arg(long, default_value_t = 10250)]
     port: u16,
-    /// Cluster CA certificate: issues the server's certificate and verifies clients.
+    /// Cluster CA certificate: verifies the kubelet server's clients
+    /// (default: the CA `--kubeconfig` trusts, kept in
+    /// `<root-dir>/pki/ca.crt`).
     #[arg(long)]
     ca_cert: Option<PathBuf>,
     /// Cluster CA key (with --ca-cert).
@@ -243,6 +245,20 @@ async fn node_client(args: &RunArgs) -> Result<kube::Client> {
         }
         None => kube_client(&args.kubeconfig).await,
     }
+}
+
+/// The CA `--kubeconfig` trusts, written to `<root-dir>/pki/ca.crt`.
+async fn kubeconfig_ca(args: &RunArgs) -> Result<PathBuf> {
+    use baton_node::credentials::{files, kubeconfig};
+    let (_, ca_pem) = kubeconfig::server_and_ca(&args.kubeconfig).await?;
+    anyhow::ensure!(
+        !ca_pem.is_empty(),
+        "{} names no CA certificate; give --ca-cert",
+        args.kubeconfig.display()
+    );
+    let path = args.root_dir.join("pki").join("ca.crt");
+    files::write_atomic(&path, &ca_pem, 0o644)?;
+    Ok(path)
 }
 
 /// Loads the dataplane from `--pin-dir` and returns the proxy to run, after
@@ -398,6 +414,10 @@ async fn run(args: RunArgs) -> Result<()> {
         .map(|s| s.id)
         .collect();
     let client = node_client(&args).await?;
+    let ca_cert = match &args.ca_cert {
+        Some(path) => path.clone(),
+        None => kubeconfig_ca(&args).await?,
+    };
     let proxy = match &args.proxy.pin_dir {
         Some(pin_dir) => {
             let node_ip = args
@@ -440,7 +460,7 @@ async fn run(args: RunArgs) -> Result<()> {
         cluster_dns: args.cluster_dns.clone(),
         cluster_domain: args.cluster_domain.clone(),
         port: args.port,
-        ca_cert: args.ca_cert.clone(),
+        ca_cert: Some(ca_cert),
         ca_key: args.ca_key.clone(),
     };
     let net_args = args.clone();

@@ -121,7 +121,7 @@ impl BenchCluster {
             let paths = NodeAgentPaths::for_node(node);
             nodes::join(&binaries, &plane, node, &paths)?;
             let baton = node.index() == BATON;
-            let mut spec = nodes::agent_spec(&binaries, &plane, node, &cd, &paths, baton)?;
+            let mut spec = nodes::agent_spec(&binaries, node, &cd, &paths, baton)?;
             if baton {
                 ensure!(
                     paths.pin_dir == pin_dir,
