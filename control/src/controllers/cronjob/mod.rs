@@ -426,7 +426,7 @@ impl Sync<'_> {
 async fn reconcile_cron_job(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = cj.namespace().unwrap_or_default();
     let uid = cj.uid().unwrap_or_default();
-    let mut jobs: Vec<Arc<Job>> = ctx
+    let jobs: Vec<Arc<Job>> = ctx
         .jobs
         .state()
         .into_iter()
@@ -452,7 +452,8 @@ async fn reconcile_cron_job(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, E
             sync.delete_job(&j).await;
         }
     }
-    jobs.retain(|j| !j.metadata.name.as_ref().is_some_and(|n| trim.contains(n)));
+    // As upstream, the removed Jobs are still folded in: a succeeded one
+    // still sets `lastSuccessfulTime`.
     sync.reconcile_jobs(&jobs).await?;
     let requeue = if cj.metadata.deletion_timestamp.is_some() {
         None
