@@ -538,3 +538,80 @@ async fn cron_job_schedules_jobs_and_trims_history() {
     assert!(events.contains("SawCompletedJob"), "{events}");
     assert!(events.contains(&format!("Deleted job {name}")), "{events}");
 }
+
+#[test]
+fn kubectl_sees_jobs_and_cron_jobs_and_gets_upstreams_errors() {
+    let c = common::Cluster::start();
+    let api = &c.api;
+    let r = api.kubectl_ok(&["api-resources", "--api-group=batch"]);
+    let lines: Vec<Vec<&str>> = r.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert!(
+        lines.contains(&vec!["cronjobs", "cj", "batch/v1", "true", "CronJob"]),
+        "{r}"
+    );
+    assert!(
+        lines.contains(&vec!["jobs", "batch/v1", "true", "Job"]),
+        "{r}"
+    );
+    let e = api.kubectl_ok(&["explain", "job.spec.backoffLimit"]);
+    assert!(e.contains("backoffLimit"), "{e}");
+    let e = api.kubectl_ok(&["explain", "cronjob.spec.concurrencyPolicy"]);
+    assert!(e.contains("concurrencyPolicy"), "{e}");
+
+    // A pod template that restarts Always is refused with upstream's cause.
+    let bad = r#"{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "bad"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}"#;
+    let o = api.kubectl_stdin(&["create", "-f", "-"], bad);
+    assert!(!o.status.success());
+    assert_eq!(
+        common::stderr(&o).trim(),
+        "The Job \"bad\" is invalid: spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\""
+    );
+    let o = api.kubectl(&[
+        "create",
+        "cronjob",
+        "badcron",
+        "--image=busybox",
+        "--schedule=61 * * * *",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains(
+            "spec.schedule: Invalid value: \"61 * * * *\": end of range (61) above maximum (59): 61"
+        ),
+        "{}",
+        common::stderr(&o)
+    );
+
+    // Without controllers: the Job as stored, with kubectl's views of it.
+    api.kubectl_ok(&["create", "job", "pi", "--image=busybox", "--", "true"]);
+    api.kubectl_ok(&[
+        "create",
+        "cronjob",
+        "hello",
+        "--image=busybox",
+        "--schedule=@hourly",
+        "--",
+        "true",
+    ]);
+    let all = api.kubectl_ok(&["get", "all"]);
+    assert!(
+        all.contains("job.batch/pi") && all.contains("cronjob.batch/hello"),
+        "{all}"
+    );
+    let d = api.kubectl_ok(&["describe", "job", "pi"]);
+    assert!(
+        d.contains("Parallelism:") && d.contains("batch.kubernetes.io/controller-uid="),
+        "{d}"
+    );
+    let d = api.kubectl_ok(&["describe", "cronjob", "hello"]);
+    assert!(d.contains("@hourly") && d.contains("Allow"), "{d}");
+    let sel = api.kubectl_ok(&[
+        "get",
+        "jobs",
+        "--field-selector=status.successful=0",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(sel.trim(), "job.batch/pi");
+}

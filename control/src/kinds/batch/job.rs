@@ -19,11 +19,13 @@ pub static RESOURCE: Resource = Resource {
     ..resource("batch", "v1", "Job", "JobList", "jobs", "job", true, &Jobs)
 };
 
-/// Fields a field selector may name (`JobToSelectableFields`).
-const FIELDS: &[SelectableField] = &[SelectableField::at(
-    "status.successful",
-    "/status/succeeded",
-)];
+/// Fields a field selector may name (`JobToSelectableFields`); an unset
+/// count reads as upstream's zero.
+const FIELDS: &[SelectableField] = &[SelectableField {
+    name: "status.successful",
+    pointer: "/status/succeeded",
+    absent: "0",
+}];
 
 impl Strategy for Jobs {
     fn pod_security(&self) -> PodSecurity {
