@@ -142,6 +142,8 @@ async fn kubectl_create_job_runs_to_complete_and_a_failing_job_to_failed() {
         ),
         ("Job", uid.as_str(), Some(true), Some(true))
     );
+    // The Job carries its template's generated labels, as upstream's does.
+    assert_eq!(j.labels()["batch.kubernetes.io/job-name"], "pi");
     let spec = j.spec.clone().unwrap();
     assert_eq!(
         (

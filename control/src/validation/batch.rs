@@ -117,6 +117,20 @@ pub fn generate_job_selector(obj: &mut Value) {
     if let Some(ml) = child(spec, "selector").and_then(|s| child(s, "matchLabels")) {
         ml.entry(CONTROLLER_UID).or_insert_with(|| json!(uid));
     }
+    // `SetDefaults_Job` copies the template's labels to a Job without
+    // labels; kube-apiserver runs it again on the stored object, so a Job
+    // created without labels carries the generated ones.
+    let template_labels = obj.pointer("/spec/template/metadata/labels").cloned();
+    if let (Some(meta), Some(labels)) = (
+        obj.get_mut("metadata").and_then(Value::as_object_mut),
+        template_labels,
+    ) && meta
+        .get("labels")
+        .and_then(Value::as_object)
+        .is_none_or(|m| m.is_empty())
+    {
+        meta.insert("labels".into(), labels);
+    }
 }
 
 /// `SetDefaults_CronJob` plus the job template's PodSpec defaults.
@@ -709,6 +723,10 @@ mod tests {
             spec["template"]["metadata"]["labels"],
             json!({"batch.kubernetes.io/controller-uid": "u-1", "batch.kubernetes.io/job-name": "pi",
                    "controller-uid": "u-1", "job-name": "pi"})
+        );
+        assert_eq!(
+            j["metadata"]["labels"],
+            spec["template"]["metadata"]["labels"]
         );
         assert!(check(&j).is_empty(), "{:?}", check(&j));
         // Parallelism alone leaves completions unset (a work queue).
