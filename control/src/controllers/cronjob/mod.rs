@@ -24,16 +24,13 @@ use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::debug;
 
-use self::plan::{
-    Missed, job_for, job_name, jobs_to_trim, most_recent_schedule_time, requeue_after,
-};
+use self::plan::{Decision, Note, decide, job_for, jobs_to_trim, requeue_after};
 use super::job::reconcile::finished_as;
 use super::podutil::controller_of;
 use super::replicaset::api_message;
 use crate::client::informer::{objects, tokio_stream_from};
 use crate::client::recorder::{self, EventType, Recorder};
 use crate::client::{Change, is_status};
-use crate::validation::cron;
 
 /// Errors of one sync.
 #[derive(Debug, thiserror::Error)]
@@ -220,121 +217,71 @@ impl Sync<'_> {
         Ok(())
     }
 
-    /// Starts the Job of the most recent unmet schedule time, if any;
-    /// returns when to look again.
+    fn note(&self, note: Option<Note>) {
+        if let Some(n) = note {
+            let ty = if n.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            self.event(ty, n.reason, n.message);
+        }
+    }
+
+    /// Acts on [`decide`]: starts the Job of the most recent unmet schedule
+    /// time, if any; returns when to look again.
     async fn schedule(&mut self) -> Result<Option<Duration>, Error> {
-        let spec = self.cj.spec.clone().unwrap_or_default();
-        if let Some(tz) = &spec.time_zone
-            && let Err(e) = cron::load_zone(tz)
-        {
-            self.event(
-                EventType::Warning,
-                "UnknownTimeZone",
-                format!("invalid timeZone: {tz:?}: {e}"),
-            );
-            return Ok(None);
-        }
-        if spec.suspend == Some(true) {
-            return Ok(None);
-        }
-        let (sched, tz) = match plan::schedule_of(self.cj) {
-            Ok(s) => s,
-            Err(e) => {
-                self.event(
-                    EventType::Warning,
-                    "UnparseableSchedule",
-                    format!("unparseable schedule: {:?} : {e}", spec.schedule),
-                );
-                return Ok(None);
-            }
-        };
         let now = jiff::Timestamp::now();
         let cj = CronJob {
             status: Some(self.status.clone()),
             ..self.cj.clone()
         };
-        let recent = match most_recent_schedule_time(&cj, now, &sched, &tz, true) {
-            Ok(r) => r,
-            Err(e) => {
-                self.event(
-                    EventType::Warning,
-                    "InvalidSchedule",
-                    format!("invalid schedule: {} : {e}", spec.schedule),
-                );
+        let (scheduled, replace) = match decide(&cj, now) {
+            Decision::Idle(note) => {
+                self.note(note);
                 return Ok(None);
             }
-        };
-        let requeue = |cj: &CronJob| Some(requeue_after(cj, now, &sched, &tz));
-        let Some(scheduled) = recent.most_recent else {
-            return Ok(requeue(&cj));
-        };
-        if recent.missed == Missed::Many {
-            self.event(
-                EventType::Warning,
-                "TooManyMissedTimes",
-                "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew".into(),
-            );
-        }
-        if let Some(d) = spec.starting_deadline_seconds
-            && scheduled + jiff::SignedDuration::from_secs(d) < now
-        {
-            let when = scheduled
-                .to_zoned(jiff::tz::TimeZone::UTC)
-                .strftime("%a, %d %b %Y %H:%M:%S %z")
-                .to_string();
-            self.event(
-                EventType::Warning,
-                "MissSchedule",
-                format!("Missed scheduled time to start a job: {when}"),
-            );
-            return Ok(requeue(&cj));
-        }
-        let name = job_name(&self.cj.name_any(), scheduled);
-        let processed = self
-            .status
-            .active
-            .iter()
-            .flatten()
-            .any(|r| r.name.as_deref() == Some(name.as_str()))
-            || self.status.last_schedule_time.as_ref().map(|t| t.0) == Some(scheduled);
-        if processed {
-            return Ok(requeue(&cj));
-        }
-        let active = self.status.active.clone().unwrap_or_default();
-        match spec.concurrency_policy.as_deref() {
-            Some("Forbid") if !active.is_empty() => {
-                self.event(
-                    EventType::Normal,
-                    "JobAlreadyActive",
-                    "Not starting job because prior execution is running and concurrency policy is Forbid".into(),
-                );
-                return Ok(requeue(&cj));
+            Decision::Wait { after, note } => {
+                self.note(note);
+                return Ok(Some(after));
             }
-            Some("Replace") => {
-                for r in active {
-                    let job_name = r.name.clone().unwrap_or_default();
-                    match self.api().get(&job_name).await {
-                        Ok(job) => {
-                            if !self.delete_job(&job).await {
-                                return Ok(Some(Duration::from_secs(5)));
-                            }
-                        }
-                        Err(e) if is_status(&e, 404) => {
-                            remove_active(&mut self.status, r.uid.as_deref());
-                        }
-                        Err(source) => {
-                            return Err(Error::Api {
-                                verb: "get",
-                                what: job_name,
-                                source,
-                            });
-                        }
+            Decision::Start {
+                scheduled,
+                replace,
+                note,
+            } => {
+                self.note(note);
+                (scheduled, replace)
+            }
+        };
+        for job_name in replace {
+            match self.api().get(&job_name).await {
+                Ok(job) => {
+                    if !self.delete_job(&job).await {
+                        return Ok(Some(Duration::from_secs(5)));
                     }
                 }
+                Err(e) if is_status(&e, 404) => {
+                    let uid = self
+                        .status
+                        .active
+                        .iter()
+                        .flatten()
+                        .find(|r| r.name.as_deref() == Some(job_name.as_str()))
+                        .and_then(|r| r.uid.clone());
+                    remove_active(&mut self.status, uid.as_deref());
+                }
+                Err(source) => {
+                    return Err(Error::Api {
+                        verb: "get",
+                        what: job_name,
+                        source,
+                    });
+                }
             }
-            _ => {}
         }
         let job = job_for(self.cj, scheduled);
+        let name = job.name_any();
         let created = match self.api().create(&PostParams::default(), &job).await {
             Ok(j) => {
                 self.event(
@@ -385,7 +332,9 @@ impl Sync<'_> {
             status: Some(self.status.clone()),
             ..self.cj.clone()
         };
-        Ok(requeue(&cj))
+        Ok(plan::schedule_of(&cj)
+            .ok()
+            .map(|(sched, tz)| requeue_after(&cj, now, &sched, &tz)))
     }
 
     async fn write_status(&self) -> Result<(), Error> {

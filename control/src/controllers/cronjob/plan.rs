@@ -158,6 +158,126 @@ pub fn requeue_after(cj: &CronJob, now: Timestamp, sched: &Schedule, tz: &TimeZo
     }
 }
 
+/// An event a decision records on the CronJob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn warning(reason: &'static str, message: String) -> Note {
+    Note {
+        warning: true,
+        reason,
+        message,
+    }
+}
+
+/// What a sync does about the schedule (`syncCronJob` after the Jobs are
+/// folded into the status).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Nothing until the CronJob changes: it is suspended, or its zone or
+    /// schedule cannot be used (said in the note).
+    Idle(Option<Note>),
+    /// Nothing until `after`: no unmet time, the time was processed, it is
+    /// too late to start, or Forbid with a Job running (said in the note).
+    Wait { after: Duration, note: Option<Note> },
+    /// Start the Job of `scheduled`, first deleting the active Jobs named
+    /// in `replace` (Replace).
+    Start {
+        scheduled: Timestamp,
+        replace: Vec<String>,
+        note: Option<Note>,
+    },
+}
+
+/// The decision for `cj` (its status as the Jobs left it) at `now`.
+pub fn decide(cj: &CronJob, now: Timestamp) -> Decision {
+    let spec = cj.spec.clone().unwrap_or_default();
+    let status = cj.status.clone().unwrap_or_default();
+    if let Some(tz) = &spec.time_zone
+        && let Err(e) = cron::load_zone(tz)
+    {
+        return Decision::Idle(Some(warning(
+            "UnknownTimeZone",
+            format!("invalid timeZone: {tz:?}: {e}"),
+        )));
+    }
+    if spec.suspend == Some(true) {
+        return Decision::Idle(None);
+    }
+    let (sched, tz) = match schedule_of(cj) {
+        Ok(s) => s,
+        Err(e) => {
+            return Decision::Idle(Some(warning(
+                "UnparseableSchedule",
+                format!("unparseable schedule: {:?} : {e}", spec.schedule),
+            )));
+        }
+    };
+    let recent = match most_recent_schedule_time(cj, now, &sched, &tz, true) {
+        Ok(r) => r,
+        Err(e) => {
+            return Decision::Idle(Some(warning(
+                "InvalidSchedule",
+                format!("invalid schedule: {} : {e}", spec.schedule),
+            )));
+        }
+    };
+    let wait = |note| Decision::Wait {
+        after: requeue_after(cj, now, &sched, &tz),
+        note,
+    };
+    let Some(scheduled) = recent.most_recent else {
+        return wait(None);
+    };
+    let too_many = (recent.missed == Missed::Many).then(|| {
+        warning(
+            "TooManyMissedTimes",
+            "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew".into(),
+        )
+    });
+    if let Some(d) = spec.starting_deadline_seconds
+        && scheduled + seconds(d) < now
+    {
+        let when = scheduled
+            .to_zoned(TimeZone::UTC)
+            .strftime("%a, %d %b %Y %H:%M:%S %z")
+            .to_string();
+        return wait(Some(warning(
+            "MissSchedule",
+            format!("Missed scheduled time to start a job: {when}"),
+        )));
+    }
+    let name = job_name(cj.metadata.name.as_deref().unwrap_or_default(), scheduled);
+    let active = status.active.unwrap_or_default();
+    let processed = active
+        .iter()
+        .any(|r| r.name.as_deref() == Some(name.as_str()))
+        || status.last_schedule_time.as_ref().map(|t| t.0) == Some(scheduled);
+    if processed {
+        return wait(None);
+    }
+    let replace = match spec.concurrency_policy.as_deref() {
+        Some("Forbid") if !active.is_empty() => {
+            return wait(Some(Note {
+                warning: false,
+                reason: "JobAlreadyActive",
+                message: "Not starting job because prior execution is running and concurrency policy is Forbid".into(),
+            }));
+        }
+        Some("Replace") => active.iter().filter_map(|r| r.name.clone()).collect(),
+        _ => Vec::new(),
+    };
+    Decision::Start {
+        scheduled,
+        replace,
+        note: too_many,
+    }
+}
+
 /// `getJobName`: the CronJob's name and the scheduled time in minutes
 /// since the epoch, the same for every attempt at one time.
 pub fn job_name(cron_job: &str, scheduled: Timestamp) -> String {
@@ -331,6 +451,96 @@ mod tests {
             (o.kind.as_str(), o.controller, o.block_owner_deletion),
             ("CronJob", Some(true), Some(true))
         );
+    }
+
+    #[test]
+    fn decisions_follow_suspend_deadline_and_concurrency_policy() {
+        let now = ts("2024-01-01T00:10:30Z");
+        let mut cj = cron_job(
+            "* * * * *",
+            json!({"lastScheduleTime": "2024-01-01T00:09:00Z"}),
+        );
+        assert_eq!(
+            decide(&cj, now),
+            Decision::Start {
+                scheduled: ts("2024-01-01T00:10:00Z"),
+                replace: vec![],
+                note: None
+            }
+        );
+        // The time was already processed: wait for the next one.
+        let done = cron_job(
+            "* * * * *",
+            json!({"lastScheduleTime": "2024-01-01T00:10:00Z"}),
+        );
+        assert_eq!(
+            decide(&done, now),
+            Decision::Wait {
+                after: Duration::from_secs(30) + NEXT_SCHEDULE_DELTA,
+                note: None
+            }
+        );
+        // Forbid with a running Job waits; Replace deletes it first.
+        cj.status.as_mut().unwrap().active = Some(vec![
+            serde_json::from_value(json!({"name": "hello-28401129", "uid": "j1"})).unwrap(),
+        ]);
+        cj.spec.as_mut().unwrap().concurrency_policy = Some("Forbid".into());
+        assert!(matches!(
+            decide(&cj, now),
+            Decision::Wait {
+                note: Some(Note {
+                    reason: "JobAlreadyActive",
+                    ..
+                }),
+                ..
+            }
+        ));
+        cj.spec.as_mut().unwrap().concurrency_policy = Some("Replace".into());
+        assert!(matches!(
+            decide(&cj, now),
+            Decision::Start { replace, .. } if replace == vec!["hello-28401129".to_string()]
+        ));
+        // Past the starting deadline: missed.
+        cj.spec.as_mut().unwrap().starting_deadline_seconds = Some(10);
+        cj.spec.as_mut().unwrap().schedule = "0 * * * *".into();
+        cj.status.as_mut().unwrap().last_schedule_time = None;
+        assert!(matches!(
+            decide(&cj, ts("2024-01-01T01:00:20Z")),
+            Decision::Wait { .. }
+        ));
+        cj.spec.as_mut().unwrap().suspend = Some(true);
+        assert_eq!(decide(&cj, now), Decision::Idle(None));
+        cj.spec.as_mut().unwrap().suspend = Some(false);
+        cj.spec.as_mut().unwrap().schedule = "61 * * * *".into();
+        assert!(matches!(
+            decide(&cj, now),
+            Decision::Idle(Some(Note {
+                reason: "UnparseableSchedule",
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn late_starts_within_the_deadline_and_too_many_missed_times() {
+        let mut cj = cron_job(
+            "0 * * * *",
+            json!({"lastScheduleTime": "2024-01-01T00:00:00Z"}),
+        );
+        cj.spec.as_mut().unwrap().starting_deadline_seconds = Some(600);
+        // 01:00 is 5 minutes late: within the deadline, started.
+        assert!(matches!(
+            decide(&cj, ts("2024-01-01T01:05:00Z")),
+            Decision::Start { .. }
+        ));
+        // Far behind without a deadline: the latest time, and a warning.
+        cj.spec.as_mut().unwrap().starting_deadline_seconds = None;
+        cj.spec.as_mut().unwrap().schedule = "* * * * *".into();
+        assert!(matches!(
+            decide(&cj, ts("2024-01-02T00:00:30Z")),
+            Decision::Start { scheduled, note: Some(Note { reason: "TooManyMissedTimes", .. }), .. }
+                if scheduled == ts("2024-01-02T00:00:00Z")
+        ));
     }
 
     #[test]

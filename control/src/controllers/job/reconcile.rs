@@ -452,7 +452,8 @@ pub fn plan(job: &Job, pods: &[&Pod], now: Timestamp) -> Plan {
     status.succeeded = Some(succeeded);
     status.failed = Some(failed);
     if indexed {
-        status.completed_indexes = Some(indexes::format(&succeeded_indexes));
+        let done = indexes::format(&succeeded_indexes);
+        status.completed_indexes = (!done.is_empty()).then_some(done);
     }
     status.uncounted_terminated_pods = Some(UncountedTerminatedPods::default());
     Plan {
