@@ -10,9 +10,10 @@ use super::Config;
 #[derive(clap::Args, Debug, Clone)]
 pub struct ManagerFlags {
     /// Controllers to run: `*` for all, a name to enable, `-name` to
-    /// disable (deployment, replicaset, endpointslice, endpoints,
-    /// nodelifecycle, nodeipam, garbagecollector, namespace, serviceaccount,
-    /// root-ca-cert-publisher).
+    /// disable (deployment, replicaset, job, cronjob, ttl-after-finished,
+    /// endpointslice, endpoints, nodelifecycle, nodeipam, garbagecollector,
+    /// namespace, serviceaccount, root-ca-cert-publisher,
+    /// clusterrole-aggregation, csrapproving, csrsigning, tokencleaner).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     pub controllers: Vec<String>,
     /// Pod address range the node IPAM cuts node ranges from.

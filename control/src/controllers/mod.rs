@@ -10,9 +10,12 @@ pub mod bootstrap_signer;
 pub mod certificates;
 pub mod cli;
 pub mod clusterrole_aggregation;
+pub mod cronjob;
 pub mod deployment;
 pub mod endpointslice;
+pub mod expectations;
 pub mod garbagecollector;
+pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -22,11 +25,13 @@ pub mod resource_discovery;
 pub mod root_ca;
 pub mod serviceaccount;
 pub mod token_cleaner;
+pub mod ttl_after_finished;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -44,6 +49,9 @@ use crate::client::{Informer, Start, kubeconfig, leader};
 pub const ALL: &[&str] = &[
     "deployment",
     "replicaset",
+    "job",
+    "cronjob",
+    "ttl-after-finished",
     "endpointslice",
     "endpoints",
     "nodelifecycle",
@@ -165,6 +173,8 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
     let mut pods = informer::<Pod>(&client);
     let mut rss = informer::<ReplicaSet>(&client);
     let mut deps = informer::<Deployment>(&client);
+    let mut jobs = informer::<Job>(&client);
+    let mut cron_jobs = informer::<CronJob>(&client);
     let mut svcs = informer::<Service>(&client);
     let mut slices = informer::<EndpointSlice>(&client);
     let mut eps = informer::<Endpoints>(&client);
@@ -202,6 +212,33 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
             pods.store(),
             pods.subscribe(),
             workers,
+        ));
+    }
+    if cfg.enabled("job") {
+        tasks.spawn(job::run(
+            client.clone(),
+            jobs.store(),
+            jobs.subscribe(),
+            pods.store(),
+            pods.subscribe(),
+            workers,
+        ));
+    }
+    if cfg.enabled("cronjob") {
+        tasks.spawn(cronjob::run(
+            client.clone(),
+            cron_jobs.store(),
+            cron_jobs.subscribe(),
+            jobs.store(),
+            jobs.subscribe(),
+            workers,
+        ));
+    }
+    if cfg.enabled("ttl-after-finished") {
+        tasks.spawn(ttl_after_finished::run(
+            client.clone(),
+            jobs.store(),
+            jobs.subscribe(),
         ));
     }
     if endpoints_on {
@@ -330,6 +367,8 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
         &mut pods as &mut dyn Start,
         &mut rss,
         &mut deps,
+        &mut jobs,
+        &mut cron_jobs,
         &mut svcs,
         &mut slices,
         &mut eps,

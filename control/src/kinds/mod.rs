@@ -9,6 +9,7 @@
 pub mod apps;
 pub mod authentication;
 pub mod authorization;
+pub mod batch;
 pub mod certificates;
 pub mod coordination;
 pub mod core;
@@ -36,6 +37,8 @@ pub static RESOURCES: &[&Resource] = &[
     &core::persistent_volume_claim::RESOURCE,
     &apps::deployment::RESOURCE,
     &apps::replica_set::RESOURCE,
+    &batch::job::RESOURCE,
+    &batch::cron_job::RESOURCE,
     &discovery::RESOURCE,
     &coordination::RESOURCE,
     &events::RESOURCE,

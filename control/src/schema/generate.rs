@@ -6,7 +6,7 @@
 
 use k8s_openapi::api::{
     apps::v1 as apps, authentication::v1 as authentication, authorization::v1 as authorization,
-    autoscaling::v1 as autoscaling, certificates::v1 as certificates,
+    autoscaling::v1 as autoscaling, batch::v1 as batch, certificates::v1 as certificates,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
     events::v1 as events, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
 };
@@ -98,6 +98,8 @@ pub fn generate() -> Generated {
     // apps/v1 and the subresource kinds served under other groups' paths.
     b.listable::<apps::Deployment>();
     b.listable::<apps::ReplicaSet>();
+    b.listable::<batch::Job>();
+    b.listable::<batch::CronJob>();
     b.kind::<autoscaling::Scale>();
     b.kind::<policy::Eviction>();
     b.kind::<authentication::TokenRequest>();

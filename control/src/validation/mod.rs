@@ -13,11 +13,13 @@ pub mod selector;
 
 pub mod apps;
 pub mod authorization;
+pub mod batch;
 pub mod certificates;
 pub mod cluster;
 pub mod config;
 pub mod container;
 pub mod coordination;
+pub mod cron;
 pub mod endpoints;
 pub mod event;
 pub mod json;

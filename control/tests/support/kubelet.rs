@@ -120,7 +120,9 @@ impl Kubelets {
                             continue;
                         }
                         let ready = p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-                        if ready {
+                        // A finished pod stays finished, as with a kubelet.
+                        let finished = p.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|ph| ph == "Succeeded" || ph == "Failed");
+                        if ready || finished {
                             continue;
                         }
                         let ip = {

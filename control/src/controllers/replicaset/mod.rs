@@ -5,7 +5,6 @@
 //! status counts. Runs as a kube-runtime `Controller` over the shared
 //! ReplicaSet and Pod informers.
 
-pub mod expectations;
 pub mod ranking;
 pub mod reconcile;
 
@@ -23,8 +22,8 @@ use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, warn};
 
-use self::expectations::Expectations;
 use self::reconcile::{Manage, manage, pod_from_template, slow_start_batches, status};
+use super::expectations::Expectations;
 use super::podutil::{controller_of, controller_ref, is_active};
 use crate::client::informer::{objects, tokio_stream_from};
 use crate::client::recorder::{self, EventType, Recorder};

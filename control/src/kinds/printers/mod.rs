@@ -3,6 +3,7 @@
 //! its printer, and kinds without one use [`cluster::DEFAULT`] (NAME,
 //! CREATED AT).
 
+pub mod batch;
 pub mod cluster;
 mod format;
 pub mod network;

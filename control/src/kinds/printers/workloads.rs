@@ -247,7 +247,7 @@ fn print_pod(pod: &Value, now: Timestamp) -> Printed {
     }
 }
 
-const TEMPLATE_WIDE: [Column; 2] = [
+pub(super) const TEMPLATE_WIDE: [Column; 2] = [
     wide(
         "Containers",
         "string",

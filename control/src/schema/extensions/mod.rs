@@ -25,6 +25,11 @@ macro_rules! apps {
         concat!("io.k8s.api.apps.v1.", $t)
     };
 }
+macro_rules! batch {
+    ($t:literal) => {
+        concat!("io.k8s.api.batch.v1.", $t)
+    };
+}
 macro_rules! discovery {
     ($t:literal) => {
         concat!("io.k8s.api.discovery.v1.", $t)

@@ -1,5 +1,5 @@
 //! Markers of the other served groups, from `k8s.io/apimachinery/pkg/apis/meta/v1`,
-//! `k8s.io/api/{apps,discovery,rbac}/v1` `types.go` (v1.33). The events,
+//! `k8s.io/api/{apps,batch,discovery,rbac}/v1` `types.go` (v1.33). The events,
 //! coordination, scheduling, autoscaling and policy kinds served carry none.
 
 use super::{List, MapType, Patch};
@@ -19,6 +19,7 @@ pub(super) static PATCH: &[(&str, &str, Patch)] = &[
         "conditions",
         Patch::Merge("type"),
     ),
+    (batch!("JobStatus"), "conditions", Patch::Merge("type")),
 ];
 
 /// `+listType` / `+listMapKey`.
@@ -44,6 +45,22 @@ pub(super) static LIST: &[(&str, &str, List)] = &[
         "conditions",
         List::Map(&["type"]),
     ),
+    (batch!("CronJobStatus"), "active", List::Atomic),
+    (batch!("JobStatus"), "conditions", List::Atomic),
+    (batch!("PodFailurePolicy"), "rules", List::Atomic),
+    (
+        batch!("PodFailurePolicyOnExitCodesRequirement"),
+        "values",
+        List::Set,
+    ),
+    (
+        batch!("PodFailurePolicyRule"),
+        "onPodConditions",
+        List::Atomic,
+    ),
+    (batch!("SuccessPolicy"), "rules", List::Atomic),
+    (batch!("UncountedTerminatedPods"), "failed", List::Set),
+    (batch!("UncountedTerminatedPods"), "succeeded", List::Set),
     (discovery!("Endpoint"), "addresses", List::Set),
     (discovery!("EndpointHints"), "forNodes", List::Atomic),
     (discovery!("EndpointHints"), "forZones", List::Atomic),

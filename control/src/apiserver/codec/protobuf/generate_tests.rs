@@ -30,6 +30,7 @@ const MODULES: &[&str] = &[
     "api/authentication/v1",
     "api/authorization/v1",
     "api/autoscaling/v1",
+    "api/batch/v1",
     "api/certificates/v1",
     "api/coordination/v1",
     "api/discovery/v1",

@@ -688,3 +688,53 @@ fn every_served_resource_has_cells_for_every_column() {
         }
     }
 }
+
+#[test]
+fn jobs_and_cron_jobs() {
+    assert_eq!(
+        names("batch", "Job"),
+        [
+            ("Name", 0),
+            ("Status", 0),
+            ("Completions", 0),
+            ("Duration", 0),
+            ("Age", 0),
+            ("Containers", 1),
+            ("Images", 1),
+            ("Selector", 1),
+        ]
+        .map(|(n, p)| (n.to_string(), p))
+    );
+    let job = json!({"metadata": {"name": "pi", "creationTimestamp": ago(120)},
+        "spec": {"completions": 1, "parallelism": 1},
+        "status": {"succeeded": 0, "failed": 2, "startTime": ago(120),
+            "conditions": [{"type": "FailureTarget", "status": "True"}, {"type": "Failed", "status": "True"}]}});
+    assert_eq!(
+        cells("batch", "jobs", job)[..5].to_vec(),
+        vec![
+            json!("pi"),
+            json!("Failed"),
+            json!("0/1"),
+            json!("2m"),
+            json!("2m")
+        ]
+    );
+    assert_eq!(
+        names("batch", "CronJob")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>(),
+        [
+            "Name",
+            "Schedule",
+            "Timezone",
+            "Suspend",
+            "Active",
+            "Last Schedule",
+            "Age",
+            "Containers",
+            "Images",
+            "Selector"
+        ]
+    );
+}

@@ -1,5 +1,5 @@
 //! Controller expectations (`controller.ControllerExpectations`): after a
-//! sync creates or deletes pods, the ReplicaSet is not synced again until
+//! sync creates or deletes pods, the controller (ReplicaSet, Job) does not manage its pods again until
 //! the informer has shown those creations and deletions (or five minutes
 //! passed), so a slow watch never makes the controller create extra pods.
 

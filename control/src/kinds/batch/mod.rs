@@ -1,0 +1,4 @@
+//! batch/v1: one module per kind.
+
+pub mod cron_job;
+pub mod job;
