@@ -43,22 +43,51 @@ fn apply_seed_manifests_then_edit_and_server_side_apply() {
     let got = api.kubectl_ok(&["get", "deploy", "nginx-deployment", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.metadata.generation}"]);
     assert_eq!(got, "4 baton.local/echo:2 2");
 
-    // Server-side apply conflicts with the client-side applier's fields…
-    let out = api.kubectl(&["apply", "--server-side", "-f", &ex("nginx-deployment.yaml")]);
+    // kubectl's server-side apply takes over what its client-side apply
+    // recorded (kube-apiserver's lastAppliedManager): no conflict.
+    let out = api.kubectl_ok(&["apply", "--server-side", "-f", &ex("nginx-deployment.yaml")]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    let got = api.kubectl_ok(&[
+        "get",
+        "deploy",
+        "nginx-deployment",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(got, "3");
+    // Another manager changing those fields conflicts with their owner…
+    let out = api.kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=deployer",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("with \"kubectl-client-side-apply\" using apps/v1"),
+        stderr(&out).contains("with \"kubectl\" using apps/v1"),
         "{}",
         stderr(&out)
     );
     assert!(stderr(&out).contains(".spec.replicas"), "{}", stderr(&out));
-    // …until forced; then the applier owns them.
+    // …applying equal values (the ports' defaulted protocol included) does
+    // not: the fields are shared…
     let out = api.kubectl_ok(&[
         "apply",
         "--server-side",
-        "--force-conflicts",
+        "--field-manager=deployer",
         "-f",
         &ex("nginx-deployment.yaml"),
+    ]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    // …and a forced apply takes them.
+    let out = api.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=deployer",
+        "--force-conflicts",
+        "-f",
+        path.to_str().unwrap(),
     ]);
     assert!(out.contains("serverside-applied"), "{out}");
     let yaml = api.kubectl_ok(&[
@@ -69,9 +98,28 @@ fn apply_seed_manifests_then_edit_and_server_side_apply() {
         "yaml",
         "--show-managed-fields",
     ]);
-    assert!(yaml.contains("manager: kubectl"), "{yaml}");
+    assert!(yaml.contains("manager: deployer"), "{yaml}");
     assert!(yaml.contains("operation: Apply"), "{yaml}");
-    assert!(yaml.contains("replicas: 3"), "{yaml}");
+    assert!(yaml.contains("replicas: 4"), "{yaml}");
+
+    // A created object applied unchanged by another manager: no conflict.
+    api.kubectl_ok(&[
+        "create",
+        "-f",
+        &ex("nginx-service.yaml"),
+        "-n",
+        "kube-public",
+    ]);
+    let out = api.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=deployer",
+        "-n",
+        "kube-public",
+        "-f",
+        &ex("nginx-service.yaml"),
+    ]);
+    assert!(out.contains("serverside-applied"), "{out}");
 }
 
 #[test]

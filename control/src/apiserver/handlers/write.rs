@@ -356,8 +356,20 @@ pub async fn patch(
             .registry
             .update(storage_resource(res), rr.namespace(), &name, &ctx, |cur| {
                 let live = cur.map(|c| served_form(rr, c));
-                let mut merged =
-                    apply::apply(live.as_ref(), &config, &mgr, force, &api_version, sub)?;
+                let defaults = |obj: &mut Value| {
+                    if let Some(map) = obj.as_object_mut() {
+                        res.strategy.default(map);
+                    }
+                };
+                let mut merged = apply::apply(
+                    live.as_ref(),
+                    &config,
+                    &mgr,
+                    force,
+                    &api_version,
+                    sub,
+                    &defaults,
+                )?;
                 if live.is_none() {
                     // A new object: the applier owns what it applied.
                     let mf = merged.pointer("/metadata/managedFields").cloned();

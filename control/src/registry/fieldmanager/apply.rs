@@ -156,7 +156,29 @@ fn conflict_error(conflicts: &[(String, String, Path)]) -> ApiError {
     ApiError::new(409, "Conflict", message).with_details(json!({"causes": causes}))
 }
 
+/// The manager kubectl applies with server-side; it may take over what
+/// its client-side apply recorded (kube-apiserver's `lastAppliedManager`).
+const KUBECTL: &str = "kubectl";
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The fields of the live object's last client-side applied configuration.
+fn last_applied_fields(
+    live: &Value,
+    node: Option<Node<'static>>,
+    subresource: Option<&str>,
+) -> Option<FieldSet> {
+    let text = live
+        .pointer("/metadata/annotations")?
+        .get(LAST_APPLIED)?
+        .as_str()?;
+    let last: Value = serde_json::from_str(text).ok()?;
+    Some(of_object(node, &last, subresource, has_status(&last)))
+}
+
 /// Applies `config` for `manager` onto `live` (None: the object is new).
+/// `defaults` defaults an object as it will be stored: conflicts are judged
+/// on the result, as structured-merge-diff does, so applying a value equal
+/// to the live one (after defaulting) never conflicts.
 pub fn apply(
     live: Option<&Value>,
     config: &Value,
@@ -164,6 +186,7 @@ pub fn apply(
     force: bool,
     api_version: &str,
     subresource: Option<&str>,
+    defaults: &dyn Fn(&mut Value),
 ) -> Result<Value, ApiError> {
     let node = schema_of(config);
     let status = has_status(config);
@@ -171,14 +194,36 @@ pub fn apply(
     let mut list: Vec<Entry> = live.map(entries).unwrap_or_default();
     let sub = subresource.unwrap_or("");
     let mine = |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == sub;
+    let mut merged = live.cloned().unwrap_or_else(|| json!({}));
+    let mut cfg = config.clone();
+    if let Some(m) = cfg.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+        m.remove("resourceVersion");
+    }
+    merge(node, &mut merged, &cfg);
     let mut conflicts = Vec::new();
     if let Some(l) = live {
+        let mut result = merged.clone();
+        defaults(&mut result);
         for e in list.iter().filter(|e| !mine(e)) {
             for p in e.fields.intersection(&cfg_set) {
-                if is_leaf(&cfg_set, p) && value_at(l, p) != value_at(config, p) {
+                if is_leaf(&cfg_set, p) && value_at(l, p) != value_at(&result, p) {
                     conflicts.push((e.manager.clone(), e.api_version.clone(), p.clone()));
                 }
             }
+        }
+        // kubectl's server-side apply takes over the fields its client-side
+        // apply recorded in the last-applied annotation.
+        if !force
+            && manager == KUBECTL
+            && let Some(allowed) = last_applied_fields(l, node, subresource)
+            && conflicts.iter().all(|(_, _, p)| allowed.contains(p))
+        {
+            for e in list.iter_mut().filter(|e| !mine(e)) {
+                e.fields
+                    .retain(|p| !conflicts.iter().any(|(_, _, c)| c == p));
+            }
+            conflicts.clear();
         }
     }
     if !conflicts.is_empty() {
@@ -190,13 +235,6 @@ pub fn apply(
                 .retain(|p| !conflicts.iter().any(|(_, _, c)| c == p));
         }
     }
-    let mut merged = live.cloned().unwrap_or_else(|| json!({}));
-    let mut cfg = config.clone();
-    if let Some(m) = cfg.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
-        m.remove("resourceVersion");
-    }
-    merge(node, &mut merged, &cfg);
     // Fields this manager applied before, no longer applies, and nobody
     // else owns are removed.
     let previous: FieldSet = list
@@ -250,7 +288,16 @@ mod tests {
 
     #[test]
     fn apply_conflicts_with_other_managers_unless_forced() {
-        let first = apply(None, &deploy(3, "nginx:1"), "alice", false, "apps/v1", None).unwrap();
+        let first = apply(
+            None,
+            &deploy(3, "nginx:1"),
+            "alice",
+            false,
+            "apps/v1",
+            None,
+            &|_| {},
+        )
+        .unwrap();
         let mut scaled = first.clone();
         scaled["spec"]["replicas"] = json!(5);
         record(
@@ -268,6 +315,7 @@ mod tests {
             false,
             "apps/v1",
             None,
+            &|_| {},
         )
         .unwrap_err();
         assert_eq!(err.code, 409);
@@ -284,6 +332,7 @@ mod tests {
             true,
             "apps/v1",
             None,
+            &|_| {},
         )
         .unwrap();
         assert_eq!(forced["spec"]["replicas"], 3);
@@ -306,10 +355,11 @@ mod tests {
             false,
             "apps/v1",
             None,
+            &|_| {},
         )
         .unwrap();
         live["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"] = json!("TCP");
-        let merged = apply(Some(&live), &cfg, "kubectl", true, "apps/v1", None).unwrap();
+        let merged = apply(Some(&live), &cfg, "kubectl", true, "apps/v1", None, &|_| {}).unwrap();
         let ports = &merged["spec"]["template"]["spec"]["containers"][0]["ports"];
         assert_eq!(
             ports,
@@ -322,11 +372,110 @@ mod tests {
         );
     }
 
+    /// Defaults a container port's protocol, as the Pod defaults do.
+    fn tcp(obj: &mut Value) {
+        if let Some(cs) = obj
+            .pointer_mut("/spec/template/spec/containers")
+            .and_then(Value::as_array_mut)
+        {
+            for port in cs
+                .iter_mut()
+                .filter_map(|c| c.get_mut("ports").and_then(Value::as_array_mut))
+                .flatten()
+            {
+                if port.get("protocol").is_none() {
+                    port["protocol"] = json!("TCP");
+                }
+            }
+        }
+    }
+
+    fn with_port(mut cfg: Value) -> Value {
+        cfg["spec"]["template"]["spec"]["containers"][0]["ports"] = json!([{"containerPort": 80}]);
+        cfg
+    }
+
+    /// The object as a client-side apply stores it: defaulted, owned by
+    /// `kubectl-client-side-apply`, with the last-applied annotation.
+    fn client_side_applied(cfg: &Value) -> Value {
+        let mut stored = cfg.clone();
+        tcp(&mut stored);
+        stored["metadata"]["annotations"] =
+            json!({LAST_APPLIED: serde_json::to_string(cfg).unwrap()});
+        record(
+            &mut stored,
+            None,
+            "kubectl-client-side-apply",
+            Operation::Update,
+            None,
+            "apps/v1",
+        );
+        stored
+    }
+
+    #[test]
+    fn an_equal_value_after_defaulting_is_no_conflict() {
+        let cfg = with_port(deploy(3, "nginx:1"));
+        let live = client_side_applied(&cfg);
+        // Another manager applying the same manifest shares the fields.
+        let shared = apply(Some(&live), &cfg, "other", false, "apps/v1", None, &tcp).unwrap();
+        let managers = serde_json::to_string(&shared["metadata"]["managedFields"]).unwrap();
+        assert!(managers.contains("kubectl-client-side-apply") && managers.contains("other"));
+        // A changed value still conflicts.
+        let err = apply(
+            Some(&live),
+            &with_port(deploy(4, "nginx:1")),
+            "other",
+            false,
+            "apps/v1",
+            None,
+            &tcp,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 409);
+        assert!(err.message.ends_with(".spec.replicas"), "{}", err.message);
+    }
+
+    #[test]
+    fn kubectl_takes_over_what_its_client_side_apply_recorded() {
+        let cfg = with_port(deploy(3, "nginx:1"));
+        let live = client_side_applied(&cfg);
+        let edited = with_port(deploy(4, "nginx:2"));
+        let taken = apply(Some(&live), &edited, KUBECTL, false, "apps/v1", None, &tcp).unwrap();
+        assert_eq!(taken["spec"]["replicas"], 4);
+        let entries = entries(&taken);
+        let csa = entries
+            .iter()
+            .find(|e| e.manager == "kubectl-client-side-apply")
+            .unwrap();
+        assert!(
+            !csa.fields.iter().any(|p| display(p) == ".spec.replicas"),
+            "the client-side manager no longer owns what kubectl took"
+        );
+        // Another manager gets the conflicts; so does kubectl for a field
+        // the annotation does not name.
+        assert!(apply(Some(&live), &edited, "other", false, "apps/v1", None, &tcp).is_err());
+        let mut scaled = live.clone();
+        scaled["spec"]["minReadySeconds"] = json!(5);
+        record(
+            &mut scaled,
+            Some(&live),
+            "kubectl-edit",
+            Operation::Update,
+            None,
+            "apps/v1",
+        );
+        let mut more = edited.clone();
+        more["spec"]["minReadySeconds"] = json!(7);
+        let err = apply(Some(&scaled), &more, KUBECTL, false, "apps/v1", None, &tcp).unwrap_err();
+        assert!(err.message.contains("kubectl-edit"), "{}", err.message);
+    }
+
     #[test]
     fn fields_no_longer_applied_are_removed() {
         let mut cfg = deploy(3, "nginx:1");
         cfg["metadata"]["labels"] = json!({"team": "a"});
-        let first = apply(None, &cfg, "alice", false, "apps/v1", None).unwrap();
+        let first = apply(None, &cfg, "alice", false, "apps/v1", None, &|_| {}).unwrap();
         assert_eq!(first["metadata"]["labels"]["team"], "a");
         let second = apply(
             Some(&first),
@@ -335,6 +484,7 @@ mod tests {
             false,
             "apps/v1",
             None,
+            &|_| {},
         )
         .unwrap();
         assert!(
