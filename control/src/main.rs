@@ -261,15 +261,32 @@ async fn run_apiserver(args: ApiserverArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a scheduler or controller manager until it ends (leadership lost:
-/// exit non-zero, as kube-scheduler does) or a signal.
+/// Runs a scheduler or controller manager until it ends or a signal. When
+/// it loses its leader lease (`lost`), it stops acting at once and
+/// campaigns again: the process executes itself anew with the same
+/// arguments and PID, so nothing of the old leader's state or tasks
+/// survives, as an exit and a supervisor's restart would give.
 async fn run_component<E: std::error::Error + Send + Sync + 'static>(
     f: impl std::future::Future<Output = Result<(), E>>,
+    lost: fn(&E) -> bool,
 ) -> anyhow::Result<()> {
     tokio::select! {
-        r = f => r.map_err(anyhow::Error::from),
+        r = f => match r {
+            Err(e) if lost(&e) => campaign_again(&e),
+            r => r.map_err(anyhow::Error::from),
+        },
         _ = shutdown_signal() => Ok(()),
     }
+}
+
+fn campaign_again(lost: &dyn std::error::Error) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    tracing::error!(error = %lost, "stopped acting; starting again to campaign for the lease");
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(err).context("executing again to campaign for the lease")
 }
 
 /// A kubeconfig for one component, signed by the cluster CA.
@@ -405,10 +422,14 @@ fn main() -> anyhow::Result<()> {
         Command::Scheduler(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(run_component(scheduler::run(a.config()))),
+            .block_on(run_component(scheduler::run(a.config()), |e| {
+                matches!(e, scheduler::SchedulerError::Leader(_))
+            })),
         Command::Controllers(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(run_component(controllers::run(a.config()))),
+            .block_on(run_component(controllers::run(a.config()), |e| {
+                matches!(e, controllers::ManagerError::Leader(_))
+            })),
     }
 }

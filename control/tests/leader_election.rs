@@ -124,3 +124,54 @@ async fn standby_controller_manager_takes_over_and_no_duplicate_pods_appear() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_that_lose_their_lease_campaign_again_and_act() {
+    let mut plane = Plane::start(&[]);
+    let client = plane.client().await;
+    for lease in ["kube-controller-manager", "kube-scheduler"] {
+        eventually(Duration::from_secs(20), "the components lead", || {
+            holder(&client, lease)
+        })
+        .await;
+    }
+    let pids: Vec<Option<u32>> = plane.components.iter().map(|c| c.pid()).collect();
+    // The API server gone for longer than the renew deadline (10 s): both
+    // lose their leases.
+    plane.cluster.api.stop();
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    plane.cluster.api.resume();
+    plane.cluster.api.wait_ready(Duration::from_secs(30));
+    for c in &plane.components {
+        eventually(Duration::from_secs(20), "the loss is logged", || async {
+            c.log_text()
+                .contains("stopped acting; starting again to campaign for the lease")
+                .then_some(())
+        })
+        .await;
+    }
+    // The same processes lead again and act.
+    for lease in ["kube-controller-manager", "kube-scheduler"] {
+        eventually(Duration::from_secs(30), "the components lead again", || {
+            holder(&client, lease)
+        })
+        .await;
+    }
+    assert_eq!(
+        plane.components.iter().map(|c| c.pid()).collect::<Vec<_>>(),
+        pids
+    );
+    assert!(
+        plane.components.iter_mut().all(|c| c.is_running()),
+        "{}",
+        plane.logs()
+    );
+    let k = Kubelets::start(client.clone(), Duration::from_millis(100));
+    k.add_node(NodeSpec::new("n1", "8")).await;
+    plane
+        .cluster
+        .api
+        .kubectl_stdin(&["apply", "-f", "-"], DEPLOYMENT);
+    plane.kubectl_ok(&["rollout", "status", "deployment/ha", "--timeout=60s"]);
+    assert_eq!(pod_count(&client).await, 4);
+}

@@ -47,6 +47,13 @@ impl Component {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// Whether the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Kills the process (SIGKILL, by PID) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
