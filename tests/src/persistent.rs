@@ -105,6 +105,23 @@ pub struct ClusterStatus {
     pub logs_dir: PathBuf,
 }
 
+/// A problem for each process that no longer runs: the cluster is not
+/// healthy while any part of it is down.
+fn exited(processes: &[ProcessStatus]) -> Vec<String> {
+    processes
+        .iter()
+        .filter(|p| !p.running)
+        .map(|p| {
+            format!(
+                "{} (pid {}) is not running; its log: {}",
+                p.record.name,
+                p.record.pid,
+                p.record.log.display()
+            )
+        })
+        .collect()
+}
+
 impl fmt::Display for ClusterStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let health = if self.problems.is_empty() {
@@ -305,6 +322,16 @@ impl Cluster {
             .into_iter()
             .map(|(ns, port, addr)| (port, ns.name().to_owned(), addr))
             .collect();
+        let processes: Vec<ProcessStatus> = state
+            .processes
+            .iter()
+            .map(|p| ProcessStatus {
+                record: p.clone(),
+                running: p.is_running(),
+            })
+            .collect();
+        let mut problems = t.check();
+        problems.extend(exited(&processes));
         Ok(Some(ClusterStatus {
             name: t.name.clone(),
             state_file: state_dir.join(STATE_FILE),
@@ -312,15 +339,8 @@ impl Cluster {
             host_link: t.host_link.clone(),
             host_address: t.addressing.host_address(),
             members,
-            problems: t.check(),
-            processes: state
-                .processes
-                .iter()
-                .map(|p| ProcessStatus {
-                    record: p.clone(),
-                    running: p.is_running(),
-                })
-                .collect(),
+            problems,
+            processes,
             logs_dir: state.logs_dir.clone(),
         }))
     }
@@ -499,4 +519,51 @@ fn save(state_dir: &Path, state: &State) -> Result<(), StateError> {
     file.write_all(&bytes).map_err(io_err("writing", &tmp))?;
     file.sync_all().map_err(io_err("syncing", &tmp))?;
     fs::rename(&tmp, &path).map_err(io_err("renaming", &tmp))
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn an_exited_process_makes_the_cluster_degraded() {
+        let record = |name: &str| ProcessRecord {
+            name: name.into(),
+            netns: "baton-control".into(),
+            pid: 4242,
+            start_time: 1,
+            command: String::new(),
+            log: PathBuf::from(format!("/logs/{name}.log")),
+            detached: true,
+        };
+        let processes = vec![
+            ProcessStatus {
+                record: record("apiserver"),
+                running: true,
+            },
+            ProcessStatus {
+                record: record("scheduler"),
+                running: false,
+            },
+        ];
+        let problems = exited(&processes);
+        assert_eq!(
+            problems,
+            ["scheduler (pid 4242) is not running; its log: /logs/scheduler.log"]
+        );
+        let status = ClusterStatus {
+            name: "baton".into(),
+            state_file: PathBuf::from("/state/cluster.json"),
+            fabric: "172.28.0.0/16".parse().unwrap(),
+            host_link: "baton-host".into(),
+            host_address: Ipv4Addr::new(172, 28, 0, 1),
+            members: Vec::new(),
+            problems,
+            processes,
+            logs_dir: PathBuf::from("/logs"),
+        };
+        let text = status.to_string();
+        assert!(text.starts_with("cluster baton (DEGRADED)"), "{text}");
+        assert!(text.contains("scheduler    pid 4242     exited"), "{text}");
+    }
 }
