@@ -405,6 +405,17 @@ fn pod_security_annotates_the_audit_events_and_unknown_paths_are_audited() {
     ]);
     let out = api.kubectl(&["get", "--raw", "/no/such/path"]);
     assert!(!out.status.success());
+    // A method the path does not take (PUT on a collection): 405, audited.
+    let body = api.dir.path().join("empty.json");
+    std::fs::write(&body, "{}").unwrap();
+    let out = api.kubectl(&[
+        "replace",
+        "--raw",
+        "/api/v1/namespaces/guarded/pods",
+        "-f",
+        body.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
 
     let events = events(&log);
     let created = |name: &str| {
@@ -453,4 +464,10 @@ fn pod_security_annotates_the_audit_events_and_unknown_paths_are_audited() {
     assert_eq!(unknown.len(), 1, "{events:#?}");
     assert_eq!(unknown[0]["verb"], "get");
     assert_eq!(unknown[0]["responseStatus"]["code"], 404);
+    let refused = at(&events, "ResponseComplete", |e| {
+        e["requestURI"] == "/api/v1/namespaces/guarded/pods" && e["verb"] == "put"
+    });
+    assert_eq!(refused.len(), 1, "{events:#?}");
+    assert_eq!(refused[0]["responseStatus"]["code"], 405);
+    assert_eq!(refused[0]["user"]["username"], "kubernetes-admin");
 }

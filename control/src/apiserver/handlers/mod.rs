@@ -275,9 +275,12 @@ async fn serve(
     let (parts, body) = req.into_parts();
     let query = router::parse_query(parts.uri.query());
     let path = parts.uri.path().to_string();
-    let route = match router::route(&parts.method, &path, &query) {
-        Ok(r) => r,
-        Err(e) => return error_response(&e),
+    // A request the router refuses (a method a path does not take) is
+    // still authenticated and audited, as kube-apiserver's filters do
+    // before its handlers answer; its audit record names the path.
+    let (route, refused) = match router::route(&parts.method, &path, &query) {
+        Ok(r) => (r, None),
+        Err(e) => (Route::NotFound, Some(e)),
     };
     // Without a client certificate, a bearer token; one that does not
     // authenticate is refused whatever the path, as kube-apiserver does.
@@ -310,6 +313,9 @@ async fn serve(
         return error_response(&ApiError::unauthorized());
     };
     begin_audit(record, &route, user.clone(), &parts, &query, None);
+    if let Some(e) = refused {
+        return error_response(&e);
+    }
     for asked in super::auth::impersonation::requested_access(&user, &parts.headers) {
         if let Err(e) = api.authorizer.check(&asked) {
             return error_response(&e);
