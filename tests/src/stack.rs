@@ -155,6 +155,25 @@ impl Stack {
         self.kubectl_runner().run(args, None)
     }
 
+    /// kubectl as the bearer of `token`, trusting `ca`, with no kubeconfig.
+    pub fn kubectl_with_token(
+        &self,
+        ca: &std::path::Path,
+        token: &str,
+        args: &[&str],
+    ) -> std::process::Output {
+        crate::kubectl::output(
+            std::process::Command::new(crate::kubectl::PROGRAM)
+                .arg("--kubeconfig=/dev/null")
+                .arg(format!("--server={}", self.plane.server))
+                .arg(format!("--certificate-authority={}", ca.display()))
+                .arg(format!("--token={token}"))
+                .args(args),
+            None,
+        )
+        .unwrap_or_else(|error| panic!("{error}"))
+    }
+
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
         self.kubectl_runner().run(args, Some(stdin))
     }
