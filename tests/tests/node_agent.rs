@@ -79,6 +79,34 @@ fn nodes_register_and_pods_run_with_addresses_from_their_pod_cidr() {
             c.get("node", name, "{.status.nodeInfo.containerRuntimeVersion}")
                 .starts_with("containerd://")
         );
+        // The machine's architecture, as Go names it.
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        assert_eq!(c.get("node", name, "{.status.nodeInfo.architecture}"), arch);
+        assert_eq!(
+            c.get("node", name, "{.metadata.labels.kubernetes\\.io/arch}"),
+            arch
+        );
+        // The runtime's images, each with its size.
+        c.wait(
+            Duration::from_secs(30),
+            "the node reports its images",
+            |c| {
+                let images = c.get(
+                    "node",
+                    name,
+                    "{range .status.images[*]}{.names[0]} {.sizeBytes}{\"\\n\"}{end}",
+                );
+                images.lines().any(|l| {
+                    l.split_once(' ').is_some_and(|(n, size)| {
+                        n == "baton.local/echo:1" && size.parse::<u64>().is_ok_and(|b| b > 0)
+                    })
+                })
+            },
+        );
         let holder = c.kubectl_ok(&[
             "-n",
             "kube-node-lease",

@@ -1,5 +1,5 @@
 //! The Node object: registration with capacity, addresses, labels and
-//! node info read from the machine; the Lease in `kube-node-lease`
+//! node info read from the machine, the runtime's images; the Lease in `kube-node-lease`
 //! renewed every 10 s; and the node status (Ready and pressure
 //! conditions) posted every minute or when it changes.
 
@@ -9,8 +9,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
-    NodeSystemInfo,
+    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
+    NodeSpec, NodeStatus, NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
@@ -18,6 +18,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use super::KubeletError;
 use crate::cri::Cri;
+use k8s_cri::v1 as cri;
 
 /// How often the Lease is renewed.
 pub const LEASE_RENEW: Duration = Duration::from_secs(10);
@@ -99,10 +100,51 @@ pub fn capacity(identity: &Identity) -> BTreeMap<String, Quantity> {
     ])
 }
 
+/// The machine's architecture as Go (and so Kubernetes) names it.
+pub fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "loongarch64" => "loong64",
+        other => other,
+    }
+}
+
+/// The most images a node reports (the kubelet's `nodeStatusMaxImages`).
+const MAX_IMAGES: usize = 50;
+/// The most names reported per image (`MaxNamesPerImageInNodeStatus`).
+const MAX_NAMES_PER_IMAGE: usize = 5;
+
+/// `status.images` from the runtime's images, as the kubelet's `Images`
+/// setter: largest first, at most 50, each with its tags then digests (at
+/// most 5 names).
+pub fn images(listed: &[cri::Image]) -> Vec<ContainerImage> {
+    let mut sorted: Vec<&cri::Image> = listed.iter().collect();
+    sorted.sort_by(|a, b| b.size.cmp(&a.size));
+    sorted
+        .into_iter()
+        .take(MAX_IMAGES)
+        .map(|image| ContainerImage {
+            names: Some(
+                image
+                    .repo_tags
+                    .iter()
+                    .chain(&image.repo_digests)
+                    .take(MAX_NAMES_PER_IMAGE)
+                    .cloned()
+                    .collect(),
+            ),
+            size_bytes: i64::try_from(image.size).ok(),
+        })
+        .collect()
+}
+
 fn node_info(runtime_version: &str) -> NodeSystemInfo {
     let uname = nix::sys::utsname::uname().ok();
     NodeSystemInfo {
-        architecture: "amd64".into(),
+        architecture: go_arch().into(),
         boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
         container_runtime_version: runtime_version.to_owned(),
         kernel_version: uname
@@ -215,6 +257,13 @@ pub async fn status(identity: &Identity, cri: &Cri, now: Timestamp) -> NodeStatu
             }),
         }),
         node_info: Some(node_info(&version)),
+        images: match cri.list_images().await {
+            Ok(listed) => Some(images(&listed)),
+            Err(err) => {
+                tracing::warn!(%err, "listing images for the node status");
+                None
+            }
+        },
         ..Default::default()
     }
 }
@@ -229,9 +278,9 @@ pub async fn register(
     let labels = BTreeMap::from([
         ("kubernetes.io/hostname".to_owned(), identity.name.clone()),
         ("kubernetes.io/os".to_owned(), "linux".to_owned()),
-        ("kubernetes.io/arch".to_owned(), "amd64".to_owned()),
+        ("kubernetes.io/arch".to_owned(), go_arch().to_owned()),
         ("beta.kubernetes.io/os".to_owned(), "linux".to_owned()),
-        ("beta.kubernetes.io/arch".to_owned(), "amd64".to_owned()),
+        ("beta.kubernetes.io/arch".to_owned(), go_arch().to_owned()),
     ]);
     let node = Node {
         metadata: ObjectMeta {
@@ -345,4 +394,53 @@ pub async fn renew_lease(api: &Api<Lease>, node: &Node) -> Result<(), KubeletErr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(tag: &str, digests: usize, size: u64) -> cri::Image {
+        cri::Image {
+            id: format!("sha256:{tag}"),
+            repo_tags: vec![tag.to_owned()],
+            repo_digests: (0..digests).map(|i| format!("{tag}@sha256:{i}")).collect(),
+            size,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn images_are_reported_largest_first_with_tags_then_digests() {
+        let listed: Vec<cri::Image> = (0..60)
+            .map(|i| image(&format!("img{i}"), 1, i * 10))
+            .chain([image("big", 9, 10_000)])
+            .collect();
+        let reported = images(&listed);
+        assert_eq!(reported.len(), 50);
+        let big = &reported[0];
+        assert_eq!(big.size_bytes, Some(10_000));
+        let names = big.names.clone().unwrap();
+        assert_eq!(names.len(), 5);
+        assert_eq!(names[0], "big");
+        assert_eq!(names[1], "big@sha256:0");
+        assert_eq!(
+            reported[1].names.as_deref(),
+            Some(&["img59".to_owned(), "img59@sha256:0".to_owned()][..])
+        );
+        assert!(
+            reported
+                .windows(2)
+                .all(|w| w[0].size_bytes >= w[1].size_bytes)
+        );
+    }
+
+    #[test]
+    fn the_architecture_is_named_as_go_names_it() {
+        let arch = go_arch();
+        assert!(!arch.is_empty());
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(arch, "amd64");
+        }
+    }
 }
