@@ -122,7 +122,7 @@ const MAX_NAMES_PER_IMAGE: usize = 5;
 /// most 5 names).
 pub fn images(listed: &[cri::Image]) -> Vec<ContainerImage> {
     let mut sorted: Vec<&cri::Image> = listed.iter().collect();
-    sorted.sort_by(|a, b| b.size.cmp(&a.size));
+    sorted.sort_by_key(|image| std::cmp::Reverse(image.size));
     sorted
         .into_iter()
         .take(MAX_IMAGES)
