@@ -36,6 +36,8 @@ pub static RESOURCES: &[&Resource] = &[
     &core::persistent_volume_claim::RESOURCE,
     &apps::deployment::RESOURCE,
     &apps::replica_set::RESOURCE,
+    &apps::daemon_set::RESOURCE,
+    &apps::controller_revision::RESOURCE,
     &discovery::RESOURCE,
     &coordination::RESOURCE,
     &events::RESOURCE,

@@ -98,6 +98,8 @@ pub fn generate() -> Generated {
     // apps/v1 and the subresource kinds served under other groups' paths.
     b.listable::<apps::Deployment>();
     b.listable::<apps::ReplicaSet>();
+    b.listable::<apps::DaemonSet>();
+    b.listable::<apps::ControllerRevision>();
     b.kind::<autoscaling::Scale>();
     b.kind::<policy::Eviction>();
     b.kind::<authentication::TokenRequest>();

@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod config;
 pub mod container;
 pub mod coordination;
+pub mod daemon_set;
 pub mod endpoints;
 pub mod event;
 pub mod json;

@@ -4,6 +4,7 @@
 //! CREATED AT).
 
 pub mod cluster;
+pub mod daemon_sets;
 mod format;
 pub mod network;
 pub mod storage;

@@ -19,6 +19,7 @@ pub(super) static PATCH: &[(&str, &str, Patch)] = &[
         "conditions",
         Patch::Merge("type"),
     ),
+    (apps!("DaemonSetStatus"), "conditions", Patch::Merge("type")),
 ];
 
 /// `+listType` / `+listMapKey`.
@@ -44,6 +45,7 @@ pub(super) static LIST: &[(&str, &str, List)] = &[
         "conditions",
         List::Map(&["type"]),
     ),
+    (apps!("DaemonSetStatus"), "conditions", List::Map(&["type"])),
     (discovery!("Endpoint"), "addresses", List::Set),
     (discovery!("EndpointHints"), "forNodes", List::Atomic),
     (discovery!("EndpointHints"), "forZones", List::Atomic),
