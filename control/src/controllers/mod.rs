@@ -10,6 +10,7 @@ pub mod bootstrap_signer;
 pub mod certificates;
 pub mod cli;
 pub mod clusterrole_aggregation;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpointslice;
 pub mod garbagecollector;
@@ -26,7 +27,7 @@ pub mod token_cleaner;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -44,6 +45,7 @@ use crate::client::{Informer, Start, kubeconfig, leader};
 pub const ALL: &[&str] = &[
     "deployment",
     "replicaset",
+    "daemonset",
     "endpointslice",
     "endpoints",
     "nodelifecycle",
@@ -165,6 +167,8 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
     let mut pods = informer::<Pod>(&client);
     let mut rss = informer::<ReplicaSet>(&client);
     let mut deps = informer::<Deployment>(&client);
+    let mut daemonsets = informer::<DaemonSet>(&client);
+    let mut revisions = informer::<ControllerRevision>(&client);
     let mut svcs = informer::<Service>(&client);
     let mut slices = informer::<EndpointSlice>(&client);
     let mut eps = informer::<Endpoints>(&client);
@@ -203,6 +207,19 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
             pods.subscribe(),
             workers,
         ));
+    }
+    if cfg.enabled("daemonset") {
+        let inputs = daemonset::Inputs {
+            daemonsets: daemonsets.store(),
+            daemonset_rx: daemonsets.subscribe(),
+            pods: pods.store(),
+            pod_rx: pods.subscribe(),
+            nodes: nodes.store(),
+            node_rx: nodes.subscribe(),
+            revisions: revisions.store(),
+            revision_rx: revisions.subscribe(),
+        };
+        tasks.spawn(daemonset::run(client.clone(), inputs, workers));
     }
     if endpoints_on {
         let inputs = endpointslice::Inputs {
@@ -330,6 +347,8 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
         &mut pods as &mut dyn Start,
         &mut rss,
         &mut deps,
+        &mut daemonsets,
+        &mut revisions,
         &mut svcs,
         &mut slices,
         &mut eps,
