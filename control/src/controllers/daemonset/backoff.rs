@@ -26,9 +26,11 @@ impl Backoff {
     }
 
     /// Records an attempt: the delay doubles up to [`MAX`], and starts
-    /// over after `2 * MAX` without attempts (`Next`).
+    /// over after `2 * MAX` without attempts (`Next`). Entries that old
+    /// are dropped (`GC`).
     pub fn next(&self, key: &str, now: Instant) {
         let mut m = self.entries.lock().expect("backoff");
+        m.retain(|k, (_, at)| k == key || now.saturating_duration_since(*at) <= 2 * MAX);
         let delay = match m.get(key) {
             Some((d, at)) if now.saturating_duration_since(*at) <= 2 * MAX => (*d * 2).min(MAX),
             _ => INITIAL,
