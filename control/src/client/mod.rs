@@ -3,12 +3,13 @@
 //! reflector store with fan-out to several consumers) started through one
 //! [`Start`] trait, leader election on a Lease, each component's event
 //! recorder (the shared client-go recorder of `baton-apimachinery`), and the
-//! taint and toleration rules both read.
+//! taint, toleration and node affinity rules both read.
 
 pub mod bootstrap_token;
 pub mod informer;
 pub mod kubeconfig;
 pub mod leader;
+pub mod node_affinity;
 pub mod per_namespace;
 pub mod recorder;
 pub mod taints;

@@ -34,23 +34,20 @@ impl Expectations {
     }
 
     pub fn expect_creations(&self, key: &str, n: i64) {
-        let mut m = self.inner.lock().expect("expectations");
-        m.insert(
-            key.to_string(),
-            Expectation {
-                adds: n,
-                deletes: HashSet::new(),
-                set_at: Instant::now(),
-            },
-        );
+        self.expect(key, n, []);
     }
 
     pub fn expect_deletions(&self, key: &str, pods: impl IntoIterator<Item = String>) {
+        self.expect(key, 0, pods);
+    }
+
+    /// Creations and deletions of one sync (`SetExpectations`).
+    pub fn expect(&self, key: &str, adds: i64, pods: impl IntoIterator<Item = String>) {
         let mut m = self.inner.lock().expect("expectations");
         m.insert(
             key.to_string(),
             Expectation {
-                adds: 0,
+                adds,
                 deletes: pods.into_iter().collect(),
                 set_at: Instant::now(),
             },

@@ -11,6 +11,7 @@ pub mod certificates;
 pub mod cli;
 pub mod clusterrole_aggregation;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpointslice;
 pub mod expectations;
@@ -30,7 +31,7 @@ pub mod ttl_after_finished;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -52,6 +53,7 @@ pub const ALL: &[&str] = &[
     "job",
     "cronjob",
     "ttl-after-finished",
+    "daemonset",
     "endpointslice",
     "endpoints",
     "nodelifecycle",
@@ -175,6 +177,8 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
     let mut deps = informer::<Deployment>(&client);
     let mut jobs = informer::<Job>(&client);
     let mut cron_jobs = informer::<CronJob>(&client);
+    let mut daemonsets = informer::<DaemonSet>(&client);
+    let mut revisions = informer::<ControllerRevision>(&client);
     let mut svcs = informer::<Service>(&client);
     let mut slices = informer::<EndpointSlice>(&client);
     let mut eps = informer::<Endpoints>(&client);
@@ -240,6 +244,19 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
             jobs.store(),
             jobs.subscribe(),
         ));
+    }
+    if cfg.enabled("daemonset") {
+        let inputs = daemonset::Inputs {
+            daemonsets: daemonsets.store(),
+            daemonset_rx: daemonsets.subscribe(),
+            pods: pods.store(),
+            pod_rx: pods.subscribe(),
+            nodes: nodes.store(),
+            node_rx: nodes.subscribe(),
+            revisions: revisions.store(),
+            revision_rx: revisions.subscribe(),
+        };
+        tasks.spawn(daemonset::run(client.clone(), inputs, workers));
     }
     if endpoints_on {
         let inputs = endpointslice::Inputs {
@@ -369,6 +386,8 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
         &mut deps,
         &mut jobs,
         &mut cron_jobs,
+        &mut daemonsets,
+        &mut revisions,
         &mut svcs,
         &mut slices,
         &mut eps,

@@ -39,6 +39,8 @@ pub static RESOURCES: &[&Resource] = &[
     &apps::replica_set::RESOURCE,
     &batch::job::RESOURCE,
     &batch::cron_job::RESOURCE,
+    &apps::daemon_set::RESOURCE,
+    &apps::controller_revision::RESOURCE,
     &discovery::RESOURCE,
     &coordination::RESOURCE,
     &events::RESOURCE,

@@ -1,12 +1,12 @@
 //! Affinity terms parsed once per pod: pod (anti-)affinity terms with their
-//! label selector and namespaces, and node selector terms.
+//! label selector and namespaces; node selector terms are the client's
+//! ([`crate::client::node_affinity`]), shared with the DaemonSet controller.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    NodeSelectorRequirement, NodeSelectorTerm, PodAffinityTerm, WeightedPodAffinityTerm,
-};
+use k8s_openapi::api::core::v1::{PodAffinityTerm, WeightedPodAffinityTerm};
 
+pub use crate::client::node_affinity::node_term_matches;
 use crate::validation::selector::{Selector, from_label_selector};
 
 /// A pod (anti-)affinity term.
@@ -67,77 +67,4 @@ pub fn weighted_terms(
         .flatten()
         .filter_map(|w| AffinityTerm::new(ns, &w.pod_affinity_term).map(|t| (w.weight, t)))
         .collect()
-}
-
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&String>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.contains(v)),
-        "NotIn" => value.is_none_or(|v| !values.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(b)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" { v > b } else { v < b }
-        }
-        _ => false,
-    }
-}
-
-/// `NodeSelectorTerm` match: every expression and field holds; a term
-/// with neither matches nothing.
-pub fn node_term_matches(
-    t: &NodeSelectorTerm,
-    node_name: &str,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    let exprs = t.match_expressions.as_deref().unwrap_or_default();
-    let fields = t.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    let name = node_name.to_string();
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key)))
-        && fields
-            .iter()
-            .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(&name)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn node_terms_support_every_operator() {
-        let labels: BTreeMap<String, String> = [
-            ("zone".to_string(), "a".to_string()),
-            ("gen".to_string(), "5".to_string()),
-        ]
-        .into();
-        let t: NodeSelectorTerm = serde_json::from_value(json!({"matchExpressions": [
-            {"key": "zone", "operator": "In", "values": ["a", "b"]},
-            {"key": "gen", "operator": "Gt", "values": ["3"]},
-            {"key": "gpu", "operator": "DoesNotExist"},
-        ]}))
-        .unwrap();
-        assert!(node_term_matches(&t, "n1", &labels));
-        let t: NodeSelectorTerm = serde_json::from_value(
-            json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}),
-        )
-        .unwrap();
-        assert!(!node_term_matches(&t, "n1", &labels));
-        assert!(!node_term_matches(
-            &NodeSelectorTerm::default(),
-            "n1",
-            &labels
-        ));
-    }
 }

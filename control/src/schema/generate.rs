@@ -100,6 +100,8 @@ pub fn generate() -> Generated {
     b.listable::<apps::ReplicaSet>();
     b.listable::<batch::Job>();
     b.listable::<batch::CronJob>();
+    b.listable::<apps::DaemonSet>();
+    b.listable::<apps::ControllerRevision>();
     b.kind::<autoscaling::Scale>();
     b.kind::<policy::Eviction>();
     b.kind::<authentication::TokenRequest>();

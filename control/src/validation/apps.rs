@@ -20,7 +20,7 @@ use super::pod::{template_meta, validate_pod_template};
 use super::pod_defaults::default_pod_spec;
 use super::selector::{from_label_selector, go_label_selector, validate_label_selector};
 
-fn default_template(spec: &mut Obj) {
+pub(super) fn default_template(spec: &mut Obj) {
     if let Some(ps) = child(spec, "template").and_then(|t| child(t, "spec")) {
         default_pod_spec(ps);
     }
@@ -56,7 +56,7 @@ pub fn default_replica_set(obj: &mut Obj) {
 }
 
 /// Go's `%#v` of an `intstr.IntOrString`.
-fn go_int_or_string(v: &IntOrString) -> String {
+pub(super) fn go_int_or_string(v: &IntOrString) -> String {
     match v {
         IntOrString::Int(i) => format!("intstr.IntOrString{{Type:0, IntVal:{i}, StrVal:\"\"}}"),
         IntOrString::String(s) => format!(
@@ -67,7 +67,7 @@ fn go_int_or_string(v: &IntOrString) -> String {
 }
 
 /// `getPercentValue`.
-fn percent_value(v: &IntOrString) -> Option<i64> {
+pub(super) fn percent_value(v: &IntOrString) -> Option<i64> {
     match v {
         IntOrString::String(s) if is_valid_percent(s).is_empty() => {
             s.trim_end_matches('%').parse().ok()
@@ -77,7 +77,7 @@ fn percent_value(v: &IntOrString) -> Option<i64> {
 }
 
 /// `getIntOrPercentValue`.
-fn int_or_percent_value(v: &IntOrString) -> i64 {
+pub(super) fn int_or_percent_value(v: &IntOrString) -> i64 {
     percent_value(v).unwrap_or(match v {
         IntOrString::Int(i) => (*i).into(),
         IntOrString::String(s) => s.parse().unwrap_or(0),
@@ -85,7 +85,7 @@ fn int_or_percent_value(v: &IntOrString) -> i64 {
 }
 
 /// `ValidatePositiveIntOrPercent`.
-fn validate_positive_int_or_percent(v: &IntOrString, path: &Path) -> Vec<Cause> {
+pub(super) fn validate_positive_int_or_percent(v: &IntOrString, path: &Path) -> Vec<Cause> {
     match v {
         IntOrString::String(s) => is_valid_percent(s)
             .into_iter()
@@ -294,7 +294,7 @@ pub fn validate_deployment(d: &Deployment) -> Vec<Cause> {
     errs
 }
 
-fn selector_immutable(new: &LabelSelector, old: &LabelSelector) -> Vec<Cause> {
+pub(super) fn selector_immutable(new: &LabelSelector, old: &LabelSelector) -> Vec<Cause> {
     if new == old {
         Vec::new()
     } else {

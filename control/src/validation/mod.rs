@@ -20,6 +20,7 @@ pub mod config;
 pub mod container;
 pub mod coordination;
 pub mod cron;
+pub mod daemon_set;
 pub mod endpoints;
 pub mod event;
 pub mod json;

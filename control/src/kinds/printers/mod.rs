@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod cluster;
+pub mod daemon_sets;
 mod format;
 pub mod network;
 pub mod storage;

@@ -99,6 +99,29 @@ pub(super) fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
+            "daemon-set-controller",
+            vec![
+                rule(&["get", "list", "watch"], apps, &["daemonsets"]),
+                rule(&["update", "patch"], apps, &["daemonsets/status"]),
+                rule(&["update"], apps, &["daemonsets/finalizers"]),
+                rule(&["list", "watch"], &[""], &["nodes"]),
+                rule(
+                    &["list", "watch", "create", "delete", "patch"],
+                    &[""],
+                    &["pods"],
+                ),
+                rule(&["create"], &[""], &["pods/binding"]),
+                rule(
+                    &[
+                        "get", "list", "watch", "create", "delete", "update", "patch",
+                    ],
+                    &["apps"],
+                    &["controllerrevisions"],
+                ),
+                events(),
+            ],
+        ),
+        (
             "job-controller",
             vec![
                 rule(

@@ -1,6 +1,7 @@
 //! NodeAffinity: `nodeSelector` and required node affinity must match the
 //! node's labels; preferred terms add their weights to the score.
 
+use crate::client::node_affinity::required_matches;
 use crate::scheduler::affinity::node_term_matches;
 use crate::scheduler::cache::{NodeInfo, PodInfo};
 use crate::scheduler::framework::{
@@ -14,26 +15,7 @@ impl Filter for NodeAffinity {
         let Some(spec) = pod.pod.spec.as_ref() else {
             return Ok(());
         };
-        let labels = node.labels();
-        let selector_ok = spec
-            .node_selector
-            .iter()
-            .flatten()
-            .all(|(k, v)| labels.get(k) == Some(v));
-        let required = spec
-            .affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| {
-                na.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            });
-        let affinity_ok = required.is_none_or(|r| {
-            r.node_selector_terms
-                .iter()
-                .any(|t| node_term_matches(t, &node.name, labels))
-        });
-        if selector_ok && affinity_ok {
+        if required_matches(spec, &node.name, node.labels()) {
             Ok(())
         } else {
             Err(Rejection::new(

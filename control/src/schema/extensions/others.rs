@@ -20,6 +20,7 @@ pub(super) static PATCH: &[(&str, &str, Patch)] = &[
         Patch::Merge("type"),
     ),
     (batch!("JobStatus"), "conditions", Patch::Merge("type")),
+    (apps!("DaemonSetStatus"), "conditions", Patch::Merge("type")),
 ];
 
 /// `+listType` / `+listMapKey`.
@@ -61,6 +62,7 @@ pub(super) static LIST: &[(&str, &str, List)] = &[
     (batch!("SuccessPolicy"), "rules", List::Atomic),
     (batch!("UncountedTerminatedPods"), "failed", List::Set),
     (batch!("UncountedTerminatedPods"), "succeeded", List::Set),
+    (apps!("DaemonSetStatus"), "conditions", List::Map(&["type"])),
     (discovery!("Endpoint"), "addresses", List::Set),
     (discovery!("EndpointHints"), "forNodes", List::Atomic),
     (discovery!("EndpointHints"), "forZones", List::Atomic),

@@ -290,6 +290,42 @@ fn deployments_and_replica_sets() {
     assert_eq!(cells("apps", "deployments", unset)[7], "");
 }
 
+#[test]
+fn daemon_sets_and_controller_revisions() {
+    let mut ds = deployment();
+    ds["metadata"]["name"] = json!("agent");
+    ds["spec"]["template"]["spec"]["nodeSelector"] = json!({"tier": "worker"});
+    ds["status"] = json!({"desiredNumberScheduled": 3, "currentNumberScheduled": 3, "numberReady": 2, "updatedNumberScheduled": 1, "numberAvailable": 2});
+    assert_eq!(
+        cells("apps", "daemonsets", ds),
+        [
+            json!("agent"),
+            json!(3),
+            json!(3),
+            json!(2),
+            json!(1),
+            json!(2),
+            json!("tier=worker"),
+            json!("3d"),
+            json!("nginx,log"),
+            json!("nginx:1.27,busybox"),
+            json!("app=web,tier in (a,b)")
+        ]
+    );
+    let cr = json!({"metadata": {"name": "agent-7c9d", "creationTimestamp": ago(45),
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "u", "controller": true}]},
+        "revision": 2});
+    assert_eq!(
+        cells("apps", "controllerrevisions", cr),
+        [
+            json!("agent-7c9d"),
+            json!("daemonset.apps/agent"),
+            json!(2),
+            json!("45s")
+        ]
+    );
+}
+
 fn service(spec: Value) -> Value {
     json!({"metadata": {"name": "web", "creationTimestamp": ago(45)}, "spec": spec})
 }
