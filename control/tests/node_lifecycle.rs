@@ -157,3 +157,71 @@ async fn silent_node_is_tainted_and_its_pods_are_recreated_elsewhere() {
         "{events}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_a_deleted_node_are_collected_after_the_quarantine() {
+    let plane = Plane::start(&["--terminated-pod-gc-threshold=1"]);
+    let client = plane.client().await;
+    let k = Kubelets::start(client.clone(), Duration::from_millis(100));
+    k.add_node(NodeSpec::new("doomed", "4")).await;
+    k.add_node(NodeSpec::new("stays", "4")).await;
+    let bound = |name: &str, node: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  containers: [{{name: c, image: busybox}}]\n"
+        )
+    };
+    for (name, node) in [("orphan", "doomed"), ("kept", "stays")] {
+        plane
+            .cluster
+            .api
+            .kubectl_stdin(&["apply", "-f", "-"], &bound(name, node));
+    }
+    // Terminated pods beyond the threshold (1): the oldest goes.
+    for name in ["done-old", "done-new"] {
+        plane
+            .cluster
+            .api
+            .kubectl_stdin(&["apply", "-f", "-"], &bound(name, "stays"));
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        // Running first (the stand-in kubelet starts it), then finished.
+        eventually(Duration::from_secs(20), "the pod runs", || async {
+            let p = pods.get(name).await.ok()?;
+            (p.status?.phase.as_deref() == Some("Running")).then_some(())
+        })
+        .await;
+        pods.patch_status(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"status": {"phase": "Succeeded"}})),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    k.stop("doomed");
+    plane.kubectl_ok(&["delete", "node", "doomed"]);
+    let deleted = Instant::now();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let names = || async {
+        pods.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect::<Vec<_>>()
+    };
+    eventually(Duration::from_secs(90), "the orphan collected", || async {
+        (!names().await.contains(&"orphan".to_owned())).then_some(())
+    })
+    .await;
+    assert!(
+        deleted.elapsed() >= baton_control::controllers::podgc::QUARANTINE,
+        "not before the quarantine: {:?}",
+        deleted.elapsed()
+    );
+    let left = names().await;
+    assert!(left.contains(&"kept".to_owned()), "{left:?}");
+    assert!(left.contains(&"done-new".to_owned()), "{left:?}");
+    assert!(!left.contains(&"done-old".to_owned()), "{left:?}");
+}

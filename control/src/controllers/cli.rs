@@ -47,6 +47,10 @@ pub struct ManagerFlags {
     /// The longest validity of an issued certificate.
     #[arg(long, default_value = "8760h", value_parser = parse_duration)]
     pub cluster_signing_duration: Duration,
+    /// Terminated pods kept before the pod garbage collector deletes the
+    /// oldest (0: all kept).
+    #[arg(long, default_value_t = 12500)]
+    pub terminated_pod_gc_threshold: usize,
 }
 
 /// `baton-control controllers`.
@@ -96,6 +100,7 @@ impl ManagerFlags {
             cluster_signing_cert_file: self.cluster_signing_cert_file.clone(),
             cluster_signing_key_file: self.cluster_signing_key_file.clone(),
             cluster_signing_duration: self.cluster_signing_duration,
+            terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
             ..Config::default()
         }
     }

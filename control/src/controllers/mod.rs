@@ -20,6 +20,7 @@ pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
 pub mod resource_discovery;
@@ -67,6 +68,7 @@ pub const ALL: &[&str] = &[
     "csrsigning",
     "tokencleaner",
     "bootstrapsigner",
+    "podgc",
 ];
 
 /// Settings (flags of `baton-control controllers`, named like
@@ -92,6 +94,9 @@ pub struct Config {
     pub cluster_signing_cert_file: Option<PathBuf>,
     pub cluster_signing_key_file: Option<PathBuf>,
     pub cluster_signing_duration: Duration,
+    /// `--terminated-pod-gc-threshold`: terminated pods kept before the
+    /// oldest are deleted (0: all kept).
+    pub terminated_pod_gc_threshold: usize,
 }
 
 impl Default for Config {
@@ -111,6 +116,7 @@ impl Default for Config {
             cluster_signing_cert_file: None,
             cluster_signing_key_file: None,
             cluster_signing_duration: Duration::from_secs(365 * 24 * 3600),
+            terminated_pod_gc_threshold: 12500,
         }
     }
 }
@@ -375,6 +381,14 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
             cluster_info.subscribe(),
             bootstrap_tokens.store(),
             bootstrap_tokens.subscribe(),
+        ));
+    }
+    if cfg.enabled("podgc") {
+        tasks.spawn(podgc::run(
+            client.clone(),
+            pods.store(),
+            nodes.store(),
+            cfg.terminated_pod_gc_threshold,
         ));
     }
     let ns_sub = cfg

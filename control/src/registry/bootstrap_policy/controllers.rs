@@ -122,6 +122,14 @@ pub(super) fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
+            "pod-garbage-collector",
+            vec![
+                rule(&["list", "watch", "delete"], &[""], &["pods"]),
+                rule(&["get", "list"], &[""], &["nodes"]),
+                rule(&["patch"], &[""], &["pods/status"]),
+            ],
+        ),
+        (
             "job-controller",
             vec![
                 rule(
