@@ -1,10 +1,74 @@
-//! Jobs end to end on real nodes: `kubectl create job` with the echo image
-//! runs `sh -c 'exit 0'` in a container to the Complete condition, and a
-//! Job whose container exits 1 with `backoffLimit: 1` reaches Failed after
-//! its second failed pod — the kubelet's pod phases read by the Job
-//! controller.
+//! Workloads end to end on real nodes:
+//!
+//! - Jobs: `kubectl create job` with the echo image runs `sh -c 'exit 0'`
+//!   in a container to the Complete condition, and a Job whose container
+//!   exits 1 with `backoffLimit: 1` reaches Failed after its second failed
+//!   pod — the kubelet's pod phases read by the Job controller;
+//! - DaemonSets: one running pod on every node, placed by the scheduler,
+//!   rolled to a new template node by node.
+
+use std::time::Duration;
 
 use baton_e2e::Stack;
+
+const DAEMONS: &str = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+spec:
+  selector:
+    matchLabels: {app: agent}
+  template:
+    metadata:
+      labels: {app: agent}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: echo
+        image: baton.local/echo:1
+        imagePullPolicy: IfNotPresent
+        readinessProbe:
+          httpGet: {path: /healthz, port: 8080}
+          periodSeconds: 1
+"#;
+
+#[test]
+fn a_daemon_set_runs_one_pod_on_every_node_and_rolls() {
+    let c = Stack::start(2);
+    c.apply(DAEMONS);
+    c.kubectl_ok(&["rollout", "status", "daemonset/agent", "--timeout=90s"]);
+    let placed = || {
+        let out = c.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase} {.metadata.labels.pod-template-generation}{\"\\n\"}{end}",
+        ]);
+        let mut lines: Vec<String> = out.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(
+        placed(),
+        ["baton-node-1 Running 1", "baton-node-2 Running 1"],
+        "one running pod per node"
+    );
+    let table = c.kubectl_ok(&["get", "ds", "agent"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..6], ["agent", "2", "2", "2", "2", "2"], "{table}");
+
+    // A new template replaces the pods, one node at a time.
+    c.kubectl_ok(&["set", "env", "daemonset/agent", "ROLLED=yes"]);
+    c.kubectl_ok(&["rollout", "status", "daemonset/agent", "--timeout=120s"]);
+    c.wait(Duration::from_secs(60), "the old pods gone", |_| {
+        placed() == ["baton-node-1 Running 2", "baton-node-2 Running 2"]
+    });
+    let history = c.kubectl_ok(&["rollout", "history", "daemonset/agent"]);
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+}
 
 const FAILING: &str = r#"
 apiVersion: batch/v1
