@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod deployment;
+pub mod disruption;
 pub mod endpointslice;
 pub mod expectations;
 pub mod garbagecollector;
@@ -38,6 +39,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::Api;
 use kube::runtime::watcher;
@@ -52,6 +54,7 @@ pub const ALL: &[&str] = &[
     "job",
     "cronjob",
     "ttl-after-finished",
+    "disruption",
     "endpointslice",
     "endpoints",
     "nodelifecycle",
@@ -175,6 +178,7 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
     let mut deps = informer::<Deployment>(&client);
     let mut jobs = informer::<Job>(&client);
     let mut cron_jobs = informer::<CronJob>(&client);
+    let mut budgets = informer::<PodDisruptionBudget>(&client);
     let mut svcs = informer::<Service>(&client);
     let mut slices = informer::<EndpointSlice>(&client);
     let mut eps = informer::<Endpoints>(&client);
@@ -240,6 +244,17 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
             jobs.store(),
             jobs.subscribe(),
         ));
+    }
+    if cfg.enabled("disruption") {
+        let inputs = disruption::Inputs {
+            budgets: budgets.store(),
+            budget_rx: budgets.subscribe(),
+            pods: pods.store(),
+            pod_rx: pods.subscribe(),
+            replicasets: rss.store(),
+            deployments: deps.store(),
+        };
+        tasks.spawn(disruption::run(client.clone(), inputs, workers));
     }
     if endpoints_on {
         let inputs = endpointslice::Inputs {
@@ -369,6 +384,7 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
         &mut deps,
         &mut jobs,
         &mut cron_jobs,
+        &mut budgets,
         &mut svcs,
         &mut slices,
         &mut eps,

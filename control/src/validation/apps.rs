@@ -56,7 +56,7 @@ pub fn default_replica_set(obj: &mut Obj) {
 }
 
 /// Go's `%#v` of an `intstr.IntOrString`.
-fn go_int_or_string(v: &IntOrString) -> String {
+pub(super) fn go_int_or_string(v: &IntOrString) -> String {
     match v {
         IntOrString::Int(i) => format!("intstr.IntOrString{{Type:0, IntVal:{i}, StrVal:\"\"}}"),
         IntOrString::String(s) => format!(
@@ -67,7 +67,7 @@ fn go_int_or_string(v: &IntOrString) -> String {
 }
 
 /// `getPercentValue`.
-fn percent_value(v: &IntOrString) -> Option<i64> {
+pub(super) fn percent_value(v: &IntOrString) -> Option<i64> {
     match v {
         IntOrString::String(s) if is_valid_percent(s).is_empty() => {
             s.trim_end_matches('%').parse().ok()
@@ -85,7 +85,7 @@ fn int_or_percent_value(v: &IntOrString) -> i64 {
 }
 
 /// `ValidatePositiveIntOrPercent`.
-fn validate_positive_int_or_percent(v: &IntOrString, path: &Path) -> Vec<Cause> {
+pub(super) fn validate_positive_int_or_percent(v: &IntOrString, path: &Path) -> Vec<Cause> {
     match v {
         IntOrString::String(s) => is_valid_percent(s)
             .into_iter()

@@ -7,5 +7,6 @@ pub mod batch;
 pub mod cluster;
 mod format;
 pub mod network;
+pub mod policy;
 pub mod storage;
 pub mod workloads;
