@@ -158,9 +158,9 @@ pub fn count_healthy(pods: &[Arc<Pod>], disrupted: &BTreeMap<String, Time>, now:
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| {
             let name = p.metadata.name.as_deref().unwrap_or("");
-            !disrupted
+            disrupted
                 .get(name)
-                .is_some_and(|t| t.0 + DELETION_TIMEOUT > now)
+                .is_none_or(|t| t.0 + DELETION_TIMEOUT <= now)
         })
         .filter(|p| is_ready(p))
         .count() as i32
