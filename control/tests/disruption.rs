@@ -10,8 +10,9 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use support::kubelet::{Kubelets, NodeSpec};
@@ -251,4 +252,184 @@ async fn eviction_and_drain_honour_a_deployments_disruption_budget() {
         .count();
     assert_eq!(on_node, 0);
     drop(kubelets);
+}
+
+/// A pod `name` labelled `app=api`, Running, Ready or not.
+async fn running_pod(client: &kube::Client, name: &str, ready: bool) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": "api"}},
+        "spec": {"nodeName": "node-x", "containers": [{"name": "c", "image": "registry.local/api:1"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let status = json!({"status": {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": if ready { "True" } else { "False" }},
+    ]}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+/// A budget `name` over `app=api` with the given spec extras and status
+/// (written as the disruption controller would).
+async fn budget(
+    client: &kube::Client,
+    name: &str,
+    spec: Value,
+    status: Value,
+) -> PodDisruptionBudget {
+    let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    let mut s = json!({"selector": {"matchLabels": {"app": "api"}}});
+    s.as_object_mut()
+        .unwrap()
+        .extend(spec.as_object().unwrap().clone());
+    let pdb: PodDisruptionBudget =
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": s})).unwrap();
+    let mut created = api.create(&PostParams::default(), &pdb).await.unwrap();
+    created.status = Some(serde_json::from_value(status).unwrap());
+    api.replace_status(name, &PostParams::default(), &created)
+        .await
+        .unwrap()
+}
+
+async fn exists(client: &kube::Client, pod: &str) -> bool {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.get_opt(pod).await.unwrap().is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eviction_decisions_follow_the_budget() {
+    let plane = Plane::new();
+    let client = plane.client().await;
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+
+    // A budget whose status is behind its spec refuses.
+    running_pod(&client, "a", true).await;
+    budget(&client, "stale", json!({"minAvailable": 1}),
+        json!({"observedGeneration": 0, "disruptionsAllowed": 1, "currentHealthy": 2, "desiredHealthy": 1, "expectedPods": 2})).await;
+    let (code, body) = evict(&client, "a").await;
+    assert_eq!(code, 429, "{body}");
+    assert_eq!(body["message"], VIOLATES);
+    assert_eq!(
+        body["details"]["causes"][0]["message"],
+        "The disruption budget stale is still being processed by the server."
+    );
+    assert_eq!(body["details"]["retryAfterSeconds"], 10);
+
+    // Two budgets over one pod: the eviction subresource does not decide.
+    budget(&client, "second", json!({"maxUnavailable": 1}),
+        json!({"observedGeneration": 1, "disruptionsAllowed": 1, "currentHealthy": 2, "desiredHealthy": 1, "expectedPods": 2})).await;
+    let (code, body) = evict(&client, "a").await;
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(
+        body["message"],
+        "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+    );
+    budgets.delete("stale", &Default::default()).await.unwrap();
+
+    // A dry run spends nothing and deletes nothing.
+    let req = http::Request::post("/api/v1/namespaces/default/pods/a/eviction?dryRun=All")
+        .header("content-type", "application/json")
+        .body(
+            serde_json::to_vec(
+                &json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "a"}}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let resp = client
+        .send(req.map(kube::client::Body::from))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    assert!(exists(&client, "a").await);
+    let s = budgets.get_status("second").await.unwrap().status.unwrap();
+    assert_eq!((s.disruptions_allowed, s.disrupted_pods), (1, None));
+
+    // The eviction spends the budget, records the pod and marks it.
+    let (code, body) = evict(&client, "a").await;
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        !exists(&client, "a").await || {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+            pods.get("a")
+                .await
+                .unwrap()
+                .metadata
+                .deletion_timestamp
+                .is_some()
+        }
+    );
+    let s = budgets.get_status("second").await.unwrap().status.unwrap();
+    assert_eq!(s.disruptions_allowed, 0);
+    assert!(s.disrupted_pods.unwrap().contains_key("a"));
+    let c = &s.conditions.unwrap()[0];
+    assert_eq!(
+        (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+        ("DisruptionAllowed", "False", "InsufficientPods")
+    );
+
+    // An unready pod: refused while the application is short of healthy
+    // pods (IfHealthyBudget), let go with AlwaysAllow.
+    running_pod(&client, "b", false).await;
+    budgets.delete("second", &Default::default()).await.unwrap();
+    budget(&client, "short", json!({"minAvailable": 2}),
+        json!({"observedGeneration": 1, "disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 2, "expectedPods": 2})).await;
+    let (code, body) = evict(&client, "b").await;
+    assert_eq!(code, 429, "{body}");
+    assert_eq!(
+        body["details"]["causes"][0]["message"],
+        "The disruption budget short needs 2 healthy pods and has 1 currently"
+    );
+    budgets
+        .patch(
+            "short",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"unhealthyPodEvictionPolicy": "AlwaysAllow"}})),
+        )
+        .await
+        .unwrap();
+    let (code, body) = evict(&client, "b").await;
+    assert_eq!(code, 201, "{body}");
+    let s = budgets.get_status("short").await.unwrap().status.unwrap();
+    assert_eq!(
+        s.disruptions_allowed, 0,
+        "an unhealthy pod spends no disruption"
+    );
+
+    // kubectl: the kind, its validation and its description.
+    let bad = "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: bad\nspec:\n  minAvailable: 1\n  maxUnavailable: 1\n  unhealthyPodEvictionPolicy: Never\n";
+    let out = plane.cluster.api.kubectl_stdin(&["create", "-f", "-"], bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("The PodDisruptionBudget \"bad\" is invalid"),
+        "{err}"
+    );
+    assert!(
+        err.contains(": minAvailable and maxUnavailable cannot be both set"),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.unhealthyPodEvictionPolicy: Unsupported value: \"Never\": supported values: \"AlwaysAllow\", \"IfHealthyBudget\""),
+        "{err}"
+    );
+    let d = plane.kubectl_ok(&["describe", "pdb", "short"]);
+    assert!(d.contains("Min available:  2"), "{d}");
+    assert!(d.contains("Selector:       app=api"), "{d}");
+    assert!(d.contains("Allowed disruptions:  0"), "{d}");
+    let r = plane.kubectl_ok(&["api-resources", "--api-group=policy"]);
+    assert!(
+        r.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w == [
+                "poddisruptionbudgets",
+                "pdb",
+                "policy/v1",
+                "true",
+                "PodDisruptionBudget",
+            ]
+        }),
+        "{r}"
+    );
 }
