@@ -251,6 +251,7 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
             budget_rx: budgets.subscribe(),
             pods: pods.store(),
             pod_rx: pods.subscribe(),
+            stale_rx: pods.subscribe(),
             replicasets: rss.store(),
             deployments: deps.store(),
         };

@@ -19,9 +19,10 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
+use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::debug;
 
@@ -57,6 +58,9 @@ pub struct Inputs {
     pub budget_rx: UnboundedReceiver<Change<PodDisruptionBudget>>,
     pub pods: Store<Pod>,
     pub pod_rx: UnboundedReceiver<Change<Pod>>,
+    /// A second subscription to pods, for the stale `DisruptionTarget`
+    /// conditions.
+    pub stale_rx: UnboundedReceiver<Change<Pod>>,
     pub replicasets: Store<ReplicaSet>,
     pub deployments: Store<Deployment>,
 }
@@ -129,8 +133,21 @@ fn find_controller(ctx: &Ctx, r: &OwnerReference, ns: &str) -> Option<(String, i
     }
 }
 
-/// Runs the controller.
+/// Runs the controller: the budgets' statuses and the reset of stale
+/// `DisruptionTarget` conditions.
 pub async fn run(client: kube::Client, inputs: Inputs, workers: u16) {
+    let stale = Controller::for_stream(objects(inputs.stale_rx), inputs.pods.clone())
+        .with_config(ControllerConfig::default().concurrency(workers))
+        .run(
+            reset_stale_disruption,
+            |_, e, _| {
+                debug!(error = %e, "stale pod disruption sync failed; retrying");
+                Action::requeue(Duration::from_secs(1))
+            },
+            Arc::new(client.clone()),
+        )
+        .for_each(|_| futures::future::ready(()));
+    tokio::spawn(stale);
     let ctx = Arc::new(Ctx {
         recorder: recorder::for_component(client.clone(), "controllermanager"),
         client,
@@ -172,6 +189,37 @@ async fn write_status(
             what: pdb.name_any(),
             source,
         })
+}
+
+/// `syncStalePodDisruption`: a pod marked `DisruptionTarget` that is still
+/// there two minutes later was not disrupted; its condition turns False.
+async fn reset_stale_disruption(pod: Arc<Pod>, client: Arc<kube::Client>) -> Result<Action, Error> {
+    let Some(left) = plan::stale_disruption_in(&pod, Timestamp::now()) else {
+        return Ok(Action::await_change());
+    };
+    if !left.is_zero() {
+        let ms = left.as_millis().max(0) as u64;
+        return Ok(Action::requeue(Duration::from_millis(ms)));
+    }
+    let api: Api<Pod> = Api::namespaced((*client).clone(), &pod.namespace().unwrap_or_default());
+    let patch = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "False",
+        "lastTransitionTime": crate::client::time::now()}]}});
+    match api
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::apply("DisruptionController"),
+            &Patch::Strategic(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(Action::await_change()),
+        Err(e) if crate::client::is_status(&e, 404) => Ok(Action::await_change()),
+        Err(source) => Err(Error::Api {
+            verb: "reset the DisruptionTarget condition of",
+            what: pod.name_any(),
+            source,
+        }),
+    }
 }
 
 async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Action, Error> {

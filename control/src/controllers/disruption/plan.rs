@@ -284,6 +284,37 @@ pub fn next_status(
     Some(status)
 }
 
+/// How long a pod's `DisruptionTarget` condition waits for the pod to go
+/// before it is reset (`stalePodDisruptionTimeout`).
+pub const STALE_DISRUPTION_TIMEOUT: SignedDuration = SignedDuration::from_secs(120);
+
+/// `nonTerminatingPodHasStaleDisruptionCondition`: for a pod marked
+/// `DisruptionTarget` (not by its kubelet) that is neither deleting nor
+/// finished, how long until the mark is stale (zero once it is).
+pub fn stale_disruption_in(pod: &Pod, now: Timestamp) -> Option<SignedDuration> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let status = pod.status.as_ref()?;
+    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    let c = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionTarget")?;
+    if c.status != "True" || c.reason.as_deref() == Some("TerminationByKubelet") {
+        return None;
+    }
+    let since = c
+        .last_transition_time
+        .as_ref()
+        .map_or(Timestamp::UNIX_EPOCH, |t| t.0);
+    let left = STALE_DISRUPTION_TIMEOUT - now.duration_since(since);
+    Some(left.max(SignedDuration::ZERO))
+}
+
 /// `failSafe`: a budget that could not be computed allows no disruption.
 pub fn fail_safe(
     pdb: &PodDisruptionBudget,
@@ -416,6 +447,45 @@ mod tests {
         assert_eq!(count_healthy(&pods, &d.pods, now), 2, "a is about to go");
         let unready = vec![pod("a", false, None), pod("b", true, None)];
         assert_eq!(count_healthy(&unready, &BTreeMap::new(), now), 1);
+    }
+
+    #[test]
+    fn disruption_marks_go_stale_after_two_minutes() {
+        let now: Timestamp = "2024-01-01T00:10:00Z".parse().unwrap();
+        let marked = |reason: &str, since: &str, phase: &str| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": "a"}, "status": {"phase": phase, "conditions": [
+                {"type": "DisruptionTarget", "status": "True", "reason": reason, "lastTransitionTime": since}]}}))
+            .unwrap()
+        };
+        assert_eq!(
+            stale_disruption_in(
+                &marked("EvictionByEvictionAPI", "2024-01-01T00:09:00Z", "Running"),
+                now
+            ),
+            Some(SignedDuration::from_secs(60))
+        );
+        assert_eq!(
+            stale_disruption_in(
+                &marked("EvictionByEvictionAPI", "2024-01-01T00:05:00Z", "Running"),
+                now
+            ),
+            Some(SignedDuration::ZERO)
+        );
+        assert_eq!(
+            stale_disruption_in(
+                &marked("TerminationByKubelet", "2024-01-01T00:05:00Z", "Running"),
+                now
+            ),
+            None
+        );
+        assert_eq!(
+            stale_disruption_in(
+                &marked("EvictionByEvictionAPI", "2024-01-01T00:05:00Z", "Failed"),
+                now
+            ),
+            None
+        );
+        assert_eq!(stale_disruption_in(&pod("b", true, None), now), None);
     }
 
     #[test]
