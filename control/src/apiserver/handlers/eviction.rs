@@ -51,6 +51,16 @@ fn still_processing(pdb: &str) -> ApiError {
     )
 }
 
+/// The budget kept changing under the eviction (`NewTimeoutError`).
+fn conflicts(pdb: &str) -> ApiError {
+    ApiError::new(
+        504,
+        "Timeout",
+        format!("Timeout: couldn't update PodDisruptionBudget \"{pdb}\" due to conflicts"),
+    )
+    .with_details(json!({"retryAfterSeconds": 10}))
+}
+
 fn forbidden(pdb: &str, why: &str) -> ApiError {
     ApiError::new(
         403,
@@ -369,9 +379,7 @@ pub async fn evict(
                 .await
                 .map_err(|e| {
                     if e.code == 409 {
-                        ApiError::timeout(format!(
-                            "couldn't update PodDisruptionBudget \"{pdb_name}\" due to conflicts"
-                        ))
+                        conflicts(&pdb_name)
                     } else {
                         e
                     }
