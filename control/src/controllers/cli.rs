@@ -11,7 +11,7 @@ use super::Config;
 pub struct ManagerFlags {
     /// Controllers to run: `*` for all, a name to enable, `-name` to
     /// disable (deployment, replicaset, job, cronjob, ttl-after-finished,
-    /// endpointslice, endpoints, nodelifecycle, nodeipam, garbagecollector,
+    /// disruption, endpointslice, endpoints, nodelifecycle, nodeipam, garbagecollector,
     /// namespace, serviceaccount, root-ca-cert-publisher,
     /// clusterrole-aggregation, csrapproving, csrsigning, tokencleaner).
     #[arg(long, value_delimiter = ',', default_value = "*")]

@@ -13,6 +13,7 @@ pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpointslice;
 pub mod expectations;
 pub mod garbagecollector;
@@ -40,6 +41,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::Api;
 use kube::runtime::watcher;
@@ -55,6 +57,7 @@ pub const ALL: &[&str] = &[
     "cronjob",
     "ttl-after-finished",
     "daemonset",
+    "disruption",
     "endpointslice",
     "endpoints",
     "nodelifecycle",
@@ -185,6 +188,7 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
     let mut cron_jobs = informer::<CronJob>(&client);
     let mut daemonsets = informer::<DaemonSet>(&client);
     let mut revisions = informer::<ControllerRevision>(&client);
+    let mut budgets = informer::<PodDisruptionBudget>(&client);
     let mut svcs = informer::<Service>(&client);
     let mut slices = informer::<EndpointSlice>(&client);
     let mut eps = informer::<Endpoints>(&client);
@@ -263,6 +267,18 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
             revision_rx: revisions.subscribe(),
         };
         tasks.spawn(daemonset::run(client.clone(), inputs, workers));
+    }
+    if cfg.enabled("disruption") {
+        let inputs = disruption::Inputs {
+            budgets: budgets.store(),
+            budget_rx: budgets.subscribe(),
+            pods: pods.store(),
+            pod_rx: pods.subscribe(),
+            stale_rx: pods.subscribe(),
+            replicasets: rss.store(),
+            deployments: deps.store(),
+        };
+        tasks.spawn(disruption::run(client.clone(), inputs, workers));
     }
     if endpoints_on {
         let inputs = endpointslice::Inputs {
@@ -402,6 +418,7 @@ pub async fn run_controllers(client: kube::Client, cfg: Config, cidrs: nodeipam:
         &mut cron_jobs,
         &mut daemonsets,
         &mut revisions,
+        &mut budgets,
         &mut svcs,
         &mut slices,
         &mut eps,

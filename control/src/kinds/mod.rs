@@ -15,6 +15,7 @@ pub mod coordination;
 pub mod core;
 pub mod discovery;
 pub mod events;
+pub mod policy;
 pub mod printers;
 pub mod rbac;
 pub mod scheduling;
@@ -51,6 +52,7 @@ pub static RESOURCES: &[&Resource] = &[
     &authorization::SUBJECT_ACCESS_REVIEWS,
     &authorization::LOCAL_SUBJECT_ACCESS_REVIEWS,
     &certificates::RESOURCE,
+    &policy::RESOURCE,
     &rbac::ROLES,
     &rbac::ROLE_BINDINGS,
     &rbac::CLUSTER_ROLES,

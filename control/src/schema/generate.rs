@@ -115,6 +115,7 @@ pub fn generate() -> Generated {
     b.listable::<coordination::Lease>();
     b.listable::<events::Event>();
     b.listable::<certificates::CertificateSigningRequest>();
+    b.listable::<policy::PodDisruptionBudget>();
     b.listable::<rbac::Role>();
     b.listable::<rbac::RoleBinding>();
     b.listable::<rbac::ClusterRole>();

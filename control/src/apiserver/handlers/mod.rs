@@ -3,6 +3,7 @@
 
 pub mod access_review;
 pub mod delete;
+pub mod eviction;
 pub mod list;
 pub mod node_proxy;
 pub mod nonresource;

@@ -1,7 +1,7 @@
-//! Subresources other than status: pods/binding, pods/eviction,
+//! Subresources other than status: pods/binding,
 //! deployments|replicasets/scale (autoscaling/v1 Scale) and the `bindings`
-//! resource (pods/log|exec|attach are in `pod_streams`,
-//! serviceaccounts/token in `token_request`).
+//! resource (pods/eviction is in `eviction`, pods/log|exec|attach in
+//! `pod_streams`, serviceaccounts/token in `token_request`).
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use crate::apiserver::codec::content;
 use crate::apiserver::codec::patch::{self, PatchType};
 use crate::apiserver::router::{ResourceRequest, Verb};
 use crate::registry::fieldmanager;
-use crate::registry::{DeleteOptions, Deleted, WriteContext, resource_version};
+use crate::registry::{WriteContext, resource_version};
 
 fn body(r: &Req) -> Result<Value, ApiError> {
     let format = content::body_format(r.header("content-type"))?;
@@ -36,7 +36,7 @@ pub async fn handle(
 ) -> Result<Response<Body>, ApiError> {
     match (sub, rr.verb) {
         ("binding", Verb::Create) => bind(api, rr, r).await,
-        ("eviction", Verb::Create) => evict(api, rr, r).await,
+        ("eviction", Verb::Create) => super::eviction::evict(api, rr, r).await,
         ("token", Verb::Create) => super::token_request::create(api, rr, r).await,
         ("scale", Verb::Get) => scale_get(api, rr, r).await,
         ("scale", Verb::Update | Verb::Patch) => scale_write(api, rr, r).await,
@@ -117,27 +117,6 @@ async fn bind(api: &Arc<Api>, rr: &ResourceRequest, r: &Req) -> Result<Response<
             Ok(next)
         })
         .await?;
-    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
-    // The Status in the representation asked for (protobuf from client-go).
-    let accept = accept(rr, r).unwrap_or(content::Accept::Json);
-    Ok(respond_json(201, &accept, &status))
-}
-
-/// Evicts a pod: a graceful delete (no PodDisruptionBudgets are served).
-async fn evict(api: &Arc<Api>, rr: &ResourceRequest, r: &Req) -> Result<Response<Body>, ApiError> {
-    let b = body(r)?;
-    super::delete::node_may_remove(api, rr, r, true).await?;
-    let mut opts = DeleteOptions::from_request(b.get("deleteOptions"), &r.query)?;
-    if r.dry_run()? {
-        opts.dry_run = true;
-    }
-    match api
-        .registry
-        .delete(rr.resource, rr.namespace(), rr.name(), &opts)
-        .await?
-    {
-        Deleted::Gone(_) | Deleted::Pending(_) => {}
-    }
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
     // The Status in the representation asked for (protobuf from client-go).
     let accept = accept(rr, r).unwrap_or(content::Accept::Json);

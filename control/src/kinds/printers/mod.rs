@@ -8,5 +8,6 @@ pub mod cluster;
 pub mod daemon_sets;
 mod format;
 pub mod network;
+pub mod policy;
 pub mod storage;
 pub mod workloads;

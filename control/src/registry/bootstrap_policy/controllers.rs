@@ -169,6 +169,32 @@ pub(super) fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
+            "disruption-controller",
+            vec![
+                rule(
+                    &["get", "list", "watch"],
+                    &["extensions", "apps"],
+                    &["deployments"],
+                ),
+                rule(&["get", "list", "watch"], apps, &["replicasets"]),
+                rule(
+                    &["get", "list", "watch"],
+                    &[""],
+                    &["replicationcontrollers"],
+                ),
+                rule(
+                    &["get", "list", "watch"],
+                    &["policy"],
+                    &["poddisruptionbudgets"],
+                ),
+                rule(&["get", "list", "watch"], &["apps"], &["statefulsets"]),
+                rule(&["update"], &["policy"], &["poddisruptionbudgets/status"]),
+                rule(&["get"], &["*"], &["*/scale"]),
+                rule(&["patch", "update"], &[""], &["pods/status"]),
+                events(),
+            ],
+        ),
+        (
             "ttl-after-finished-controller",
             vec![
                 rule(&["get", "list", "watch", "delete"], &["batch"], &["jobs"]),

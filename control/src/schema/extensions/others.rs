@@ -1,6 +1,6 @@
 //! Markers of the other served groups, from `k8s.io/apimachinery/pkg/apis/meta/v1`,
-//! `k8s.io/api/{apps,batch,discovery,rbac}/v1` `types.go` (v1.33). The events,
-//! coordination, scheduling, autoscaling and policy kinds served carry none.
+//! `k8s.io/api/{apps,batch,discovery,policy,rbac}/v1` `types.go` (v1.33). The
+//! events, coordination, scheduling and autoscaling kinds served carry none.
 
 use super::{List, MapType, Patch};
 
@@ -21,6 +21,11 @@ pub(super) static PATCH: &[(&str, &str, Patch)] = &[
     ),
     (batch!("JobStatus"), "conditions", Patch::Merge("type")),
     (apps!("DaemonSetStatus"), "conditions", Patch::Merge("type")),
+    (
+        "io.k8s.api.policy.v1.PodDisruptionBudgetStatus",
+        "conditions",
+        Patch::Merge("type"),
+    ),
 ];
 
 /// `+listType` / `+listMapKey`.
@@ -68,6 +73,11 @@ pub(super) static LIST: &[(&str, &str, List)] = &[
     (discovery!("EndpointHints"), "forZones", List::Atomic),
     (discovery!("EndpointSlice"), "endpoints", List::Atomic),
     (discovery!("EndpointSlice"), "ports", List::Atomic),
+    (
+        "io.k8s.api.policy.v1.PodDisruptionBudgetStatus",
+        "conditions",
+        List::Map(&["type"]),
+    ),
     (
         rbac!("AggregationRule"),
         "clusterRoleSelectors",

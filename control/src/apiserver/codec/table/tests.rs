@@ -774,3 +774,29 @@ fn jobs_and_cron_jobs() {
         ]
     );
 }
+
+#[test]
+fn pod_disruption_budgets() {
+    assert_eq!(
+        names("policy", "PodDisruptionBudget"),
+        [
+            ("Name".to_string(), 0),
+            ("Min Available".to_string(), 0),
+            ("Max Unavailable".to_string(), 0),
+            ("Allowed Disruptions".to_string(), 0),
+            ("Age".to_string(), 0),
+        ]
+    );
+    let pdb = json!({"metadata": {"name": "web", "creationTimestamp": ago(5)},
+        "spec": {"maxUnavailable": "25%"}, "status": {"disruptionsAllowed": 2}});
+    assert_eq!(
+        cells("policy", "poddisruptionbudgets", pdb),
+        [
+            json!("web"),
+            json!("N/A"),
+            json!("25%"),
+            json!(2),
+            json!("5s")
+        ]
+    );
+}
