@@ -159,3 +159,76 @@ async fn high_priority_pod_preempts_a_low_priority_one_when_the_cluster_is_full(
         "the preemptor was first reported unschedulable: {events}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gated_pod_waits_until_its_gates_are_removed() {
+    let plane = Plane::start(&[]);
+    let client = plane.client().await;
+    let k = Kubelets::start(client.clone(), Duration::from_millis(100));
+    k.add_node(NodeSpec::new("worker", "2")).await;
+    let gated = pod_yaml("gated", "100m", None).replace(
+        "spec:\n",
+        "spec:\n  schedulingGates:\n  - name: example.com/quota\n  - name: example.com/approval\n",
+    );
+    plane
+        .cluster
+        .api
+        .kubectl_stdin(&["apply", "-f", "-"], &gated);
+    let status = || {
+        plane.kubectl_ok(&[
+            "get",
+            "pod",
+            "gated",
+            "--no-headers",
+            "-o",
+            "custom-columns=STATUS:.status.conditions[0].reason",
+        ])
+    };
+    assert_eq!(status().trim(), "SchedulingGated");
+    let table = plane.kubectl_ok(&["get", "pod", "gated"]);
+    assert!(table.contains("SchedulingGated"), "{table}");
+    // Held while any gate remains.
+    plane.kubectl_ok(&[
+        "patch",
+        "pod",
+        "gated",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/spec/schedulingGates/0"}]"#,
+    ]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(node_of(&client, "gated").await, None, "still gated");
+    // The scheduler never tried it: no scheduling events.
+    let events = plane.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=gated",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert_eq!(events.trim(), "", "{events}");
+    // Gates may be removed, never added.
+    let out = plane.cluster.api.kubectl(&[
+        "patch",
+        "pod",
+        "gated",
+        "--type=json",
+        "-p",
+        r#"[{"op": "add", "path": "/spec/schedulingGates/-", "value": {"name": "example.com/late"}}]"#,
+    ]);
+    assert!(!out.status.success());
+    plane.kubectl_ok(&[
+        "patch",
+        "pod",
+        "gated",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/spec/schedulingGates"}]"#,
+    ]);
+    let node = eventually(Duration::from_secs(20), "the pod bound", || {
+        node_of(&client, "gated")
+    })
+    .await;
+    assert_eq!(node, "worker");
+}

@@ -1,6 +1,6 @@
 //! Informer event handlers: keep the cache and the queue in step with the
 //! cluster (`eventhandlers.go`): pending pods of this scheduler go to the
-//! queue, bound pods to the cache; node and volume changes and pod deletions
+//! queue once they have no scheduling gates, bound pods to the cache; node and volume changes and pod deletions
 //! move unschedulable pods back to be retried.
 
 use std::sync::{Arc, Mutex};
@@ -16,6 +16,15 @@ fn assigned(p: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
         .is_some_and(|n| !n.is_empty())
+}
+
+/// Whether the pod waits on scheduling gates (the `SchedulingGates`
+/// PreEnqueue plugin keeps it out of the queue until they are removed).
+fn gated(p: &Pod) -> bool {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty())
 }
 
 fn terminal(p: &Pod) -> bool {
@@ -45,7 +54,7 @@ pub fn on_pod(
                 } else {
                     c.upsert_bound(new);
                 }
-            } else if new.metadata.deletion_timestamp.is_some() || terminal(&new) {
+            } else if new.metadata.deletion_timestamp.is_some() || terminal(&new) || gated(&new) {
                 queue.delete(&key);
             } else if new
                 .spec
