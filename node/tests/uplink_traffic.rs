@@ -110,9 +110,13 @@ const BPF_LINK_TYPE_TCX: u64 = 11;
 fn tcx_links() -> Vec<u64> {
     // bpftool walks the link table by id and fails, saying nothing, when a
     // link another test just removed vanishes between two steps of its
-    // walk: a few tries get one consistent listing.
-    let json = (0..5)
-        .find_map(|_| {
+    // walk: tries a moment apart (other tests create and remove links in
+    // bursts) get one consistent listing.
+    let json = (0..50)
+        .find_map(|attempt| {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
             let out = std::process::Command::new("bpftool")
                 .args(["-j", "link", "show"])
                 .output()
