@@ -292,7 +292,7 @@ pub fn route_control_plane_to_pods(
 pub fn drain(cluster: &Cluster, plane: &ControlPlane, timeout: Duration) {
     if plane.kubeconfig.is_file() {
         // Owners first, or their controllers would replace the pods.
-        for kinds in ["deployments,replicasets", "pods"] {
+        for kinds in ["cronjobs,jobs,daemonsets,deployments,replicasets", "pods"] {
             let _ = exec::run(
                 plane.kubectl().args([
                     "delete",
